@@ -1,0 +1,1 @@
+"""Source model (GGUF file or Hugging Face folder) -> verified ONNX model folder."""
