@@ -23,6 +23,8 @@ class RopeConfig:
     short_factor: list[float] | None = None  # longrope
     long_factor: list[float] | None = None  # longrope
     attention_factor: float | None = None  # longrope / yarn
+    # Per-dimension divisors of the inverse frequencies (llama.cpp's rope_freqs tensor).
+    freq_factors: list[float] | None = None
     beta_fast: float = 32.0  # yarn
     beta_slow: float = 1.0  # yarn
 
@@ -40,6 +42,8 @@ class ModelConfig:
     num_kv_heads: int
     head_dim: int
     context_length: int
+    # Dimensions of each head that rotate (partial rotary); None means all of head_dim.
+    rotary_dim: int | None = None
     norm_eps: float = 1e-5
     rope: RopeConfig = field(default_factory=RopeConfig)
     # Layers with a sliding window use this RoPE (Gemma 3's local layers).

@@ -1,0 +1,199 @@
+"""Build the decoder ONNX graph directly from the weights.
+
+Per layer: RMSNorm -> q/k/v projections (+bias) -> [q/k RMSNorm] -> RotaryEmbedding ->
+GroupQueryAttention (KV cache in and out, causal, optional sliding window) -> output
+projection -> [post-attention norm] -> residual + RMSNorm (one fused node) -> gated MLP ->
+[post-MLP norm] -> residual. The residual add and the next norm are fused
+(SkipSimplifiedLayerNormalization). ONNX Runtime contrib operators used here run on
+onnxruntime's CPU EP and on onnxruntime-web (WASM and WebGPU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from .config import ModelConfig
+from .io_names import GraphNames
+from .onnx_builder import FLOAT, INT32, INT64, MS_DOMAIN, GraphBuilder
+from .rope import cos_sin_cache
+from .sources.model import SourceModel
+
+# A linear layer: (builder, activation name, canonical weight name) -> output name.
+LinearFn = Callable[[GraphBuilder, str, str], str]
+
+
+def float_linear(source: SourceModel) -> LinearFn:
+    """Plain fp32 MatMul with the weight stored transposed ([in, out])."""
+
+    def linear(b: GraphBuilder, x: str, name: str) -> str:
+        weight = source.weights[name].float32().T
+        w = b.initializer(name.replace(".", "/") + "/weight", weight)
+        return b.op("MatMul", [x, w], name=name.replace(".", "/"))
+
+    return linear
+
+
+class DecoderGraph:
+    """Emits one decoder-only transformer with a KV cache."""
+
+    def __init__(self, source: SourceModel, linear: LinearFn | None = None,
+                 kv_dtype: int = FLOAT, progress: bool = False) -> None:
+        self.src = source
+        self.cfg: ModelConfig = source.config
+        self.spec = source.spec
+        self.b = GraphBuilder()
+        self.linear = linear or float_linear(source)
+        self.names = GraphNames(self.cfg.num_layers)
+        self.kv_dtype = kv_dtype
+        self.progress = progress
+
+    # -- small pieces ---------------------------------------------------------------
+    def norm_weight(self, name: str) -> str:
+        return self.b.initializer(name.replace(".", "/"), self.src.float32(name))
+
+    def rms_norm(self, x: str, name: str) -> str:
+        return self.b.op("SimplifiedLayerNormalization", [x, self.norm_weight(name)],
+                         name=name.replace(".", "/"), axis=-1, epsilon=self.cfg.norm_eps,
+                         stash_type=1)
+
+    def skip_rms_norm(self, x: str, skip: str, name: str) -> tuple[str, str]:
+        """Returns (norm(x + skip), x + skip)."""
+        path = name.replace(".", "/")
+        normed, summed = self.b.unique(path + "/out"), self.b.unique(path + "/sum")
+        self.b.op("SkipSimplifiedLayerNormalization", [x, skip, self.norm_weight(name)],
+                  outputs=[normed, "", "", summed], domain=MS_DOMAIN, name=path,
+                  epsilon=self.cfg.norm_eps)
+        return normed, summed
+
+    def head_norm(self, x: str, name: str, heads: int) -> str:
+        d = self.cfg.head_dim
+        split = self.b.op("Reshape", [x, self.b.const([0, 0, heads, d], np.int64)])
+        normed = self.rms_norm(split, name)
+        return self.b.op("Reshape", [normed, self.b.const([0, 0, heads * d], np.int64)])
+
+    # -- blocks ---------------------------------------------------------------------
+    def rope_tables(self) -> dict[bool, tuple[str, str]]:
+        cfg = self.cfg
+        rot = cfg.rotary_dim or cfg.head_dim
+        tables = {}
+        for local in (False, True):
+            rope = cfg.rope_local if (local and cfg.rope_local) else cfg.rope
+            cos, sin = cos_sin_cache(rope, rot, cfg.context_length)
+            tag = "local" if local else "global"
+            tables[local] = (self.b.initializer(f"rope/{tag}/cos", cos), self.b.initializer(f"rope/{tag}/sin", sin))
+            if not cfg.rope_local:
+                tables[True] = tables[False]
+                break
+        return tables
+
+    def attention(self, i: int, x: str, positions: str, seqlens: str, total: str,
+                  rope: tuple[str, str]) -> str:
+        cfg, b = self.cfg, self.b
+        q, k, v = (self.linear(b, x, f"L{i}.{p}") for p in "qkv")
+        if cfg.attention_bias:
+            q, k, v = (b.op("Add", [t, self.norm_weight(f"L{i}.{p}_bias")]) for t, p in zip((q, k, v), "qkv"))
+        if self.spec.qk_norm:
+            q = self.head_norm(q, f"L{i}.q_norm", cfg.num_heads)
+            k = self.head_norm(k, f"L{i}.k_norm", cfg.num_kv_heads)
+        rot_attrs: dict[str, Any] = {"interleaved": 0}
+        if cfg.rotary_dim:
+            rot_attrs["rotary_embedding_dim"] = cfg.rotary_dim
+        q = b.op("RotaryEmbedding", [q, positions, *rope], domain=MS_DOMAIN, name=f"L{i}/rope_q",
+                 num_heads=cfg.num_heads, **rot_attrs)
+        k = b.op("RotaryEmbedding", [k, positions, *rope], domain=MS_DOMAIN, name=f"L{i}/rope_k",
+                 num_heads=cfg.num_kv_heads, **rot_attrs)
+        scale = 1.0 / math.sqrt(cfg.query_pre_attn_scalar or cfg.head_dim)
+        attrs: dict[str, Any] = {"num_heads": cfg.num_heads, "kv_num_heads": cfg.num_kv_heads, "scale": scale}
+        if cfg.is_sliding(i) and cfg.sliding_window:
+            # GQA keeps local_window_size + 1 keys; HF's window of W includes the query itself.
+            attrs["local_window_size"] = int(cfg.sliding_window) - 1
+        if cfg.attn_logit_softcap:
+            attrs["softcap"] = float(cfg.attn_logit_softcap)
+        past_k, past_v = self.names.past(i)
+        present_k, present_v = self.names.present(i)
+        out = b.unique(f"L{i}/attn/out")
+        b.op("GroupQueryAttention", [q, k, v, past_k, past_v, seqlens, total],
+             outputs=[out, present_k, present_v], domain=MS_DOMAIN, name=f"L{i}/attn", **attrs)
+        return self.linear(b, out, f"L{i}.o")
+
+    def mlp(self, i: int, x: str) -> str:
+        b = self.b
+        gate = self.linear(b, x, f"L{i}.gate")
+        up = self.linear(b, x, f"L{i}.up")
+        if self.spec.activation == "gelu_tanh":
+            act = b.op("Gelu", [gate], approximate="tanh")
+        else:
+            act = b.op("Mul", [gate, b.op("Sigmoid", [gate])])
+        return self.linear(b, b.op("Mul", [act, up]), f"L{i}.down")
+
+    # -- whole model ------------------------------------------------------------------
+    def declare_io(self) -> None:
+        cfg, b = self.cfg, self.b
+        b.add_input("input_ids", INT64, ["batch_size", "sequence_length"])
+        b.add_input("attention_mask", INT64, ["batch_size", "total_sequence_length"])
+        b.add_input("position_ids", INT64, ["batch_size", "sequence_length"])
+        kv_past = ["batch_size", cfg.num_kv_heads, "past_sequence_length", cfg.head_dim]
+        kv_total = ["batch_size", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]
+        for i in range(cfg.num_layers):
+            for name in self.names.past(i):
+                b.add_input(name, self.kv_dtype, kv_past)
+        b.add_output("logits", FLOAT, ["batch_size", "sequence_length", cfg.vocab_size])
+        for i in range(cfg.num_layers):
+            for name in self.names.present(i):
+                b.add_output(name, self.kv_dtype, kv_total)
+
+    def embed(self) -> str:
+        b = self.b
+        table = b.initializer("embed/weight", self.src.float32("embed"))
+        self.embed_table = table
+        h = b.op("Gather", [table, "input_ids"], name="embed", axis=0)
+        if self.spec.scale_embeddings:
+            h = b.op("Mul", [h, b.const(np.float32(math.sqrt(self.cfg.hidden_size)))])
+        return h
+
+    def lm_head(self, x: str) -> str:
+        cfg, b = self.cfg, self.b
+        if cfg.tie_embeddings:
+            flat = b.op("Reshape", [x, b.const([-1, cfg.hidden_size], np.int64)])
+            logits2d = b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
+            batch_seq = b.op("Shape", ["input_ids"])
+            shape = b.op("Concat", [batch_seq, b.const([cfg.vocab_size], np.int64)], axis=0)
+            logits = b.op("Reshape", [logits2d, shape])
+        else:
+            logits = self.linear(b, x, "lm_head")
+        if cfg.final_logit_softcap:
+            cap = b.const(np.float32(cfg.final_logit_softcap))
+            logits = b.op("Mul", [b.op("Tanh", [b.op("Div", [logits, cap])]), cap])
+        b.op("Identity", [logits], outputs=["logits"], name="logits")
+        return "logits"
+
+    def build(self) -> onnx.ModelProto:
+        cfg, b = self.cfg, self.b
+        self.declare_io()
+        lengths = b.op("ReduceSum", ["attention_mask", b.const([1], np.int64)], keepdims=0)
+        seqlens = b.op("Cast", [b.op("Sub", [lengths, b.const(np.int64(1))])], to=INT32, name="seqlens_k")
+        total_len = b.op("Gather", [b.op("Shape", ["attention_mask"]), b.const(np.int64(1))], axis=0)
+        total = b.op("Cast", [total_len], to=INT32, name="total_sequence_length")
+        rope = self.rope_tables()
+        h = self.embed()
+        x = self.rms_norm(h, "L0.attn_norm")
+        layers = range(cfg.num_layers)
+        for i in tqdm(layers, desc="layers", unit="layer", disable=not self.progress, leave=False):
+            attn = self.attention(i, x, "position_ids", seqlens, total, rope[cfg.is_sliding(i)])
+            if self.spec.sandwich_norms:
+                attn = self.rms_norm(attn, f"L{i}.post_attn_norm")
+            x, h = self.skip_rms_norm(attn, h, f"L{i}.ffn_norm")
+            out = self.mlp(i, x)
+            if self.spec.sandwich_norms:
+                out = self.rms_norm(out, f"L{i}.post_ffn_norm")
+            next_norm = f"L{i + 1}.attn_norm" if i + 1 < cfg.num_layers else "final_norm"
+            x, h = self.skip_rms_norm(out, h, next_norm)
+        self.lm_head(x)
+        meta = {"pocketlm.architecture": cfg.architecture, "pocketlm.name": cfg.name}
+        return b.model(f"pocketlm-{cfg.architecture}", meta)

@@ -1,0 +1,83 @@
+"""A thin helper over ``onnx.helper``: unique names, initializers, one call per node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+MS_DOMAIN = "com.microsoft"
+OPSET = 21
+
+
+class GraphBuilder:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._names: set[str] = set()
+        self._consts: dict[tuple[str, bytes], str] = {}
+
+    def unique(self, base: str) -> str:
+        name, n = base, 1
+        while name in self._names:
+            n += 1
+            name = f"{base}_{n}"
+        self._names.add(name)
+        return name
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        name = self.unique(name)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.initializers.append(tensor)
+        return name
+
+    def const(self, array: np.ndarray | list[int] | float, dtype: Any = None) -> str:
+        """A small constant, shared when the same value is asked for twice."""
+        value = np.asarray(array, dtype=dtype)
+        key = (str(value.dtype) + str(value.shape), value.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.initializer("const", value)
+        return self._consts[key]
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1,
+           domain: str = "", name: str | None = None, **attrs: Any) -> Any:
+        base = name or op_type
+        if isinstance(outputs, int):
+            out_names = [self.unique(f"{base}/out{i}") for i in range(outputs)]
+        else:
+            out_names = outputs
+            self._names.update(n for n in outputs if n)
+        node = helper.make_node(op_type, inputs, out_names, name=self.unique(base), domain=domain or None, **attrs)
+        self.nodes.append(node)
+        return out_names[0] if len(out_names) == 1 else out_names
+
+    def add_input(self, name: str, elem_type: int, shape: list[Any]) -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
+        self._names.add(name)
+        return name
+
+    def add_output(self, name: str, elem_type: int, shape: list[Any]) -> None:
+        self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
+
+    def model(self, graph_name: str, metadata: dict[str, str]) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            producer_name="pocketlm",
+        )
+        model.ir_version = 10
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        return model
+
+
+FLOAT = TensorProto.FLOAT
+FLOAT16 = TensorProto.FLOAT16
+INT64 = TensorProto.INT64
+INT32 = TensorProto.INT32

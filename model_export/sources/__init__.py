@@ -1,0 +1,24 @@
+"""Source readers: a GGUF file or a Hugging Face folder -> :class:`SourceModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ExportError
+from .model import SourceModel
+
+
+def load_source(path: Path) -> SourceModel:
+    """Read a model from a GGUF file or a Hugging Face folder."""
+    if not path.exists():
+        raise ExportError(f"{path} does not exist; pass a .gguf file or a Hugging Face model folder")
+    if path.is_dir():
+        from .hf_folder import read_hf_folder
+
+        return read_hf_folder(path)
+    from .gguf_file import read_gguf
+
+    return read_gguf(path)
+
+
+__all__ = ["SourceModel", "load_source"]

@@ -1,0 +1,192 @@
+"""Read a GGUF file: metadata -> ModelConfig, tensors -> canonical weights, tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader
+
+from ..architectures import ArchSpec, spec_for_gguf
+from ..config import ModelConfig, RopeConfig
+from ..errors import ExportError
+from ..tokenizer_json import tokenizer_json_from_gguf
+from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
+from .model import SourceModel, check_shapes, sha256_of, split_fused
+from .weights import Weight
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_TYPES = {
+    GGMLQuantizationType.F32,
+    GGMLQuantizationType.F16,
+    GGMLQuantizationType.BF16,
+    GGMLQuantizationType.Q4_0,
+    GGMLQuantizationType.Q4_1,
+    GGMLQuantizationType.Q5_0,
+    GGMLQuantizationType.Q5_1,
+    GGMLQuantizationType.Q8_0,
+    GGMLQuantizationType.Q4_K,
+    GGMLQuantizationType.Q5_K,
+    GGMLQuantizationType.Q6_K,
+}
+# Gemma 3: every sixth layer attends globally, the rest through the sliding window.
+GEMMA3_GLOBAL_EVERY = 6
+GEMMA3_LOCAL_THETA = 10000.0
+
+
+def open_reader(path: Path) -> GGUFReader:
+    """Open a GGUF file, turning every way it can be malformed into one clear line."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ExportError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+    if magic != GGUF_MAGIC:
+        raise ExportError(
+            f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
+            "pass a .gguf model file or a Hugging Face model folder"
+        )
+    try:
+        reader = GGUFReader(str(path))
+    except ValueError as exc:
+        text = str(exc)
+        if "is not a valid GGMLQuantizationType" in text:
+            raise ExportError(
+                f"{path} has a tensor of an unknown type ({text}); re-save it with a current llama.cpp"
+            ) from None
+        raise ExportError(f"{path} is truncated or corrupt ({text}); download or convert it again") from None
+    except (IndexError, OverflowError, MemoryError, EOFError) as exc:
+        raise ExportError(f"{path} is truncated or corrupt ({type(exc).__name__}); download or convert it again") from None
+    size = path.stat().st_size
+    for tensor in reader.tensors:
+        end = int(tensor.data_offset) + int(tensor.n_bytes)
+        if end > size or tensor.data.size * tensor.data.itemsize < int(tensor.n_bytes):
+            raise ExportError(
+                f"{path} is truncated: tensor {tensor.name} needs bytes up to {end} "
+                f"but the file has {size}; download or convert it again"
+            )
+        if tensor.tensor_type not in SUPPORTED_TYPES:
+            raise ExportError(
+                f"{path}: tensor {tensor.name} is stored as {tensor.tensor_type.name}, "
+                f"which pocketlm cannot read; supported: {', '.join(t.name for t in sorted(SUPPORTED_TYPES))}"
+            )
+    return reader
+
+
+def metadata(reader: GGUFReader) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        out[key] = field.contents()
+    return out
+
+
+def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, Weight], name: str) -> ModelConfig:
+    values: dict[str, Any] = {}
+    for key, target in GGUF_KEYS.items():
+        if f"{arch}.{key}" in meta:
+            values[target] = meta[f"{arch}.{key}"]
+    needed = ["num_layers", "hidden_size", "intermediate_size", "num_heads"]
+    missing = [k for k in needed if k not in values]
+    if missing:
+        raise ExportError(f"GGUF metadata lacks {', '.join(f'{arch}.{k}' for k in missing)}; the file is incomplete")
+    if isinstance(values["intermediate_size"], list):
+        values["intermediate_size"] = int(values["intermediate_size"][0])
+    values.setdefault("num_kv_heads", values["num_heads"])
+    if isinstance(values["num_kv_heads"], list):
+        values["num_kv_heads"] = int(values["num_kv_heads"][0])
+    values.setdefault("head_dim", values["hidden_size"] // values["num_heads"])
+    values.setdefault("context_length", 4096)
+    values.setdefault("vocab_size", weights["embed"].shape[0])
+    rot = meta.get(f"{arch}.rope.dimension_count")
+    rope = RopeConfig(theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)))
+    scaling = meta.get(f"{arch}.rope.scaling.type")
+    if scaling and scaling != "none":
+        rope.scaling = str(scaling)
+        rope.factor = float(meta.get(f"{arch}.rope.scaling.factor", 1.0))
+        orig = meta.get(f"{arch}.rope.scaling.original_context_length")
+        rope.original_max_position = int(orig) if orig else None
+        attn = meta.get(f"{arch}.rope.scaling.attn_factor")
+        rope.attention_factor = float(attn) if attn else None
+    if "rope_freqs" in weights:
+        rope.freq_factors = [float(x) for x in weights.pop("rope_freqs").float32().ravel()]
+    if "rope_factors_long" in weights:
+        rope.scaling = "longrope"
+        rope.long_factor = [float(x) for x in weights.pop("rope_factors_long").float32().ravel()]
+        rope.short_factor = [float(x) for x in weights.pop("rope_factors_short").float32().ravel()]
+        rope.original_max_position = int(
+            meta.get(f"{arch}.rope.scaling.original_context_length", values["context_length"])
+        )
+    config = ModelConfig(
+        architecture=spec.name,
+        rope=rope,
+        rotary_dim=int(rot) if rot and int(rot) != values["head_dim"] else None,
+        tie_embeddings="lm_head" not in weights,
+        attention_bias="L0.q_bias" in weights or "L0.qkv_bias" in weights,
+        qk_norm=spec.qk_norm,
+        name=name,
+        **{k: v for k, v in values.items()},
+    )
+    config.num_layers = int(config.num_layers)
+    if spec.name == "gemma3":
+        config.query_pre_attn_scalar = float(config.head_dim)
+        config.rope_local = RopeConfig(theta=GEMMA3_LOCAL_THETA)
+        config.sliding_layers = [(i + 1) % GEMMA3_GLOBAL_EVERY != 0 for i in range(config.num_layers)]
+    elif config.sliding_window:
+        config.sliding_layers = [True] * config.num_layers
+    return config
+
+
+def _unpermute_rows(weight: Weight, heads: int) -> Weight:
+    """Undo llama.cpp's q/k row order (pairs interleaved) back to halves (rotate_half)."""
+    rows = weight.shape[0]
+    head_dim = rows // heads
+    half = head_dim // 2
+    order = np.arange(rows).reshape(heads, half, 2).transpose(0, 2, 1).reshape(rows)
+    return weight.take_rows(order)
+
+
+def read_gguf(path: Path) -> SourceModel:
+    reader = open_reader(path)
+    meta = metadata(reader)
+    arch = str(meta.get("general.architecture", ""))
+    spec = spec_for_gguf(arch)
+    names = NameMap(GGUF_TENSORS)
+    weights: dict[str, Weight] = {}
+    for tensor in reader.tensors:
+        canonical = names.canonical(tensor.name)
+        if canonical is None:
+            canonical = tensor.name.removesuffix(".weight")  # rope_freqs, rope_factors_*
+        shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))
+        weights[canonical] = Weight(shape, tensor.tensor_type, tensor.data)
+    if "embed" not in weights:
+        raise ExportError(f"{path} has no token_embd.weight tensor; it is not a language model")
+    config = _config(spec, arch, meta, weights, str(meta.get("general.name", path.stem)))
+    split_fused(spec, config, weights)
+    if spec.gguf_qk_permuted:
+        for i in range(config.num_layers):
+            weights[f"L{i}.q"] = _unpermute_rows(weights[f"L{i}.q"], config.num_heads)
+            weights[f"L{i}.k"] = _unpermute_rows(weights[f"L{i}.k"], config.num_kv_heads)
+    check_shapes(spec, config, weights, str(path))
+    tokenizer = tokenizer_json_from_gguf(meta)
+    eos = [int(meta["tokenizer.ggml.eos_token_id"])] if "tokenizer.ggml.eos_token_id" in meta else []
+    for extra in ("tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"):
+        if extra in meta and int(meta[extra]) not in eos:
+            eos.append(int(meta[extra]))
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    return SourceModel(
+        spec=spec,
+        config=config,
+        weights=weights,
+        tokenizer=tokenizer,
+        chat_template=meta.get("tokenizer.chat_template"),
+        bos_token_id=int(bos) if bos is not None else None,
+        eos_token_ids=eos,
+        add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+        source={"kind": "gguf", "file": path.name, "sha256": sha256_of([path]), "bytes": path.stat().st_size},
+    )
+
+
+__all__ = ["read_gguf", "open_reader", "metadata"]

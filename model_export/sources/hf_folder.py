@@ -1,0 +1,185 @@
+"""Read a Hugging Face model folder: config.json, *.safetensors, tokenizer.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+
+from ..architectures import ArchSpec, spec_for_hf
+from ..config import ModelConfig, RopeConfig
+from ..errors import ExportError
+from .fields import HF_KEYS, HF_SANDWICH_OVERRIDES, HF_TENSORS, NameMap
+from .model import SourceModel, check_shapes, sha256_of, split_fused
+from .weights import Weight
+
+NORM_SUFFIX = "norm"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ExportError(f"cannot read {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path} is not valid JSON ({exc}); fix or re-download the file") from None
+    if not isinstance(value, dict):
+        raise ExportError(f"{path} must hold a JSON object")
+    return value
+
+
+def _rope(params: dict[str, Any] | None, fallback_theta: float, head_dim: int) -> RopeConfig:
+    params = dict(params or {})
+    rope = RopeConfig(theta=float(params.get("rope_theta", fallback_theta)))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in ("default", None):
+        rope.scaling = str(kind)
+        rope.factor = float(params.get("factor", 1.0))
+        orig = params.get("original_max_position_embeddings")
+        rope.original_max_position = int(orig) if orig else None
+        rope.low_freq_factor = float(params.get("low_freq_factor", 1.0))
+        rope.high_freq_factor = float(params.get("high_freq_factor", 4.0))
+        rope.short_factor = params.get("short_factor")
+        rope.long_factor = params.get("long_factor")
+        attn = params.get("attention_factor")
+        rope.attention_factor = float(attn) if attn is not None else None
+        rope.beta_fast = float(params.get("beta_fast", 32.0))
+        rope.beta_slow = float(params.get("beta_slow", 1.0))
+    return rope
+
+
+def _config(spec: ArchSpec, raw: dict[str, Any], name: str) -> ModelConfig:
+    values: dict[str, Any] = {}
+    for key, target in HF_KEYS.items():
+        if raw.get(key) is not None:
+            values[target] = raw[key]
+    missing = [k for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size") if k not in raw]
+    if missing:
+        raise ExportError(f"config.json lacks {', '.join(missing)}; it does not describe a decoder model")
+    values.setdefault("num_kv_heads", values["num_heads"])
+    values.setdefault("head_dim", values["hidden_size"] // values["num_heads"])
+    values.setdefault("context_length", 4096)
+    values.setdefault("tie_embeddings", spec.name == "gemma3")
+    values.setdefault("attention_bias", spec.attention_bias)
+    theta = float(raw.get("rope_theta", 10000.0))
+    params = raw.get("rope_parameters") or raw.get("rope_scaling")
+    local: RopeConfig | None = None
+    if isinstance(params, dict) and "full_attention" in params:
+        rope = _rope(params["full_attention"], theta, values["head_dim"])
+        local = _rope(params.get("sliding_attention"), float(raw.get("rope_local_base_freq", 10000.0)), values["head_dim"])
+    else:
+        rope = _rope(params if isinstance(params, dict) else None, theta, values["head_dim"])
+        if "rope_local_base_freq" in raw:
+            local = RopeConfig(theta=float(raw["rope_local_base_freq"]))
+    partial = float((params or {}).get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) if isinstance(params, dict) else raw.get("partial_rotary_factor", 1.0))
+    rotary_dim = int(values["head_dim"] * partial) if partial != 1.0 else None
+    if spec.name == "qwen2":
+        values["attention_bias"] = True
+    config = ModelConfig(
+        architecture=spec.name, rope=rope, rope_local=local, rotary_dim=rotary_dim,
+        qk_norm=spec.qk_norm, name=name, **values,
+    )
+    layer_types = raw.get("layer_types")
+    sliding_on = raw.get("use_sliding_window", True) and config.sliding_window
+    if layer_types and sliding_on:
+        config.sliding_layers = [t == "sliding_attention" for t in layer_types]
+    elif spec.name == "gemma3" and sliding_on:
+        every = int(raw.get("sliding_window_pattern", raw.get("_sliding_window_pattern", 6)))
+        config.sliding_layers = [(i + 1) % every != 0 for i in range(config.num_layers)]
+    elif sliding_on:
+        config.sliding_layers = [True] * config.num_layers
+    if not any(config.sliding_layers):
+        config.sliding_window = None
+        config.sliding_layers = []
+    return config
+
+
+def _weights(folder: Path, spec: ArchSpec) -> dict[str, Weight]:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ExportError(
+            f"{folder} has no *.safetensors weights; a Hugging Face model folder needs "
+            "config.json, model*.safetensors and tokenizer.json"
+        )
+    table = dict(HF_TENSORS)
+    if spec.sandwich_norms:
+        table.update(HF_SANDWICH_OVERRIDES)
+    names = NameMap(table)
+    weights: dict[str, Weight] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                for key in handle.keys():
+                    canonical = names.canonical(key.removeprefix("model.language_model.").replace("language_model.model.", "model."))
+                    if canonical is None:
+                        continue
+                    array = handle.get_tensor(key)
+                    weight = Weight.from_float(array)
+                    if spec.hf_norm_offset and canonical.endswith(NORM_SUFFIX):
+                        weight = weight.plus(spec.hf_norm_offset)
+                    weights[canonical] = weight
+        except (SafetensorError, OSError) as exc:
+            raise ExportError(f"cannot read {file} ({exc}); the weights file is damaged or incomplete") from None
+        except TypeError as exc:  # bf16 without a numpy dtype
+            raise ExportError(f"{file}: {exc}; save the weights as float32 or float16") from None
+    return weights
+
+
+def read_hf_folder(folder: Path) -> SourceModel:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{folder} has no config.json; pass a GGUF file or a Hugging Face model folder")
+    raw = _read_json(config_path)
+    model_type = str(raw.get("model_type", ""))
+    spec = spec_for_hf(model_type)
+    tokenizer_path = folder / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise ExportError(
+            f"{folder} has no tokenizer.json; save the tokenizer with "
+            "`AutoTokenizer.from_pretrained(...).save_pretrained(folder)` (a fast tokenizer)"
+        )
+    weights = _weights(folder, spec)
+    config = _config(spec, raw, str(raw.get("_name_or_path") or folder.name))
+    if config.tie_embeddings:
+        weights.pop("lm_head", None)
+    elif "lm_head" not in weights:
+        config.tie_embeddings = True
+    split_fused(spec, config, weights)
+    check_shapes(spec, config, weights, str(folder))
+    tokenizer = _read_json(tokenizer_path)
+    tok_config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    template = tok_config.get("chat_template")
+    if template is None and (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    gen = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
+    eos: list[int] = []
+    for value in (raw.get("eos_token_id"), gen.get("eos_token_id")):
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int) and item not in eos:
+                eos.append(item)
+    bos = raw.get("bos_token_id", gen.get("bos_token_id"))
+    add_bos = bool(tok_config.get("add_bos_token", False)) or _post_processor_adds_bos(tokenizer)
+    files = sorted(folder.glob("*.safetensors")) + [config_path, tokenizer_path]
+    return SourceModel(
+        spec=spec,
+        config=config,
+        weights=weights,
+        tokenizer=tokenizer,
+        chat_template=template if isinstance(template, str) else None,
+        bos_token_id=int(bos) if isinstance(bos, int) else None,
+        eos_token_ids=eos,
+        add_bos_token=add_bos,
+        source={"kind": "hf", "file": folder.name, "sha256": sha256_of(files),
+                "bytes": sum(p.stat().st_size for p in files)},
+    )
+
+
+def _post_processor_adds_bos(tokenizer: dict[str, Any]) -> bool:
+    post = tokenizer.get("post_processor") or {}
+    single = post.get("single") if isinstance(post, dict) else None
+    return bool(single) and "SpecialToken" in (single[0] if single else {})
+
+
+__all__ = ["read_hf_folder"]
