@@ -1,0 +1,122 @@
+"""What each ``pocketlm`` subcommand does (argument parsing lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .cli import UserError
+
+
+def export(args: argparse.Namespace) -> int:
+    from pocketlm_export.export import ExportOptions, export as run_export
+    from pocketlm_export.report import human_bytes
+
+    result = run_export(args.source, args.out, ExportOptions(
+        quant=args.quant, logits=args.logits, progress=not args.quiet, force=args.force))
+    rep = result.report
+    print(f"exported {rep['name']} ({rep['architecture']}, {rep['parameters']:,} parameters, "
+          f"{rep['quantization']}) to {result.out}: {human_bytes(rep['total_bytes'])} "
+          f"in {rep['seconds']['total']:.1f} s")
+    return 0
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pocketlm_runtime.native import load_native
+    from pocketlm_runtime.sampling import SamplingOptions
+
+    try:
+        options = SamplingOptions(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+            top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+            stop=list(args.stop)).validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        model = load_native(args.model, threads=args.threads)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    return model, options
+
+
+class _Print:
+    def put(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def end(self) -> None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def generate(args: argparse.Namespace) -> int:
+    from pocketlm_runtime.generator import ContextFull
+
+    model, options = _load(args)
+    try:
+        result = model.generate(args.prompt, options, _Print(), chat=args.chat_template)
+    except (ContextFull, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if args.stats:
+        t = result.timing
+        print(f"[{t.prompt_tokens} prompt tokens, {t.new_tokens} new; first token {t.time_to_first_token * 1000:.0f} ms; "
+              f"prefill {t.prefill_tokens_per_second:.1f} tok/s; decode {t.decode_tokens_per_second:.1f} tok/s; "
+              f"stop: {result.stop_reason}]", file=sys.stderr)
+    return 0
+
+
+def chat(args: argparse.Namespace) -> int:
+    from pocketlm_runtime.generator import ContextFull
+
+    model, options = _load(args)
+    messages: list[dict[str, str]] = []
+    print("Type a message; /new starts a new chat, /quit or Ctrl-D leaves.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print("", file=sys.stderr)
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            return 0
+        if text == "/new":
+            messages = []
+            model.new_chat()
+            continue
+        messages.append({"role": "user", "content": text})
+        try:
+            result = model.generate(messages, options, _Print())
+        except ContextFull as exc:
+            print(f"pocketlm: {exc}", file=sys.stderr)
+            messages = []
+            model.new_chat()
+            continue
+        messages.append({"role": "assistant", "content": result.text})
+
+
+def build(args: argparse.Namespace) -> int:
+    from .bundle import build_site
+
+    result = build_site(args.model, args.out, force=args.force)
+    print(f"built {args.out} ({json.dumps(getattr(result, 'summary', ''))})")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .server import serve as run_server
+
+    run_server(args.dist, host=args.host, port=args.port)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.workdir, host=args.host, port=args.port)
+
+
+__all__ = ["export", "generate", "chat", "build", "serve", "demo"]

@@ -1,0 +1,139 @@
+"""``pocketlm export``: source model -> self-describing ONNX model folder.
+
+Steps: read the source (GGUF or HF folder) -> build the graph -> write model.onnx,
+tokenizer.json, pocketlm.json and the export report into a temporary folder -> load the
+graph once with onnxruntime as a smoke test -> move the folder into place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .atomic import check_destination, staged_folder
+from .default_model import default_model_path
+from .errors import ExportError
+from .graph import DecoderGraph
+from .io_names import GraphNames
+from .report import write_report
+from .sources import SourceModel, load_source
+
+ONNX_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx.data"
+PROTOBUF_LIMIT = 2_000_000_000  # protobuf cannot hold a single message past 2 GB
+
+
+@dataclass
+class ExportOptions:
+    quant: str = "fp32"
+    logits: str = "last"  # "last" or "all"
+    progress: bool = True
+    force: bool = False
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    config: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def model_json(src: SourceModel, quant: str, logits: str, external: bool) -> dict[str, Any]:
+    cfg = src.config
+    return {
+        "format": "pocketlm-model",
+        "format_version": 1,
+        "name": cfg.name,
+        "architecture": cfg.architecture,
+        "model_file": ONNX_FILE,
+        "external_data": EXTERNAL_DATA_FILE if external else None,
+        "quantization": quant,
+        "context_length": cfg.context_length,
+        "vocab_size": cfg.vocab_size,
+        "logits": logits,
+        "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask", "position_ids": "position_ids"},
+        "outputs": {"logits": "logits"},
+        "kv_cache": {
+            "num_layers": cfg.num_layers, "num_kv_heads": cfg.num_kv_heads,
+            "head_dim": cfg.head_dim, "dtype": "float32",
+            **GraphNames(cfg.num_layers).kv_config(),
+        },
+        "bos_token_id": src.bos_token_id,
+        "add_bos_token": src.add_bos_token,
+        "eos_token_ids": src.eos_token_ids,
+        "chat_template": src.chat_template,
+        "source": src.source,
+        "model_config": cfg.to_json(),
+    }
+
+
+def count_parameters(src: SourceModel) -> int:
+    total = 0
+    for weight in src.weights.values():
+        n = 1
+        for dim in weight.shape:
+            n *= dim
+        total += n
+    return total
+
+
+def save_model(model: onnx.ModelProto, folder: Path) -> bool:
+    """Write model.onnx; weights go to model.onnx.data when the graph is past 2 GB."""
+    external = model.ByteSize() > PROTOBUF_LIMIT
+    try:
+        if external:
+            onnx.save_model(model, folder / ONNX_FILE, save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
+        else:
+            onnx.save_model(model, folder / ONNX_FILE)
+    except OSError as exc:
+        raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
+    return external
+
+
+def smoke_test(folder: Path) -> None:
+    """Load the graph with onnxruntime and decode one token, so a broken export never lands."""
+    from pocketlm_runtime.native import NativeSession, read_info
+
+    info = read_info(folder)
+    session = NativeSession(folder / info.model_file, info, threads=1)
+    feeds = {"input_ids": session.int64([0], (1, 1)), "attention_mask": session.int64([1], (1, 1)),
+             "position_ids": session.int64([0], (1, 1))}
+    feeds.update({name: session.empty_kv() for name in info.kv.past_names()})
+    session.run(feeds)
+
+
+def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResult:
+    if options.quant != "fp32":
+        raise ExportError(f"unknown quantization mode {options.quant!r}; supported: fp32")
+    if options.logits not in ("last", "all"):
+        raise ExportError(f"--logits must be 'last' or 'all', got {options.logits!r}")
+    check_destination(out, options.force)
+    started = time.perf_counter()
+    path = source if source is not None else default_model_path()
+    src = load_source(path)
+    loaded = time.perf_counter()
+    graph = DecoderGraph(src, progress=options.progress, last_logits=options.logits == "last")
+    model = graph.build()
+    built = time.perf_counter()
+    with staged_folder(out, options.force) as stage:
+        external = save_model(model, stage)
+        del model
+        config = model_json(src, options.quant, options.logits, external)
+        (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
+        saved = time.perf_counter()
+        smoke_test(stage)
+        checked = time.perf_counter()
+        report = write_report(stage, src, config, {
+            "parameters": count_parameters(src),
+            "seconds": {"read_source": loaded - started, "build_graph": built - loaded,
+                        "write": saved - built, "smoke_test": checked - saved,
+                        "total": checked - started},
+        })
+    return ExportResult(out=out, config=config, report=report)

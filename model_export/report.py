@@ -1,0 +1,70 @@
+"""The export report: what was exported, file sizes, timings; as JSON and as Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .sources import SourceModel
+
+
+def folder_sizes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def write_report(folder: Path, src: SourceModel, config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    cfg = src.config
+    report: dict[str, Any] = {
+        "name": cfg.name,
+        "architecture": cfg.architecture,
+        "source": src.source,
+        "quantization": config["quantization"],
+        "logits": config["logits"],
+        "layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "heads": f"{cfg.num_heads} query / {cfg.num_kv_heads} key-value, head dim {cfg.head_dim}",
+        "context_length": cfg.context_length,
+        "vocab_size": cfg.vocab_size,
+        **facts,
+    }
+    report["files"] = folder_sizes(folder)
+    report["total_bytes"] = sum(report["files"].values())
+    (folder / "export_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (folder / "export_report.md").write_text(markdown(report), encoding="utf-8")
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Export report: {report['name']}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | {report['architecture']} |",
+        f"| source | {report['source'].get('kind')} `{report['source'].get('file')}` (sha256 {report['source'].get('sha256', '')[:16]}...) |",
+        f"| parameters | {report['parameters']:,} |",
+        f"| layers | {report['layers']} (hidden {report['hidden_size']}; {report['heads']}) |",
+        f"| context | {report['context_length']} tokens; vocabulary {report['vocab_size']:,} |",
+        f"| quantization | {report['quantization']} |",
+        f"| logits | {report['logits']} positions |",
+        f"| total size | {human_bytes(report['total_bytes'])} |",
+        "",
+        "| file | size |",
+        "|---|---|",
+        *[f"| {name} | {human_bytes(size)} |" for name, size in report["files"].items()],
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *[f"| {step} | {sec:.2f} |" for step, sec in report["seconds"].items()],
+        "",
+    ]
+    return "\n".join(lines)

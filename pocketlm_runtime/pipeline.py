@@ -1,0 +1,136 @@
+"""Text in, text out: chat template -> tokenizer -> generation loop -> streamed text.
+
+Streaming goes through any object with ``put(text)`` and ``end()``. Text that might be
+the start of a stop string is held back until it is known not to be one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .chat import render_chat
+from .generator import Generator, Timing
+from .model_info import ModelInfo
+from .sampling import SamplingOptions
+from .session import Session
+from .tokenizer import IncrementalDecoder, Tokenizer
+
+Message = dict[str, str]
+
+
+class Streamer(Protocol):
+    def put(self, text: str) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class Result:
+    text: str
+    tokens: list[int]
+    stop_reason: str
+    timing: Timing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "tokens": self.tokens, "stop_reason": self.stop_reason,
+                **self.timing.as_dict()}
+
+
+class StopStrings:
+    """Cuts the text at the first stop string; holds back a possible prefix of one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.buffer = ""
+        self.hit = False
+
+    def feed(self, text: str) -> str:
+        self.buffer += text
+        for stop in self.stops:
+            at = self.buffer.find(stop)
+            if at >= 0:
+                self.hit = True
+                out, self.buffer = self.buffer[:at], ""
+                return out
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.buffer)), 0, -1):
+                if self.buffer.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        out = self.buffer[: len(self.buffer) - keep]
+        self.buffer = self.buffer[len(out):]
+        return out
+
+    def flush(self) -> str:
+        out, self.buffer = self.buffer, ""
+        return out
+
+
+class LanguageModel:
+    """A tokenizer, a model description and a session, ready to answer."""
+
+    def __init__(self, session: Session, info: ModelInfo, tokenizer: Tokenizer) -> None:
+        self.info = info
+        self.tokenizer = tokenizer
+        self.generator = Generator(session, info)
+
+    def special_text(self, token_id: int | None) -> str:
+        if token_id is None:
+            return ""
+        return self.tokenizer.id_to_token(token_id) or ""
+
+    def prompt_ids(self, prompt: str | list[Message], *, chat: bool | None = None) -> list[int]:
+        """Token ids for a plain prompt, or for chat messages through the chat template."""
+        if isinstance(prompt, list):
+            chat = True
+        if chat:
+            messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+            if not self.info.chat_template:
+                raise ValueError("this model has no chat template; pass a plain prompt instead")
+            eos = self.info.eos_token_ids[0] if self.info.eos_token_ids else None
+            text = render_chat(self.info.chat_template, messages, add_generation_prompt=True,
+                               bos_token=self.special_text(self.info.bos_token_id),
+                               eos_token=self.special_text(eos))
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(str(prompt), add_special_tokens=True)
+
+    def generate(self, prompt: str | list[Message], options: SamplingOptions | None = None,
+                 streamer: Streamer | None = None, *, chat: bool | None = None) -> Result:
+        options = options or SamplingOptions()
+        gen = self.generator
+        ids = self.prompt_ids(prompt, chat=chat)
+        if not ids:
+            raise ValueError("the prompt is empty; type something first")
+        gen.begin(options)
+        gen.set_prompt(ids)
+        decoder = IncrementalDecoder(self.tokenizer, skip_special_tokens=True)
+        stops = StopStrings(options.stop)
+        pieces: list[str] = []
+
+        def emit(text: str) -> None:
+            if text:
+                pieces.append(text)
+                if streamer is not None:
+                    streamer.put(text)
+
+        while not gen.is_done():
+            token = gen.generate_next_token()
+            if token in self.info.eos_token_ids:
+                break
+            emit(stops.feed(decoder.put(token)))
+            if stops.hit:
+                gen.stop("stop_string")
+        if not stops.hit:
+            emit(stops.feed(decoder.end()))
+            emit(stops.flush())
+        if streamer is not None:
+            streamer.end()
+        return Result("".join(pieces), list(gen.generated), gen.stop_reason, gen.timing)
+
+    def stop(self) -> None:
+        self.generator.stop()
+
+    def new_chat(self) -> None:
+        self.generator.reset()
