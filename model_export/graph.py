@@ -43,7 +43,7 @@ class DecoderGraph:
     """Emits one decoder-only transformer with a KV cache."""
 
     def __init__(self, source: SourceModel, linear: LinearFn | None = None,
-                 kv_dtype: int = FLOAT, progress: bool = False) -> None:
+                 kv_dtype: int = FLOAT, progress: bool = False, last_logits: bool = True) -> None:
         self.src = source
         self.cfg: ModelConfig = source.config
         self.spec = source.spec
@@ -52,6 +52,8 @@ class DecoderGraph:
         self.names = GraphNames(self.cfg.num_layers)
         self.kv_dtype = kv_dtype
         self.progress = progress
+        # Runtimes only sample from the last position; "all" is for evaluation.
+        self.last_logits = last_logits
 
     # -- small pieces ---------------------------------------------------------------
     def norm_weight(self, name: str) -> str:
@@ -143,7 +145,8 @@ class DecoderGraph:
         for i in range(cfg.num_layers):
             for name in self.names.past(i):
                 b.add_input(name, self.kv_dtype, kv_past)
-        b.add_output("logits", FLOAT, ["batch_size", "sequence_length", cfg.vocab_size])
+        positions = 1 if self.last_logits else "sequence_length"
+        b.add_output("logits", FLOAT, ["batch_size", positions, cfg.vocab_size])
         for i in range(cfg.num_layers):
             for name in self.names.present(i):
                 b.add_output(name, self.kv_dtype, kv_total)
@@ -159,10 +162,13 @@ class DecoderGraph:
 
     def lm_head(self, x: str) -> str:
         cfg, b = self.cfg, self.b
+        if self.last_logits:
+            x = b.op("Slice", [x, b.const([-1], np.int64), b.const([np.iinfo(np.int64).max], np.int64),
+                               b.const([1], np.int64)], name="last_position")
         if cfg.tie_embeddings:
             flat = b.op("Reshape", [x, b.const([-1, cfg.hidden_size], np.int64)])
             logits2d = b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
-            batch_seq = b.op("Shape", ["input_ids"])
+            batch_seq = b.op("Shape", [x], end=2)
             shape = b.op("Concat", [batch_seq, b.const([cfg.vocab_size], np.int64)], axis=0)
             logits = b.op("Reshape", [logits2d, shape])
         else:
