@@ -113,8 +113,8 @@ class DecoderGraph:
         scale = 1.0 / math.sqrt(cfg.query_pre_attn_scalar or cfg.head_dim)
         attrs: dict[str, Any] = {"num_heads": cfg.num_heads, "kv_num_heads": cfg.num_kv_heads, "scale": scale}
         if cfg.is_sliding(i) and cfg.sliding_window:
-            # GQA keeps local_window_size + 1 keys; HF's window of W includes the query itself.
-            attrs["local_window_size"] = int(cfg.sliding_window) - 1
+            # A window of W: each query sees itself and the W - 1 positions before it.
+            attrs["local_window_size"] = int(cfg.sliding_window)
         if cfg.attn_logit_softcap:
             attrs["softcap"] = float(cfg.attn_logit_softcap)
         past_k, past_v = self.names.past(i)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from .model_info import CONFIG_FILE, ModelInfo
-from .pipeline import LanguageModel
 from .session import Candidates
-from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from .pipeline import LanguageModel
 
 KV_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -63,7 +64,11 @@ def read_info(model_dir: Path) -> ModelInfo:
     return ModelInfo.from_text(config.read_text(encoding="utf-8"))
 
 
-def load_native(model_dir: Path, threads: int | None = None) -> LanguageModel:
+def load_native(model_dir: Path, threads: int | None = None) -> "LanguageModel":
+    """An exported model folder, ready to generate with onnxruntime."""
+    from .pipeline import LanguageModel
+    from .tokenizer import Tokenizer
+
     info = read_info(model_dir)
     session = NativeSession(model_dir / info.model_file, info, threads=threads)
     tokenizer = Tokenizer.from_file(model_dir / "tokenizer.json")

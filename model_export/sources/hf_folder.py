@@ -30,14 +30,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _rope(params: dict[str, Any] | None, fallback_theta: float, head_dim: int) -> RopeConfig:
+def _rope(params: dict[str, Any] | None, fallback_theta: float, raw: dict[str, Any]) -> RopeConfig:
     params = dict(params or {})
     rope = RopeConfig(theta=float(params.get("rope_theta", fallback_theta)))
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", None):
         rope.scaling = str(kind)
         rope.factor = float(params.get("factor", 1.0))
-        orig = params.get("original_max_position_embeddings")
+        # Phi-3 keeps the original context at the top level of config.json.
+        orig = params.get("original_max_position_embeddings", raw.get("original_max_position_embeddings"))
         rope.original_max_position = int(orig) if orig else None
         rope.low_freq_factor = float(params.get("low_freq_factor", 1.0))
         rope.high_freq_factor = float(params.get("high_freq_factor", 4.0))
@@ -66,14 +67,16 @@ def _config(spec: ArchSpec, raw: dict[str, Any], name: str) -> ModelConfig:
     theta = float(raw.get("rope_theta", 10000.0))
     params = raw.get("rope_parameters") or raw.get("rope_scaling")
     local: RopeConfig | None = None
-    if isinstance(params, dict) and "full_attention" in params:
-        rope = _rope(params["full_attention"], theta, values["head_dim"])
-        local = _rope(params.get("sliding_attention"), float(raw.get("rope_local_base_freq", 10000.0)), values["head_dim"])
+    if not isinstance(params, dict):
+        params = {}
+    if "full_attention" in params:
+        rope = _rope(params["full_attention"], theta, raw)
+        local = _rope(params.get("sliding_attention"), float(raw.get("rope_local_base_freq", 10000.0)), raw)
     else:
-        rope = _rope(params if isinstance(params, dict) else None, theta, values["head_dim"])
+        rope = _rope(params, theta, raw)
         if "rope_local_base_freq" in raw:
             local = RopeConfig(theta=float(raw["rope_local_base_freq"]))
-    partial = float((params or {}).get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) if isinstance(params, dict) else raw.get("partial_rotary_factor", 1.0))
+    partial = float(params.get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)))
     rotary_dim = int(values["head_dim"] * partial) if partial != 1.0 else None
     if spec.name == "qwen2":
         values["attention_bias"] = True
