@@ -1,0 +1,167 @@
+"""Bad input to `pocketlm export`: one line naming the problem and the fix, exit status 2,
+and nothing written (OUT untouched, no temporary folder left behind)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import gguf
+import pytest
+from fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
+
+from pocketlm_build.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["export", *map(str, args), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def assert_clean_failure(code: int, err: str, fragment: str, parent: Path) -> None:
+    assert code == 2
+    assert "\n" not in err and err.startswith("pocketlm: error: "), err
+    assert "Traceback" not in err
+    assert fragment in err, err
+    leftovers = [p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == []
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path) -> Path:
+    return write_tiny_gguf("llama", tmp_path / "tiny.gguf", seed=0)
+
+
+def test_missing_source_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, tmp_path / "nope.gguf", "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "does not exist", tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_source_file(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = Path.open
+
+    def denied(self: Path, *a: object, **k: object):  # type: ignore[no-untyped-def]
+        if self == tiny_gguf:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", denied)
+    code, err = run(capsys, tiny_gguf, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "Permission denied", tmp_path)
+
+
+def test_bad_gguf_magic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGML" + b"\0" * 64)
+    code, err = run(capsys, bad, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "not a GGUF file", tmp_path)
+
+
+def test_truncated_tensor_data(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_gguf.read_bytes()
+    tiny_gguf.write_bytes(data[: len(data) - 5000])
+    code, err = run(capsys, tiny_gguf, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "truncated", tmp_path)
+
+
+def test_unknown_tensor_type(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reader = gguf.GGUFReader(str(tiny_gguf))
+    tensor = reader.tensors[0]
+    # The tensor info holds: name, n_dims (u32), dims (u64 each), type (u32), offset (u64).
+    type_field = tensor.field.parts[-2]
+    offset = type_field.ctypes.data - reader.data.ctypes.data
+    del reader
+    raw = bytearray(tiny_gguf.read_bytes())
+    raw[offset:offset + 4] = struct.pack("<I", 99)
+    tiny_gguf.write_bytes(bytes(raw))
+    code, err = run(capsys, tiny_gguf, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "unknown type", tmp_path)
+
+
+def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mamba.gguf"
+    writer = gguf.GGUFWriter(str(path), "mamba")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "unsupported architecture 'mamba'", tmp_path)
+    assert "llama" in err and "qwen2" in err and "gemma3" in err and "phi3" in err
+
+
+def test_hf_folder_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    code, err = run(capsys, folder, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "no *.safetensors", tmp_path)
+
+
+def test_hf_folder_without_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    (folder / "tokenizer.json").unlink()
+    code, err = run(capsys, folder, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "no tokenizer.json", tmp_path)
+
+
+def test_hf_folder_of_an_unsupported_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    code, err = run(capsys, folder, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "model_type 'bert'", tmp_path)
+
+
+def test_existing_out_needs_force_and_is_left_untouched(tmp_path: Path, tiny_gguf: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, err = run(capsys, tiny_gguf, "-o", out)
+    assert_clean_failure(code, err, "--force", tmp_path)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_out_in_a_missing_folder(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, tiny_gguf, "-o", tmp_path / "no" / "such" / "out")
+    assert_clean_failure(code, err, "does not exist", tmp_path)
+
+
+def test_out_whose_parent_is_a_file(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code, err = run(capsys, tiny_gguf, "-o", tmp_path / "file" / "out")
+    assert_clean_failure(code, err, "does not exist", tmp_path)
+
+
+def test_failure_after_writing_started_leaves_old_out_intact(tmp_path: Path, tiny_gguf: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    from pocketlm_export import export as export_module
+    from pocketlm_export.errors import ExportError
+
+    def broken(folder: Path) -> None:
+        raise ExportError("the exported graph did not load (simulated)")
+
+    monkeypatch.setattr(export_module, "smoke_test", broken)
+    code, err = run(capsys, tiny_gguf, "-o", out, "--force")
+    assert_clean_failure(code, err, "simulated", tmp_path)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_force_replaces_out(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    code = main(["export", str(tiny_gguf), "-o", str(out), "--force", "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["model.onnx", "tokenizer.json", "pocketlm.json", "export_report.json", "export_report.md"])
