@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gguf
 import pytest
-from fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
+from tests.fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
 
 from pocketlm_build.cli import main
 
