@@ -118,8 +118,7 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     path = source if source is not None else default_model_path()
     src = load_source(path)
     loaded = time.perf_counter()
-    graph = DecoderGraph(src, progress=options.progress, last_logits=options.logits == "last")
-    model = graph.build()
+    model = DecoderGraph(src, progress=options.progress, last_logits=options.logits == "last").build()
     built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
         external = save_model(model, stage)

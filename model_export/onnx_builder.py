@@ -65,6 +65,9 @@ class GraphBuilder:
 
     def model(self, graph_name: str, metadata: dict[str, str]) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers)
+        # make_graph copied the tensors into the graph: drop ours so they are held once.
+        self.initializers.clear()
+        self._consts.clear()
         model = helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],

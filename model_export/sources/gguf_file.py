@@ -148,6 +148,14 @@ def _unpermute_rows(weight: Weight, heads: int) -> Weight:
     return weight.take_rows(order)
 
 
+def display_name(path: Path) -> str:
+    """The file name without its quantization tag: ``SmolLM2-135M-Instruct.Q4_1.gguf`` ->
+    ``SmolLM2-135M-Instruct`` (GGUF ``general.name`` is often a training-run label)."""
+    stem = path.stem
+    head, _, tag = stem.rpartition(".")
+    return head if head and tag.upper().startswith(("Q", "F", "BF", "IQ")) else stem
+
+
 def read_gguf(path: Path) -> SourceModel:
     reader = open_reader(path)
     meta = metadata(reader)
@@ -163,7 +171,7 @@ def read_gguf(path: Path) -> SourceModel:
         weights[canonical] = Weight(shape, tensor.tensor_type, tensor.data)
     if "embed" not in weights:
         raise ExportError(f"{path} has no token_embd.weight tensor; it is not a language model")
-    config = _config(spec, arch, meta, weights, str(meta.get("general.name", path.stem)))
+    config = _config(spec, arch, meta, weights, display_name(path))
     split_fused(spec, config, weights)
     if spec.gguf_qk_permuted:
         for i in range(config.num_layers):
