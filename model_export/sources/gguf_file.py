@@ -13,7 +13,7 @@ from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from ..tokenizer_json import tokenizer_json_from_gguf
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, sha256_of, split_fused
+from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
 from .weights import Weight
 
 GGUF_MAGIC = b"GGUF"
@@ -192,7 +192,7 @@ def read_gguf(path: Path) -> SourceModel:
         chat_template=meta.get("tokenizer.chat_template"),
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
-        add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+        add_bos_token=post_processor_adds_bos(tokenizer),
         source={"kind": "gguf", "file": path.name, "sha256": sha256_of([path]), "bytes": path.stat().st_size},
     )
 

@@ -12,7 +12,7 @@ from ..architectures import ArchSpec, spec_for_hf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from .fields import HF_KEYS, HF_SANDWICH_OVERRIDES, HF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, sha256_of, split_fused
+from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
 from .weights import Weight
 
 NORM_SUFFIX = "norm"
@@ -163,7 +163,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
             if isinstance(item, int) and item not in eos:
                 eos.append(item)
     bos = raw.get("bos_token_id", gen.get("bos_token_id"))
-    add_bos = bool(tok_config.get("add_bos_token", False)) or _post_processor_adds_bos(tokenizer)
+    add_bos = bool(tok_config.get("add_bos_token", False)) or post_processor_adds_bos(tokenizer)
     files = sorted(folder.glob("*.safetensors")) + [config_path, tokenizer_path]
     return SourceModel(
         spec=spec,
@@ -177,12 +177,6 @@ def read_hf_folder(folder: Path) -> SourceModel:
         source={"kind": "hf", "file": folder.name, "sha256": sha256_of(files),
                 "bytes": sum(p.stat().st_size for p in files)},
     )
-
-
-def _post_processor_adds_bos(tokenizer: dict[str, Any]) -> bool:
-    post = tokenizer.get("post_processor") or {}
-    single = post.get("single") if isinstance(post, dict) else None
-    return bool(single) and "SpecialToken" in (single[0] if single else {})
 
 
 __all__ = ["read_hf_folder"]

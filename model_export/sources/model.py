@@ -96,3 +96,14 @@ def check_shapes(spec: ArchSpec, config: ModelConfig, weights: dict[str, Weight]
                 f"{where}: tensor {name} has shape {list(weights[name].shape)}, "
                 f"the model's configuration implies {list(shape)}; the file is inconsistent"
             )
+
+
+def post_processor_adds_bos(tokenizer: dict[str, Any]) -> bool:
+    """Whether the tokenizer's post-processor puts a special token before the text."""
+    post = tokenizer.get("post_processor") or {}
+    steps = post.get("processors", [post]) if isinstance(post, dict) else []
+    for step in steps:
+        single = step.get("single") if isinstance(step, dict) else None
+        if single and "SpecialToken" in single[0]:
+            return True
+    return False
