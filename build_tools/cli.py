@@ -11,11 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import UserError
+
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """Raised by commands for bad input; the message is shown as it is."""
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .cli import UserError
+from .errors import UserError
 
 
 def export(args: argparse.Namespace) -> int:

@@ -124,6 +124,8 @@ class LanguageModel:
                 gen.stop("stop_string")
         if not stops.hit:
             emit(stops.feed(decoder.end()))
+            if stops.hit:
+                gen.stop("stop_string")
             emit(stops.flush())
         if streamer is not None:
             streamer.end()

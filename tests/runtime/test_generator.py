@@ -1,0 +1,126 @@
+"""The generation loop over onnxruntime against an independent loop and the numpy reference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pocketlm_export.export import ExportOptions, export
+from pocketlm_runtime.generator import ContextFull
+from pocketlm_runtime.native import load_native
+from pocketlm_runtime.sampling import SamplingOptions
+from tests.fixtures.tiny_models import write_tiny_hf
+from tests.onnx_runner import OnnxDecoder
+from tests.reference.numpy_forward import ReferenceModel
+
+PROMPT = "hello world, this is a test of the tiny model"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    src = write_tiny_hf("llama", root / "hf", seed=5)
+    export(src, root / "out", ExportOptions(progress=False))
+    return src, root / "out"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.ended = 0
+
+    def put(self, text: str) -> None:
+        self.pieces.append(text)
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+def test_greedy_tokens_match_an_independent_loop_and_the_reference(tiny: tuple[Path, Path]) -> None:
+    src, out = tiny
+    model = load_native(out)
+    ids = model.prompt_ids(PROMPT)
+    result = model.generate(PROMPT, SamplingOptions(max_new_tokens=20))
+    assert result.tokens == OnnxDecoder(out).greedy(ids, len(result.tokens))
+    assert result.tokens == ReferenceModel.from_hf(src).greedy(ids, len(result.tokens))
+
+
+def test_streamed_pieces_add_up_to_the_text(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    sink = Collect()
+    result = model.generate(PROMPT, SamplingOptions(max_new_tokens=24), sink)
+    assert "".join(sink.pieces) == result.text and sink.ended == 1
+    eos = set(model.info.eos_token_ids)
+    assert result.text == model.tokenizer.decode([t for t in result.tokens if t not in eos], skip_special_tokens=True)
+
+
+def test_chat_turn_reuses_the_cache_and_gives_the_same_tokens(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    opts = SamplingOptions(max_new_tokens=8)
+    messages = [{"role": "user", "content": "hi there"}]
+    first = model.generate(messages, opts)
+    messages += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and again"}]
+    second = model.generate(messages, opts)
+    fresh = load_native(tiny[1]).generate(messages, opts)
+    assert second.tokens == fresh.tokens
+    assert second.timing.reused_tokens > 0 and fresh.timing.reused_tokens == 0
+
+
+def test_stops_at_an_eos_id(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny[1], folder)
+    plain = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12)).tokens
+    config = json.loads((folder / "pocketlm.json").read_text())
+    config["eos_token_ids"] = [plain[5]]
+    (folder / "pocketlm.json").write_text(json.dumps(config))
+    result = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12))
+    first = plain.index(plain[5])
+    assert result.tokens == plain[: first + 1] and result.stop_reason == "eos"
+
+
+def test_stop_string_cuts_the_text(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    text = model.generate(PROMPT, SamplingOptions(max_new_tokens=30)).text
+    stop = text[len(text) // 2: len(text) // 2 + 3]
+    model.new_chat()
+    sink = Collect()
+    cut = model.generate(PROMPT, SamplingOptions(max_new_tokens=30, stop=[stop]), sink)
+    assert cut.text == text[: text.index(stop)] == "".join(sink.pieces)
+    assert cut.stop_reason == "stop_string"
+
+
+def test_max_new_tokens_is_respected(tiny: tuple[Path, Path]) -> None:
+    result = load_native(tiny[1]).generate(PROMPT, SamplingOptions(max_new_tokens=3))
+    assert len(result.tokens) == 3 and result.stop_reason == "max_tokens"
+
+
+def test_a_prompt_longer_than_the_context_is_refused(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    with pytest.raises(ContextFull, match="context"):
+        model.generate("word " * 400, SamplingOptions(max_new_tokens=3))
+
+
+def test_cli_generate_and_chat(tiny: tuple[Path, Path]) -> None:
+    out = tiny[1]
+    expected = load_native(out).generate(PROMPT, SamplingOptions(max_new_tokens=10)).text
+    run = subprocess.run([sys.executable, "-m", "pocketlm_build.cli", "generate", str(out), PROMPT,
+                          "--max-new-tokens", "10"], capture_output=True, text=True, check=True)
+    assert run.stdout == expected + "\n"
+    chat = subprocess.run([sys.executable, "-m", "pocketlm_build.cli", "chat", str(out), "--max-new-tokens", "5"],
+                          input="hi there\n/new\nhi there\n", capture_output=True, text=True, timeout=120)
+    assert chat.returncode == 0
+    reply = load_native(out).generate([{"role": "user", "content": "hi there"}],
+                                      SamplingOptions(max_new_tokens=5)).text
+    assert chat.stdout == f"> {reply}\n> > {reply}\n> "
+
+
+def test_cli_rejects_bad_options_and_folders(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    for args, fragment in ((["generate", str(tiny[1]), "x", "--top-p", "2"], "top_p"),
+                           (["generate", str(tmp_path), "x"], "not an exported model folder")):
+        run = subprocess.run([sys.executable, "-m", "pocketlm_build.cli", *args], capture_output=True, text=True)
+        assert run.returncode == 2 and fragment in run.stderr and "Traceback" not in run.stderr
