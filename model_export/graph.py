@@ -24,6 +24,9 @@ from .onnx_builder import FLOAT, INT32, INT64, MS_DOMAIN, GraphBuilder
 from .rope import cos_sin_cache
 from .sources.model import SourceModel
 
+# The first position whose logits the graph returns: -1 (the last one only) or 0 (all).
+LOGITS_START = "logits_start"
+
 # A linear layer: (builder, activation name, canonical weight name) -> output name.
 LinearFn = Callable[[GraphBuilder, str, str], str]
 
@@ -162,9 +165,9 @@ class DecoderGraph:
 
     def lm_head(self, x: str) -> str:
         cfg, b = self.cfg, self.b
-        if self.last_logits:
-            x = b.op("Slice", [x, b.const([-1], np.int64), b.const([np.iinfo(np.int64).max], np.int64),
-                               b.const([1], np.int64)], name="last_position")
+        start = b.initializer(LOGITS_START, np.array([-1 if self.last_logits else 0], np.int64))
+        x = b.op("Slice", [x, start, b.const([np.iinfo(np.int64).max], np.int64),
+                           b.const([1], np.int64)], name="logits_positions")
         if cfg.tie_embeddings:
             flat = b.op("Reshape", [x, b.const([-1, cfg.hidden_size], np.int64)])
             logits2d = b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
@@ -203,3 +206,21 @@ class DecoderGraph:
         self.lm_head(x)
         meta = {"pocketlm.architecture": cfg.architecture, "pocketlm.name": cfg.name}
         return b.model(f"pocketlm-{cfg.architecture}", meta)
+
+
+def set_logits_positions(model: onnx.ModelProto, last: bool) -> None:
+    """Switch a built graph between logits for every position and for the last one only."""
+    from onnx import numpy_helper
+
+    for i, tensor in enumerate(model.graph.initializer):
+        if tensor.name == LOGITS_START:
+            value = np.array([-1 if last else 0], np.int64)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value, LOGITS_START))
+            break
+    else:
+        raise ValueError("graph has no logits_start initializer")
+    dim = next(o for o in model.graph.output if o.name == "logits").type.tensor_type.shape.dim[1]
+    if last:
+        dim.dim_value = 1
+    else:
+        dim.dim_param = "sequence_length"
