@@ -53,7 +53,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a GGUF file or Hugging Face folder to an ONNX model folder")
     p.add_argument("source", nargs="?", type=Path, help="GGUF file or HF folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model folder")
-    p.add_argument("--quant", default="fp32", help="quantization mode (default: fp32)")
+    p.add_argument("--quant", default="auto",
+                   help="auto (default: the smallest mode that passes the quality gate), exact, q4, q8, fp16, fp32")
+    p.add_argument("--block-size", type=int, default=32, help="q4/q8 block size (default 32)")
+    p.add_argument("--asymmetric", action="store_true", help="q4 with zero points (default: symmetric)")
+    p.add_argument("--accuracy-level", type=int, default=0,
+                   help="MatMulNBits accuracy level: 0 float activations (default), 4 int8 activations")
+    p.add_argument("--allow-quality-loss", action="store_true",
+                   help="keep an explicitly chosen mode even when it fails the quality gate")
     p.add_argument("--logits", default="last", choices=["last", "all"],
                    help="logits for the last position only (runtimes) or for all (evaluation)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")

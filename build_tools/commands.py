@@ -14,11 +14,19 @@ def export(args: argparse.Namespace) -> int:
     from pocketlm_export.report import human_bytes
 
     result = run_export(args.source, args.out, ExportOptions(
-        quant=args.quant, logits=args.logits, progress=not args.quiet, force=args.force))
+        quant=args.quant, logits=args.logits, progress=not args.quiet, force=args.force,
+        block_size=args.block_size, symmetric=not args.asymmetric,
+        accuracy_level=args.accuracy_level, allow_quality_loss=args.allow_quality_loss))
     rep = result.report
     print(f"exported {rep['name']} ({rep['architecture']}, {rep['parameters']:,} parameters, "
           f"{rep['quantization']}) to {result.out}: {human_bytes(rep['total_bytes'])} "
           f"in {rep['seconds']['total']:.1f} s")
+    chosen = rep.get("quality", {}).get("candidates", [])
+    for q in chosen:
+        print(f"  {q['mode']:>5}: perplexity {q['perplexity']:.3f} vs fp32 {q['reference_perplexity']:.3f} "
+              f"({100 * q['perplexity_rise']:+.2f}%), top-1 agreement {100 * q['top1_agreement']:.1f}%, "
+              f"max logit error {q['max_logit_error']:.3g}, greedy {100 * q['greedy_agreement']:.0f}% same"
+              f" -> {'pass' if q['passed'] else 'fail'}")
     return 0
 
 

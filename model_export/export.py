@@ -8,6 +8,7 @@ graph once with onnxruntime as a smoke test -> move the folder into place.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,25 +16,34 @@ from typing import Any
 
 import onnx
 
+from pocketlm_runtime.tokenizer import Tokenizer
+
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
 from .errors import ExportError
-from .graph import DecoderGraph
+from . import quality
+from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
+from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, validate
 from .report import write_report
 from .sources import SourceModel, load_source
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
+log = logging.getLogger("pocketlm")
 PROTOBUF_LIMIT = 2_000_000_000  # protobuf cannot hold a single message past 2 GB
 
 
 @dataclass
 class ExportOptions:
-    quant: str = "fp32"
+    quant: str = "fp32"  # a mode of pocketlm_export.quantize, or "auto"
     logits: str = "last"  # "last" or "all"
     progress: bool = True
     force: bool = False
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 0
+    allow_quality_loss: bool = False
 
 
 @dataclass
@@ -108,22 +118,73 @@ def smoke_test(folder: Path) -> None:
     session.run(feeds)
 
 
+def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
+    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate."""
+    if options.quant != "auto":
+        return [options.quant]
+    modes = ["q4"]
+    if has_exact_blocks(src):
+        modes.append("exact")
+    return modes + ["q8", "fp16"]
+
+
+def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
+    return QuantOptions(mode=mode, block_size=options.block_size, symmetric=options.symmetric,
+                        accuracy_level=options.accuracy_level)
+
+
+def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.ModelProto, dict[str, Any]]:
+    """Build the graph for each candidate mode until one passes the quality gate."""
+    modes = candidate_modes(src, options)
+    for mode in modes:
+        validate(quant_options(options, mode), src)
+    if modes == ["fp32"]:
+        return "fp32", DecoderGraph(src, progress=options.progress, last_logits=False).build(), {}
+    tokenizer = Tokenizer.from_str(json.dumps(src.tokenizer))
+    text_ids = tokenizer.encode(quality.eval_text(), add_special_tokens=False)
+    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in quality.GREEDY_PROMPTS]
+    ref_model = DecoderGraph(src, last_logits=False).build()
+    ref = quality.reference(ref_model, text_ids, prompts)
+    del ref_model
+    tried: list[dict[str, Any]] = []
+    for mode in modes:
+        codec = codec_for(src, quant_options(options, mode))
+        model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
+        result = quality.compare(mode, model, ref, text_ids, prompts)
+        entry = result.as_dict()
+        entry["requantized"] = getattr(codec, "requantized", {})
+        tried.append(entry)
+        if result.passed:
+            return mode, model, {"chosen": mode, "candidates": tried}
+        if options.allow_quality_loss and options.quant != "auto":
+            log.warning("%s raises perplexity by %.1f%% (limit %.0f%%); kept because of --allow-quality-loss",
+                        mode, 100 * result.perplexity_rise, 100 * (result.limit or 0))
+            return mode, model, {"chosen": mode, "candidates": tried}
+        del model
+    last = tried[-1]
+    raise ExportError(
+        f"quality gate failed: {last['mode']} raises perplexity by {100 * last['perplexity_rise']:.1f}% "
+        f"(limit {100 * (last['limit'] or 0):.0f}%) against fp32; choose another --quant or pass --allow-quality-loss"
+    )
+
+
 def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResult:
-    if options.quant != "fp32":
-        raise ExportError(f"unknown quantization mode {options.quant!r}; supported: fp32")
     if options.logits not in ("last", "all"):
         raise ExportError(f"--logits must be 'last' or 'all', got {options.logits!r}")
+    if options.quant != "auto" and options.quant not in MODES:
+        raise ExportError(f"unknown quantization mode {options.quant!r}; choose one of auto, {', '.join(MODES)}")
     check_destination(out, options.force)
     started = time.perf_counter()
     path = source if source is not None else default_model_path()
     src = load_source(path)
     loaded = time.perf_counter()
-    model = DecoderGraph(src, progress=options.progress, last_logits=options.logits == "last").build()
+    mode, model, gate = choose_model(src, options)
+    set_logits_positions(model, last=options.logits == "last")
     built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
         external = save_model(model, stage)
         del model
-        config = model_json(src, options.quant, options.logits, external)
+        config = model_json(src, mode, options.logits, external)
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()
@@ -131,7 +192,9 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
         checked = time.perf_counter()
         report = write_report(stage, src, config, {
             "parameters": count_parameters(src),
-            "seconds": {"read_source": loaded - started, "build_graph": built - loaded,
+            "quality": gate,
+            "accuracy_level": options.accuracy_level,
+            "seconds": {"read_source": loaded - started, "build_and_gate": built - loaded,
                         "write": saved - built, "smoke_test": checked - saved,
                         "total": checked - started},
         })

@@ -11,7 +11,6 @@ onnxruntime's CPU EP and on onnxruntime-web (WASM and WebGPU).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,31 +26,49 @@ from .sources.model import SourceModel
 # The first position whose logits the graph returns: -1 (the last one only) or 0 (all).
 LOGITS_START = "logits_start"
 
-# A linear layer: (builder, activation name, canonical weight name) -> output name.
-LinearFn = Callable[[GraphBuilder, str, str], str]
+class FloatCodec:
+    """How weights become graph nodes; this one stores float32 (or float16) tensors.
 
+    A codec answers three questions: a linear layer, the token embedding, and the LM head
+    tied to that embedding. Quantized codecs (:mod:`pocketlm_export.quantize`) override them.
+    """
 
-def float_linear(source: SourceModel) -> LinearFn:
-    """Plain fp32 MatMul with the weight stored transposed ([in, out])."""
+    def __init__(self, source: SourceModel, dtype: type[np.floating] = np.float32) -> None:
+        self.src = source
+        self.dtype = np.dtype(dtype)
+        self.embed_table = ""
 
-    def linear(b: GraphBuilder, x: str, name: str) -> str:
-        weight = source.weights[name].float32().T
-        w = b.initializer(name.replace(".", "/") + "/weight", weight)
-        return b.op("MatMul", [x, w], name=name.replace(".", "/"))
+    def stored(self, b: GraphBuilder, name: str, array: np.ndarray) -> str:
+        """A float initializer; half-precision storage is widened once, at load time."""
+        tensor = b.initializer(name, array.astype(self.dtype))
+        if self.dtype == np.float32:
+            return tensor
+        return b.op("Cast", [tensor], to=FLOAT, name=name + "/to_float")
 
-    return linear
+    def linear(self, b: GraphBuilder, x: str, name: str) -> str:
+        path = name.replace(".", "/")
+        w = self.stored(b, path + "/weight", self.src.float32(name).T)
+        return b.op("MatMul", [x, w], name=path)
+
+    def embed(self, b: GraphBuilder, ids: str) -> str:
+        self.embed_table = self.stored(b, "embed/weight", self.src.float32("embed"))
+        return b.op("Gather", [self.embed_table, ids], name="embed", axis=0)
+
+    def tied_head(self, b: GraphBuilder, flat: str) -> str:
+        """Logits [rows, vocab] of hidden states [rows, hidden] through the embedding."""
+        return b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
 
 
 class DecoderGraph:
     """Emits one decoder-only transformer with a KV cache."""
 
-    def __init__(self, source: SourceModel, linear: LinearFn | None = None,
+    def __init__(self, source: SourceModel, codec: FloatCodec | None = None,
                  kv_dtype: int = FLOAT, progress: bool = False, last_logits: bool = True) -> None:
         self.src = source
         self.cfg: ModelConfig = source.config
         self.spec = source.spec
         self.b = GraphBuilder()
-        self.linear = linear or float_linear(source)
+        self.codec = codec or FloatCodec(source)
         self.names = GraphNames(self.cfg.num_layers)
         self.kv_dtype = kv_dtype
         self.progress = progress
@@ -100,7 +117,7 @@ class DecoderGraph:
     def attention(self, i: int, x: str, positions: str, seqlens: str, total: str,
                   rope: tuple[str, str]) -> str:
         cfg, b = self.cfg, self.b
-        q, k, v = (self.linear(b, x, f"L{i}.{p}") for p in "qkv")
+        q, k, v = (self.codec.linear(b, x, f"L{i}.{p}") for p in "qkv")
         if cfg.attention_bias:
             q, k, v = (b.op("Add", [t, self.norm_weight(f"L{i}.{p}_bias")]) for t, p in zip((q, k, v), "qkv"))
         if self.spec.qk_norm:
@@ -125,17 +142,17 @@ class DecoderGraph:
         out = b.unique(f"L{i}/attn/out")
         b.op("GroupQueryAttention", [q, k, v, past_k, past_v, seqlens, total],
              outputs=[out, present_k, present_v], domain=MS_DOMAIN, name=f"L{i}/attn", **attrs)
-        return self.linear(b, out, f"L{i}.o")
+        return self.codec.linear(b, out, f"L{i}.o")
 
     def mlp(self, i: int, x: str) -> str:
         b = self.b
-        gate = self.linear(b, x, f"L{i}.gate")
-        up = self.linear(b, x, f"L{i}.up")
+        gate = self.codec.linear(b, x, f"L{i}.gate")
+        up = self.codec.linear(b, x, f"L{i}.up")
         if self.spec.activation == "gelu_tanh":
             act = b.op("Gelu", [gate], approximate="tanh")
         else:
             act = b.op("Mul", [gate, b.op("Sigmoid", [gate])])
-        return self.linear(b, b.op("Mul", [act, up]), f"L{i}.down")
+        return self.codec.linear(b, b.op("Mul", [act, up]), f"L{i}.down")
 
     # -- whole model ------------------------------------------------------------------
     def declare_io(self) -> None:
@@ -156,9 +173,7 @@ class DecoderGraph:
 
     def embed(self) -> str:
         b = self.b
-        table = b.initializer("embed/weight", self.src.float32("embed"))
-        self.embed_table = table
-        h = b.op("Gather", [table, "input_ids"], name="embed", axis=0)
+        h = self.codec.embed(b, "input_ids")
         if self.spec.scale_embeddings:
             h = b.op("Mul", [h, b.const(np.float32(math.sqrt(self.cfg.hidden_size)))])
         return h
@@ -170,12 +185,12 @@ class DecoderGraph:
                            b.const([1], np.int64)], name="logits_positions")
         if cfg.tie_embeddings:
             flat = b.op("Reshape", [x, b.const([-1, cfg.hidden_size], np.int64)])
-            logits2d = b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
+            logits2d = self.codec.tied_head(b, flat)
             batch_seq = b.op("Shape", [x], end=2)
             shape = b.op("Concat", [batch_seq, b.const([cfg.vocab_size], np.int64)], axis=0)
             logits = b.op("Reshape", [logits2d, shape])
         else:
-            logits = self.linear(b, x, "lm_head")
+            logits = self.codec.linear(b, x, "lm_head")
         if cfg.final_logit_softcap:
             cap = b.const(np.float32(cfg.final_logit_softcap))
             logits = b.op("Mul", [b.op("Tanh", [b.op("Div", [logits, cap])]), cap])

@@ -1,0 +1,192 @@
+"""Quantization modes: how each weight is stored in the graph.
+
+=========  ==============================================================================
+mode       storage
+=========  ==============================================================================
+``exact``  GGUF Q4_0 / Q4_1 / Q8_0 blocks carried over unchanged (MatMulNBits; the
+           embedding through GatherBlockQuantized, the tied LM head sharing its bytes).
+           Other GGUF types are re-quantized to the nearest supported block format and
+           the report says which.
+``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
+``q8``     8-bit symmetric blocks
+``fp16``   half-precision weights, widened to float32 when the session loads
+``fp32``   float32 weights
+=========  ==============================================================================
+
+Norm weights, biases and RoPE tables stay float32 in every mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from .errors import ExportError
+from .graph import FloatCodec
+from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
+from .quant_blocks import (
+    GGUF_BLOCK_SIZE,
+    NBitsWeight,
+    embedding_tables,
+    gguf_to_nbits,
+    q4_1_split,
+    quantize_q4,
+    quantize_q8,
+)
+from .sources import SourceModel
+
+MODES = ("exact", "q4", "q8", "fp16", "fp32")
+EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
+BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
+# Where a GGUF block type has no exact image: the nearest supported format.
+NEAREST = {
+    GGMLQuantizationType.Q4_K: "q4",
+    GGMLQuantizationType.Q5_0: "q8",
+    GGMLQuantizationType.Q5_1: "q8",
+    GGMLQuantizationType.Q5_K: "q8",
+    GGMLQuantizationType.Q6_K: "q8",
+}
+
+
+@dataclass
+class QuantOptions:
+    mode: str = "fp32"
+    block_size: int = 32
+    symmetric: bool = True
+    # MatMulNBits accuracy_level: 0 = float activations, 4 = int8 activations (CPU).
+    accuracy_level: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def validate(options: QuantOptions, src: SourceModel) -> None:
+    if options.mode not in MODES:
+        raise ExportError(f"unknown quantization mode {options.mode!r}; choose one of {', '.join(MODES)} (or auto)")
+    if options.accuracy_level not in (0, 1, 2, 3, 4):
+        raise ExportError(f"--accuracy-level must be 0-4, got {options.accuracy_level}")
+    if options.mode == "exact" and not has_exact_blocks(src):
+        raise ExportError(
+            f"--quant exact needs a GGUF whose matrices are {'/'.join(t.name for t in sorted(EXACT_TYPES))} "
+            f"blocks; this source ({src.source.get('kind')}) has none: use q4, q8, fp16 or fp32"
+        )
+    if options.mode in ("q4", "q8"):
+        bs = options.block_size
+        if bs < 16 or bs & (bs - 1):
+            raise ExportError(f"--block-size must be a power of two >= 16, got {bs}")
+        for dim, what in ((src.config.hidden_size, "hidden size"), (src.config.intermediate_size, "intermediate size")):
+            if dim % bs:
+                raise ExportError(
+                    f"--block-size {bs} does not divide the model's {what} {dim}; "
+                    f"choose a block size that divides it (e.g. 32)"
+                )
+
+
+def has_exact_blocks(src: SourceModel) -> bool:
+    return any(w.qtype in EXACT_TYPES for name, w in src.weights.items() if name.endswith((".q", ".down")))
+
+
+class NBitsCodec(FloatCodec):
+    """Matrices as MatMulNBits, the embedding as GatherBlockQuantized."""
+
+    def __init__(self, source: SourceModel, options: QuantOptions) -> None:
+        super().__init__(source)
+        self.options = options
+        self.embed_weight: NBitsWeight | None = None
+        self.embed_names: tuple[str, str, str | None] = ("", "", None)
+        self.requantized: dict[str, int] = {}
+
+    # -- choosing the stored form ---------------------------------------------------------
+    def quantized(self, name: str) -> tuple[NBitsWeight, np.ndarray | None]:
+        """The weight as MatMulNBits initializers, plus Q4_1's per-block offsets if any.
+
+        GGUF blocks that already have the mode's bit width and block size are carried over
+        unchanged (re-rounding them would add a second quantization error); everything
+        else is quantized from its float values.
+        """
+        weight = self.src.weights[name]
+        mode, bits = self.options.mode, self.target_bits(weight.qtype)
+        carried = BLOCK_BITS.get(weight.qtype)
+        if carried is not None and (mode == "exact" or (carried == bits and self.options.block_size == GGUF_BLOCK_SIZE)):
+            n, k = weight.shape
+            if weight.qtype == GGMLQuantizationType.Q4_1:
+                return q4_1_split(weight.data, n, k)
+            return gguf_to_nbits(weight.data, weight.qtype.name, n, k), None
+        if mode == "exact":
+            key = f"{weight.qtype.name} -> q{bits}"
+            self.requantized[key] = self.requantized.get(key, 0) + 1
+        w = weight.float32()
+        block = self.options.block_size if mode in ("q4", "q8") else GGUF_BLOCK_SIZE
+        if bits == 4:
+            return quantize_q4(w, block, self.options.symmetric if mode == "q4" else False), None
+        return quantize_q8(w, block), None
+
+    def target_bits(self, qtype: GGMLQuantizationType) -> int:
+        if self.options.mode == "q4":
+            return 4
+        if self.options.mode == "q8":
+            return 8
+        return 4 if NEAREST.get(qtype) == "q4" else 8
+
+    def half(self, b: GraphBuilder, name: str, values: np.ndarray) -> str:
+        """Float16 on disk (block scales are float16 in GGUF and in our quantizers), widened
+        to float32 once when the session loads."""
+        stored = b.initializer(name, values.astype(np.float16))
+        return b.op("Cast", [stored], to=FLOAT, name=name + "/to_float")
+
+    def nbits_node(self, b: GraphBuilder, x: str, path: str, q: NBitsWeight) -> str:
+        inputs = [x, b.initializer(path + "/qweight", q.b), self.half(b, path + "/scales", q.scales.reshape(-1))]
+        if q.zero_points is not None:
+            inputs.append(b.initializer(path + "/zero_points", q.zero_points.reshape(q.n, -1)))
+        return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name=path,
+                    accuracy_level=self.options.accuracy_level, **q.attributes())
+
+    # -- the three questions ----------------------------------------------------------------
+    def linear(self, b: GraphBuilder, x: str, name: str) -> str:
+        path = name.replace(".", "/")
+        q, offsets = self.quantized(name)
+        y = self.nbits_node(b, x, path, q)
+        if offsets is None:
+            return y
+        # Q4_1 is d*q + m: the m part is (sum of x over each block) @ m.T.
+        blocks = b.op("Reshape", [x, b.const([0, 0, -1, GGUF_BLOCK_SIZE], np.int64)])
+        sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
+        mins = self.half(b, path + "/block_mins", np.ascontiguousarray(offsets.T))
+        return b.op("Add", [y, b.op("MatMul", [sums, mins], name=path + "/offsets")])
+
+    def embed(self, b: GraphBuilder, ids: str) -> str:
+        q, offsets = self.quantized("embed")
+        if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
+            # A Q4_1 embedding has no GatherBlockQuantized form: store it as 8-bit blocks.
+            q = quantize_q8(self.src.float32("embed"))
+        tables = embedding_tables(q)
+        data = b.initializer("embed/qweight", tables.data)
+        scales = self.half(b, "embed/scales", tables.scales)
+        inputs = [data, ids, scales]
+        if tables.zero_points is not None:
+            inputs.append(b.initializer("embed/zero_points", tables.zero_points))
+        self.embed_weight, self.embed_names = q, (data, scales, None)
+        rows = b.op("GatherBlockQuantized", inputs, domain=MS_DOMAIN, name="embed", **tables.attributes())
+        return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+
+    def tied_head(self, b: GraphBuilder, flat: str) -> str:
+        q = self.embed_weight
+        if q is None:
+            raise RuntimeError("embed() must run before tied_head()")
+        data, scales, _ = self.embed_names
+        # MatMulNBits wants scales as [N * k_blocks]: a Reshape of the shared table.
+        flat_scales = b.op("Reshape", [scales, b.const([-1], np.int64)], name="lm_head/scales")
+        inputs = [flat, data, flat_scales]
+        if q.zero_points is not None:
+            inputs.append(b.initializer("lm_head/zero_points", q.zero_points.reshape(q.n, -1)))
+        return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name="lm_head",
+                    accuracy_level=self.options.accuracy_level, **q.attributes())
+
+
+def codec_for(src: SourceModel, options: QuantOptions) -> FloatCodec:
+    validate(options, src)
+    if options.mode == "fp32":
+        return FloatCodec(src)
+    if options.mode == "fp16":
+        return FloatCodec(src, np.float16)
+    return NBitsCodec(src, options)
