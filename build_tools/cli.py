@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default="auto",
                    help="auto (default: the smallest mode that passes the quality gate), exact, q4, q8, fp16, fp32")
     p.add_argument("--block-size", type=int, default=32, help="q4/q8 block size (default 32)")
-    p.add_argument("--asymmetric", action="store_true", help="q4 with zero points (default: symmetric)")
+    p.add_argument("--symmetric", action="store_true", help="q4 without zero points (default: with zero points)")
     p.add_argument("--accuracy-level", type=int, default=0,
                    help="MatMulNBits accuracy level: 0 float activations (default), 4 int8 activations")
     p.add_argument("--allow-quality-loss", action="store_true",

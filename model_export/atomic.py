@@ -36,6 +36,9 @@ def staged_folder(out: Path, force: bool) -> Iterator[Path]:
         raise ExportError(f"cannot write to {parent} ({exc.strerror}); choose a writable -o") from None
     try:
         yield stage
+        umask = os.umask(0)
+        os.umask(umask)
+        stage.chmod(0o777 & ~umask)  # mkdtemp made it private; give it a normal folder's mode
         old: Path | None = None
         if out.exists():
             old = parent / f".{out.name}.old-{os.getpid()}"

@@ -41,7 +41,7 @@ class ExportOptions:
     progress: bool = True
     force: bool = False
     block_size: int = 32
-    symmetric: bool = True
+    symmetric: bool = False
     accuracy_level: int = 0
     allow_quality_loss: bool = False
 
@@ -53,7 +53,7 @@ class ExportResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def model_json(src: SourceModel, quant: str, logits: str, external: bool) -> dict[str, Any]:
+def model_json(src: SourceModel, quant: str, logits: str, external: bool, accuracy_level: int = 0) -> dict[str, Any]:
     cfg = src.config
     return {
         "format": "pocketlm-model",
@@ -63,6 +63,7 @@ def model_json(src: SourceModel, quant: str, logits: str, external: bool) -> dic
         "model_file": ONNX_FILE,
         "external_data": EXTERNAL_DATA_FILE if external else None,
         "quantization": quant,
+        "accuracy_level": accuracy_level,
         "context_length": cfg.context_length,
         "vocab_size": cfg.vocab_size,
         "logits": logits,
@@ -150,7 +151,7 @@ def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.Mo
     for mode in modes:
         codec = codec_for(src, quant_options(options, mode))
         model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
-        result = quality.compare(mode, model, ref, text_ids, prompts)
+        result = quality.compare(mode, model, ref, text_ids, prompts, options.accuracy_level)
         entry = result.as_dict()
         entry["requantized"] = getattr(codec, "requantized", {})
         tried.append(entry)
@@ -184,7 +185,7 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     with staged_folder(out, options.force) as stage:
         external = save_model(model, stage)
         del model
-        config = model_json(src, mode, options.logits, external)
+        config = model_json(src, mode, options.logits, external, options.accuracy_level)
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()

@@ -35,6 +35,12 @@ class GraphBuilder:
         self.initializers.append(tensor)
         return name
 
+    def add_tensor(self, tensor: onnx.TensorProto) -> str:
+        """An initializer already in ONNX form (e.g. packed 4-bit codes); renamed if taken."""
+        tensor.name = self.unique(tensor.name)
+        self.initializers.append(tensor)
+        return tensor.name
+
     def const(self, array: np.ndarray | list[int] | float, dtype: Any = None) -> str:
         """A small constant, shared when the same value is asked for twice."""
         value = np.asarray(array, dtype=dtype)

@@ -35,9 +35,12 @@ def eval_text() -> str:
 class GraphRunner:
     """An in-memory graph with logits for every position, fed with a KV cache."""
 
-    def __init__(self, model: onnx.ModelProto, threads: int = 2) -> None:
+    def __init__(self, model: onnx.ModelProto, threads: int = 2, accuracy_level: int = 0) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # onnxruntime fuses DequantizeLinear -> MatMul into MatMulNBits with int8 activations
+        # (level 4) unless told otherwise.
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -122,8 +125,8 @@ def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[in
 
 
 def compare(mode: str, model: onnx.ModelProto, ref: Reference, text_ids: list[int],
-            prompts: list[list[int]]) -> Quality:
-    runner = GraphRunner(model)
+            prompts: list[list[int]], accuracy_level: int = 0) -> Quality:
+    runner = GraphRunner(model, accuracy_level=accuracy_level)
     windows = runner.windows(text_ids)
     ppl = perplexity(windows, text_ids)
     agree = total = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
@@ -28,6 +29,8 @@ from .graph import FloatCodec
 from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
 from .quant_blocks import (
     GGUF_BLOCK_SIZE,
+    DQWeight,
+    nbits_to_dq,
     NBitsWeight,
     embedding_tables,
     gguf_to_nbits,
@@ -54,9 +57,11 @@ NEAREST = {
 class QuantOptions:
     mode: str = "fp32"
     block_size: int = 32
-    symmetric: bool = True
+    symmetric: bool = False
     # MatMulNBits accuracy_level: 0 = float activations, 4 = int8 activations (CPU).
     accuracy_level: int = 0
+    # "dq": DequantizeLinear -> MatMul (the page's layout); "nbits": MatMulNBits nodes.
+    layout: str = "dq"
     notes: list[str] = field(default_factory=list)
 
 
@@ -183,10 +188,69 @@ class NBitsCodec(FloatCodec):
                     accuracy_level=self.options.accuracy_level, **q.attributes())
 
 
+class DequantizeCodec(NBitsCodec):
+    """The same blocks as standard ``DequantizeLinear -> MatMul`` (opset 21, blocked).
+
+    This is the layout the page ships: native onnxruntime fuses it back into MatMulNBits,
+    while onnxruntime-web's WASM build (which has no quantized MatMulNBits kernel and would
+    widen every weight on every step) folds it to float32 once at load, or keeps one byte a
+    code and dequantizes each step where memory is short. See docs/quantization-notes.md.
+    """
+
+    def dq(self, b: GraphBuilder, path: str, w: DQWeight) -> str:
+        inputs = [b.add_tensor(w.codes_tensor(path + "/codes")), self.half(b, path + "/scales", w.scales)]
+        zp = w.zero_points_tensor(path + "/zero_points")
+        if zp is not None:
+            inputs.append(b.add_tensor(zp))
+        return b.op("DequantizeLinear", inputs, name=path + "/dequantize", **w.attributes())
+
+    def as_dq(self, name: str) -> DQWeight:
+        q, mins = self.quantized(name)
+        return nbits_to_dq(q, mins)
+
+    def linear(self, b: GraphBuilder, x: str, name: str) -> str:
+        path = name.replace(".", "/")
+        w = self.as_dq(name)
+        y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
+        if w.mins is None:
+            return y
+        blocks = b.op("Reshape", [x, b.const([0, 0, -1, w.block_size], np.int64)])
+        sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
+        mins = self.half(b, path + "/block_mins", w.mins)
+        return b.op("Add", [y, b.op("MatMul", [sums, mins], name=path + "/offsets")])
+
+    def embed(self, b: GraphBuilder, ids: str) -> str:
+        w = self.as_dq("embed")
+        if w.mins is not None:  # a Q4_1 embedding: store it as 8-bit blocks instead
+            w = nbits_to_dq(quantize_q8(self.src.float32("embed")))
+        self.embed_dq = w
+        codes = b.add_tensor(w.codes_tensor("embed/codes"))
+        scales = self.half(b, "embed/scales", w.scales)
+        zp = w.zero_points_tensor("embed/zero_points")
+        zp_name = b.add_tensor(zp) if zp is not None else None
+        self.embed_names = (codes, scales, zp_name)
+        tensors = [t for t in (codes, scales, zp_name) if t]
+        if w.onnx_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            # Gather has no 4-bit kernel: GatherBlockQuantized picks columns of the [H, V] table.
+            cols = b.op("GatherBlockQuantized", [codes, ids, *tensors[1:]], domain=MS_DOMAIN,
+                        name="embed/gather", gather_axis=1, quantize_axis=0, block_size=w.block_size)
+        else:
+            picked = [b.op("Gather", [t, ids], axis=1, name=f"embed/gather_{i}") for i, t in enumerate(tensors)]
+            cols = b.op("DequantizeLinear", picked, name="embed/dequantize", **w.attributes())
+        return b.op("Transpose", [cols], perm=[1, 2, 0], name="embed")  # [H, B, S] -> [B, S, H]
+
+    def tied_head(self, b: GraphBuilder, flat: str) -> str:
+        inputs = [x for x in self.embed_names if x]
+        table = b.op("DequantizeLinear", inputs, name="lm_head/dequantize", **self.embed_dq.attributes())
+        return b.op("MatMul", [flat, table], name="lm_head")
+
+
 def codec_for(src: SourceModel, options: QuantOptions) -> FloatCodec:
     validate(options, src)
     if options.mode == "fp32":
         return FloatCodec(src)
     if options.mode == "fp16":
         return FloatCodec(src, np.float16)
-    return NBitsCodec(src, options)
+    if options.layout == "nbits":
+        return NBitsCodec(src, options)
+    return DequantizeCodec(src, options)
