@@ -145,13 +145,14 @@ def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.Mo
     text_ids = tokenizer.encode(quality.eval_text(), add_special_tokens=False)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in quality.GREEDY_PROMPTS]
     ref_model = DecoderGraph(src, last_logits=False).build()
-    ref = quality.reference(ref_model, text_ids, prompts)
+    ref = quality.reference(ref_model, text_ids, prompts, src.config.context_length)
     del ref_model
     tried: list[dict[str, Any]] = []
     for mode in modes:
         codec = codec_for(src, quant_options(options, mode))
         model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
-        result = quality.compare(mode, model, ref, text_ids, prompts, options.accuracy_level)
+        result = quality.compare(mode, model, ref, text_ids, prompts, src.config.context_length,
+                                 options.accuracy_level)
         entry = result.as_dict()
         entry["requantized"] = getattr(codec, "requantized", {})
         tried.append(entry)

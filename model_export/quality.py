@@ -35,7 +35,9 @@ def eval_text() -> str:
 class GraphRunner:
     """An in-memory graph with logits for every position, fed with a KV cache."""
 
-    def __init__(self, model: onnx.ModelProto, threads: int = 2, accuracy_level: int = 0) -> None:
+    def __init__(self, model: onnx.ModelProto, threads: int = 2, accuracy_level: int = 0,
+                 window: int = WINDOW) -> None:
+        self.window = window
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # onnxruntime fuses DequantizeLinear -> MatMul into MatMulNBits with int8 activations
@@ -58,7 +60,8 @@ class GraphRunner:
         return out["logits"][0], new_past
 
     def windows(self, ids: list[int]) -> list[np.ndarray]:
-        return [self.step(ids[i:i + WINDOW], self.fresh(), 0)[0] for i in range(0, len(ids) - 1, WINDOW)]
+        w = self.window
+        return [self.step(ids[i:i + w], self.fresh(), 0)[0] for i in range(0, len(ids) - 1, w)]
 
     def greedy(self, ids: list[int], n: int) -> tuple[list[int], float]:
         logits, past = self.step(ids, self.fresh(), 0)
@@ -109,15 +112,22 @@ class Quality:
 
 def perplexity(windows: list[np.ndarray], ids: list[int]) -> float:
     total, count = 0.0, 0
-    for w, chunk_start in zip(windows, range(0, len(ids) - 1, WINDOW)):
+    size = windows[0].shape[0]
+    for w, chunk_start in zip(windows, range(0, len(ids) - 1, size)):
         targets = ids[chunk_start + 1: chunk_start + 1 + len(w)]
         total += nll(w[: len(targets)], targets)
         count += len(targets)
     return math.exp(total / count)
 
 
-def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[int]]) -> Reference:
-    runner = GraphRunner(model)
+def window_for(context_length: int) -> int:
+    """Evaluation windows fit the model's context, leaving room for the greedy prompts."""
+    return max(16, min(WINDOW, context_length // 2))
+
+
+def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[int]],
+              context_length: int) -> Reference:
+    runner = GraphRunner(model, window=window_for(context_length))
     windows = runner.windows(text_ids)
     greedy = [runner.greedy(p, GREEDY_TOKENS) for p in prompts]
     return Reference(windows, perplexity(windows, text_ids), [g for g, _ in greedy],
@@ -125,8 +135,8 @@ def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[in
 
 
 def compare(mode: str, model: onnx.ModelProto, ref: Reference, text_ids: list[int],
-            prompts: list[list[int]], accuracy_level: int = 0) -> Quality:
-    runner = GraphRunner(model, accuracy_level=accuracy_level)
+            prompts: list[list[int]], context_length: int, accuracy_level: int = 0) -> Quality:
+    runner = GraphRunner(model, accuracy_level=accuracy_level, window=window_for(context_length))
     windows = runner.windows(text_ids)
     ppl = perplexity(windows, text_ids)
     agree = total = 0
