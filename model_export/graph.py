@@ -149,7 +149,7 @@ class DecoderGraph:
         gate = self.codec.linear(b, x, f"L{i}.gate")
         up = self.codec.linear(b, x, f"L{i}.up")
         if self.spec.activation == "gelu_tanh":
-            act = b.op("Gelu", [gate], approximate="tanh")
+            act = b.op("FastGelu", [gate], domain=MS_DOMAIN)  # the tanh approximation
         else:
             act = b.op("Mul", [gate, b.op("Sigmoid", [gate])])
         return self.codec.linear(b, b.op("Mul", [act, up]), f"L{i}.down")

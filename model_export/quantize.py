@@ -70,10 +70,11 @@ def validate(options: QuantOptions, src: SourceModel) -> None:
         raise ExportError(f"unknown quantization mode {options.mode!r}; choose one of {', '.join(MODES)} (or auto)")
     if options.accuracy_level not in (0, 1, 2, 3, 4):
         raise ExportError(f"--accuracy-level must be 0-4, got {options.accuracy_level}")
-    if options.mode == "exact" and not has_exact_blocks(src):
+    if options.mode == "exact" and not has_quantized_blocks(src):
         raise ExportError(
-            f"--quant exact needs a GGUF whose matrices are {'/'.join(t.name for t in sorted(EXACT_TYPES))} "
-            f"blocks; this source ({src.source.get('kind')}) has none: use q4, q8, fp16 or fp32"
+            f"--quant exact needs a GGUF whose matrices are quantized blocks "
+            f"({', '.join(t.name for t in sorted(EXACT_TYPES))} carry over exactly); this source "
+            f"({src.source.get('kind')}) has float weights: use q4, q8, fp16 or fp32"
         )
     if options.mode in ("q4", "q8"):
         bs = options.block_size
@@ -85,6 +86,10 @@ def validate(options: QuantOptions, src: SourceModel) -> None:
                     f"--block-size {bs} does not divide the model's {what} {dim}; "
                     f"choose a block size that divides it (e.g. 32)"
                 )
+
+
+def has_quantized_blocks(src: SourceModel) -> bool:
+    return any(w.is_quantized for name, w in src.weights.items() if name.endswith((".q", ".down")))
 
 
 def has_exact_blocks(src: SourceModel) -> bool:
