@@ -53,7 +53,8 @@ class ExportResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def model_json(src: SourceModel, quant: str, logits: str, external: bool, accuracy_level: int = 0) -> dict[str, Any]:
+def model_json(src: SourceModel, quant: str, logits: str, external: bool, accuracy_level: int = 0,
+               export_options: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = src.config
     return {
         "format": "pocketlm-model",
@@ -79,6 +80,7 @@ def model_json(src: SourceModel, quant: str, logits: str, external: bool, accura
         "eos_token_ids": src.eos_token_ids,
         "chat_template": src.chat_template,
         "source": src.source,
+        "export_options": export_options or {},
         "model_config": cfg.to_json(),
     }
 
@@ -186,7 +188,9 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     with staged_folder(out, options.force) as stage:
         external = save_model(model, stage)
         del model
-        config = model_json(src, mode, options.logits, external, options.accuracy_level)
+        config = model_json(src, mode, options.logits, external, options.accuracy_level,
+                            {"quant": options.quant, "block_size": options.block_size,
+                             "symmetric": options.symmetric})
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()
