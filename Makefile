@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test check bench bench-export clean
+.PHONY: setup browser-deps demo test check bench bench-export bench-quant clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,7 +37,10 @@ bench: setup browser-deps
 	$(BIN)/python -m benchmarks.run
 
 bench-export: setup
-	$(BIN)/python -m benchmarks.export_bench
+	$(BIN)/python -m benchmarks.export_bench --quant fp32
+
+bench-quant: setup
+	$(BIN)/python -m benchmarks.quant_bench
 
 clean:
 	rm -rf $(OUT) .pytest_cache
