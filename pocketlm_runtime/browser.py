@@ -1,0 +1,245 @@
+"""The session protocol over onnxruntime-web, called from Python inside Pyodide.
+
+The only Python module that imports ``js`` or ``pyodide``. Tensors never cross into
+Python: they live in JavaScript (or on the GPU with WebGPU) and Python holds integer
+handles to them, so the KV cache goes from one step's outputs to the next step's feeds
+without being copied or even proxied. Python only receives the k best logits of the last
+position (``candidates``), computed by a small JS helper.
+
+``run`` blocks on the ``session.run`` promise with :func:`pyodide.ffi.run_sync`, which
+needs JavaScript Promise Integration (JSPI) and a call stack entered through
+``callPromising`` (the worker calls :meth:`BrowserModel.generate` that way). So the one
+generation loop of :mod:`pocketlm_runtime.generator` runs unchanged, synchronously.
+
+The JS side is ``web/ort_backend.js``; the module passed in as ``backend`` exposes
+``setFeedNames(names)``, ``run(handles)``, ``outputNames()``, ``int64(bytes, dims)``,
+``emptyKV()``, ``topK(handle, k)`` and ``dispose(handles)``.
+"""
+
+from __future__ import annotations
+
+import array
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import js
+from pyodide.ffi import JsProxy, jsnull, run_sync, to_js
+
+from .model_info import ModelInfo
+from .pipeline import LanguageModel, Message, Result
+from .sampling import SamplingOptions
+from .session import Candidates
+from .tokenizer import Tokenizer
+
+# Engine option names (JS, camelCase) -> SamplingOptions fields.
+OPTION_NAMES = {
+    "maxNewTokens": "max_new_tokens",
+    "temperature": "temperature",
+    "topK": "top_k",
+    "topP": "top_p",
+    "repetitionPenalty": "repetition_penalty",
+    "seed": "seed",
+    "stop": "stop",
+    "candidates": "candidates",
+}
+
+
+@dataclass
+class StepClock:
+    """Where a decode step's time goes: waiting for onnxruntime-web, or everything else.
+
+    "Everything else" is Python's share: the generation loop, sampling, detokenizing,
+    streaming and the calls across to JS. Waiting covers ``session.run`` and, on WebGPU,
+    the read-back of the logits (the GPU finishes the step then).
+    """
+
+    starts: list[float] = field(default_factory=list)  # when each run() began
+    runs: list[float] = field(default_factory=list)  # seconds waiting for each step's result
+    finished: float = 0.0
+
+    def summary(self) -> dict[str, float]:
+        """Figures over decode steps (every run after the first, which is the prefill)."""
+        if len(self.starts) < 2:
+            return {"decode_steps": 0, "python_share": 0.0, "python_ms_per_step": 0.0,
+                    "ort_ms_per_step": 0.0}
+        ends = self.starts[2:] + [self.finished]
+        walls = [end - start for start, end in zip(self.starts[1:], ends)]
+        runs = self.runs[1:]
+        wall, ort = sum(walls), sum(runs)
+        steps = len(walls)
+        return {
+            "decode_steps": steps,
+            "python_share": (wall - ort) / wall if wall > 0 else 0.0,
+            "python_ms_per_step": (wall - ort) / steps * 1000,
+            "ort_ms_per_step": ort / steps * 1000,
+        }
+
+
+class BrowserSession:
+    """:class:`pocketlm_runtime.session.Session` over onnxruntime-web (see the module doc).
+
+    Tensors are integer handles into a table in ``ort_backend.js``: a step sends the feed
+    handles as one Int32Array and gets the output handles back as one, instead of making
+    a proxy per KV tensor. Handles are opaque to the generation loop, as the protocol asks.
+    """
+
+    def __init__(self, backend: JsProxy) -> None:
+        self.backend = backend
+        self.clock = StepClock()
+        self.feed_names: tuple[str, ...] = ()
+        self.output_names: list[str] = []
+        self.before_step: Callable[[], None] | None = None  # e.g. a stop check
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        if self.before_step is not None:
+            self.before_step()
+        names = tuple(feeds)
+        if names != self.feed_names:
+            self.backend.setFeedNames(to_js(list(names)))
+            self.feed_names = names
+        handles = to_js(array.array("i", feeds.values()))
+        before = time.perf_counter()
+        outputs = run_sync(self.backend.run(handles))
+        self.clock.starts.append(started)
+        self.clock.runs.append(time.perf_counter() - before)
+        if not self.output_names:
+            self.output_names = list(self.backend.outputNames())
+        return dict(zip(self.output_names, outputs.to_py().tolist()))
+
+    def int64(self, values: list[int], shape: tuple[int, ...]) -> Any:
+        data = array.array("q", values).tobytes()  # one copy into JS, no per-element BigInt
+        return self.backend.int64(to_js(data), to_js(list(shape)))
+
+    def empty_kv(self) -> Any:
+        return self.backend.emptyKV()
+
+    def candidates(self, logits: Any, k: int) -> Candidates:
+        best = self.backend.topK(logits, k)
+        if inspect.isawaitable(best):  # logits on the GPU: a promise of the read-back
+            before = time.perf_counter()
+            best = run_sync(best)
+            if self.clock.runs:
+                self.clock.runs[-1] += time.perf_counter() - before
+        return best.ids.to_py().tolist(), best.values.to_py().tolist()
+
+    def release(self, tensors: list[Any]) -> None:
+        # dispose() frees GPU buffers on WebGPU and the table entries; no PyProxy exists to
+        # destroy, since Python holds plain ints.
+        if tensors:
+            self.backend.dispose(to_js(array.array("i", tensors)))
+
+
+class StreamToPage:
+    """The pipeline's streamer: each piece of text goes to the page as it comes."""
+
+    def __init__(self, post: JsProxy) -> None:
+        self.post = post
+
+    def put(self, text: str) -> None:
+        self.post(text)
+
+    def end(self) -> None:
+        return None
+
+
+class StopSignal:
+    """Whether the page asked to stop, checked before every step.
+
+    ``stopped()`` is a plain JS call reading a flag the page sets in shared memory (when
+    cross-origin isolated) or the worker sets on a stop message. A message can only arrive
+    while the worker's event loop runs, which ``session.run`` does not guarantee, so every
+    ``PAUSE_EVERY`` seconds ``pause()`` lets one turn of it pass; that costs about a
+    millisecond, so it is not done at every step.
+    """
+
+    PAUSE_EVERY = 0.1
+
+    def __init__(self, stopped: JsProxy, pause: JsProxy) -> None:
+        self.stopped = stopped
+        self.pause = pause
+        self.paused_at = time.perf_counter()
+
+    def requested(self) -> bool:
+        if self.stopped():
+            return True
+        now = time.perf_counter()
+        if now - self.paused_at < self.PAUSE_EVERY:
+            return False
+        self.paused_at = now
+        return bool(run_sync(self.pause()))
+
+
+def sampling_options(options: dict[str, Any]) -> SamplingOptions:
+    """SamplingOptions from the engine's camelCase options; unknown names are refused."""
+    fields: dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in OPTION_NAMES:
+            known = ", ".join(sorted(OPTION_NAMES))
+            raise ValueError(f"unknown generation option {name!r}; known options: {known}")
+        if value is not None and value is not jsnull:
+            fields[OPTION_NAMES[name]] = list(value) if name == "stop" else value
+    return SamplingOptions(**fields).validate()
+
+
+def _py(value: Any) -> Any:
+    return value.to_py() if isinstance(value, JsProxy) else value
+
+
+class BrowserModel:
+    """What the worker holds: a :class:`LanguageModel` over a :class:`BrowserSession`."""
+
+    def __init__(self, config_json: str, tokenizer_json: str, backend: JsProxy) -> None:
+        self.info = ModelInfo.from_text(config_json)
+        self.session = BrowserSession(backend)
+        self.model = LanguageModel(self.session, self.info, Tokenizer.from_str(tokenizer_json))
+
+    def describe(self) -> JsProxy:
+        info = self.info
+        return _to_js({"name": info.name, "architecture": info.architecture,
+                       "quantization": info.quantization, "context_length": info.context_length,
+                       "vocab_size": info.vocab_size, "has_chat_template": bool(info.chat_template)})
+
+    def generate(self, prompt: str | JsProxy, options: JsProxy | None, post: JsProxy,
+                 stopped: JsProxy, pause: JsProxy, chat: bool | None = None) -> JsProxy:
+        """Answer ``prompt`` (text, or chat messages as a JS array); returns a JS object.
+
+        ``post(text)`` receives the streamed text; ``stopped()`` and ``pause()`` tell when
+        the page asks to stop (:class:`StopSignal`): the answer then ends at that token.
+        """
+        messages: str | list[Message] = _py(prompt)
+        sampling = sampling_options(_py(options) or {})
+        use_template = None if chat is None or chat is jsnull else bool(chat)
+        signal = StopSignal(stopped, pause)
+
+        def check_stop() -> None:
+            if signal.requested():
+                self.model.stop()
+
+        self.session.clock = StepClock()
+        self.session.before_step = check_stop
+        try:
+            result: Result = self.model.generate(messages, sampling, StreamToPage(post),
+                                                 chat=use_template)
+        finally:
+            self.session.before_step = None
+        self.session.clock.finished = time.perf_counter()
+        out = result.as_dict()
+        out.update(self.session.clock.summary())
+        return _to_js(out)
+
+    def new_chat(self) -> None:
+        self.model.new_chat()
+
+
+def _to_js(value: Any) -> JsProxy:
+    converted: JsProxy = to_js(value, dict_converter=js.Object.fromEntries)
+    return converted
+
+
+def load_model(config_json: str, tokenizer_json: str, backend: JsProxy) -> BrowserModel:
+    """Entry point for the worker: the model description, tokenizer and ORT backend."""
+    return BrowserModel(config_json, tokenizer_json, backend)

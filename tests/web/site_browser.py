@@ -1,0 +1,124 @@
+"""Helpers for the browser tests: a site server, Chromium with request logging, and the page.
+
+The server is the app of `pocketlm serve` under uvicorn; Chromium is Debian's
+/usr/bin/chromium driven by Python playwright (which never downloads a browser here).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+READY = "document.body.dataset.ready === 'true' || document.getElementById('status').getAttribute('role') === 'alert'"
+
+
+class SiteServer:
+    """The app of `pocketlm serve` under uvicorn in a thread, on a port the OS picked."""
+
+    def __init__(self, dist: Path) -> None:
+        from pocketlm_build.server import create_app
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(dist), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start within 10 s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@dataclass
+class Traffic:
+    """Every request the browser made, and those it made to another origin (refused)."""
+
+    origin: str
+    seen: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+
+class Browsers:
+    """Starts Chromium on a fresh (or given) profile and closes every one it started.
+
+    Every request to another origin than the server's is recorded and aborted. Fresh
+    profiles (which hold the service worker's copy of the whole site) are deleted after.
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.contexts: list[Any] = []
+        self.profiles: list[Path] = []
+
+    def __call__(self, origin: str, *, profile: Path | None = None,
+                 webgpu: bool = False) -> tuple[Any, Traffic]:
+        args = CHROMIUM_ARGS + (["--enable-unsafe-webgpu"] if webgpu else [])
+        user_data = profile or Path(tempfile.mkdtemp(prefix="pocketlm-chromium-"))
+        if profile is None:
+            self.profiles.append(user_data)
+        context = self.driver.chromium.launch_persistent_context(
+            str(user_data), executable_path=str(CHROMIUM), args=args, headless=True)
+        self.contexts.append(context)
+        traffic = Traffic(origin)
+
+        def route(route: Any) -> None:
+            url = route.request.url
+            traffic.seen.append(url)
+            if url.startswith((origin + "/", "data:")):
+                route.continue_()
+            else:
+                traffic.foreign.append(url)
+                route.abort()
+
+        context.route("**/*", route)
+        return context, traffic
+
+    def close_all(self) -> None:
+        for context in self.contexts:
+            context.close()
+        self.contexts.clear()
+        for profile in self.profiles:
+            shutil.rmtree(profile, ignore_errors=True)
+        self.profiles.clear()
+
+
+BrowserFactory = Callable[..., tuple[Any, Traffic]]
+
+
+def wait_ready(page: Any, timeout_s: float = 600) -> None:
+    page.wait_for_function(READY, timeout=timeout_s * 1000)
+    status = page.inner_text("#status")
+    if page.evaluate("document.body.dataset.ready") != "true":
+        raise AssertionError(f"the page did not get ready: {status}")
+
+
+def ask(page: Any, prompt: Any, **options: Any) -> dict[str, Any]:
+    """engine.generate(prompt, options) in the page; returns the result object."""
+    result: dict[str, Any] = page.evaluate(
+        "([prompt, options]) => window.pocketlm.engine.generate(prompt, options)", [prompt, options])
+    return result

@@ -1,0 +1,342 @@
+"""The page with a tiny model: loading, streaming, stop, new chat, offline, isolation.
+
+The tiny random llama answers in milliseconds, so these tests are about the page and the
+worker, not about the text. The native runtime is the reference for the tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PROMPTS = ["hello world", "the cat sat on the mat", "one two three four"]
+
+
+def load_page(browsers: BrowserFactory, server: SiteServer) -> Any:
+    context, _ = browsers(server.url)
+    page = context.new_page()
+    page.goto(server.url + "/?backend=wasm")
+    wait_ready(page)
+    return page
+
+
+@pytest.fixture
+def page(open_browser: BrowserFactory, tiny_server: SiteServer) -> Any:
+    """A fresh page, for tests that use the chat UI."""
+    return load_page(open_browser, tiny_server)
+
+
+@pytest.fixture(scope="module")
+def engine_page(module_browser: BrowserFactory, tiny_server: SiteServer) -> Any:
+    """One page shared by the tests that call the engine directly."""
+    return load_page(module_browser, tiny_server)
+
+
+def native_tokens(model: Path, prompt: Any, max_new_tokens: int) -> list[int]:
+    from pocketlm_runtime.native import load_native
+    from pocketlm_runtime.sampling import SamplingOptions
+
+    result = load_native(model, threads=1).generate(prompt, SamplingOptions(max_new_tokens=max_new_tokens))
+    return result.tokens
+
+
+def test_page_loads_to_ready_with_one_byte_progress_bar(open_browser: BrowserFactory,
+                                                        tiny_server: SiteServer,
+                                                        tiny_site: Path) -> None:
+    context, _ = open_browser(tiny_server.url)
+    page = context.new_page()
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    page.goto(tiny_server.url + "/")
+    page.wait_for_selector("#progress")
+    assert page.locator("progress").count() == 1
+    wait_ready(page)
+    assert len(navigations) == 1  # loaded once: no reload on the way
+    manifest = json.loads((tiny_site / "manifest.json").read_text())
+    total_mb = sum(f["size"] for f in manifest["files"]) / 1e6
+    assert f"of {total_mb:.1f} MB" in page.inner_text("#progress-text")
+    assert page.is_hidden("#loading")
+    assert page.inner_text("#status").startswith("Ready:")
+    assert "available offline" in page.inner_text("#status")
+    assert page.evaluate("caches.keys()") == [f"pocketlm-{manifest['build_id']}"]
+    backend = page.evaluate("window.pocketlm.engine.backend")
+    assert backend["crossOriginIsolated"] is True
+    assert backend["name"] == "wasm"  # no WebGPU adapter without --enable-unsafe-webgpu
+
+
+def test_greedy_tokens_equal_native_onnxruntime(engine_page: Any, tiny_model: Path) -> None:
+    for prompt in PROMPTS:
+        result = ask(engine_page, prompt, maxNewTokens=24)
+        assert result["tokens"] == native_tokens(tiny_model, prompt, 24), prompt
+
+
+def test_chat_messages_go_through_the_chat_template_like_native(engine_page: Any, tiny_model: Path) -> None:
+    messages = [{"role": "user", "content": "hello"}]
+    result = ask(engine_page, messages, maxNewTokens=16)
+    assert result["tokens"] == native_tokens(tiny_model, messages, 16)
+
+
+def test_streamed_text_appears_in_the_answer_bubble(page: Any) -> None:
+    page.fill("#prompt", "hello world")
+    page.click("#send")
+    page.wait_for_function("!document.getElementById('send').disabled")
+    shown = page.evaluate("document.querySelector('#messages li.assistant p').textContent")
+    history = page.evaluate("window.pocketlm.history")
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert shown == history[1]["content"]
+    assert "tokens/s" in page.inner_text("#status")
+
+
+def test_markup_in_messages_is_shown_as_text(page: Any) -> None:
+    page.fill("#prompt", '<img src=x onerror="window.injected=1"><b>bold</b>')
+    page.click("#send")
+    page.wait_for_function("!document.getElementById('send').disabled")
+    user = page.locator("#messages li.user p")
+    assert user.inner_text() == '<img src=x onerror="window.injected=1"><b>bold</b>'
+    assert page.locator("#messages img, #messages b").count() == 0
+    assert page.evaluate("window.injected") is None
+
+
+def test_only_the_server_origin_is_contacted(open_browser: BrowserFactory,
+                                             tiny_server: SiteServer) -> None:
+    context, traffic = open_browser(tiny_server.url)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/")
+    wait_ready(page)
+    ask(page, "hello", maxNewTokens=8)
+    assert traffic.foreign == []
+    assert any(url.endswith(".wasm") for url in traffic.seen)  # the route saw the runtime load
+
+
+def test_stop_ends_the_answer_between_tokens(engine_page: Any) -> None:
+    # The tiny model's context is 256 tokens; at this speed the stop comes well before.
+    result = engine_page.evaluate("""async () => {
+        const engine = window.pocketlm.engine;
+        const answer = engine.generate('hello world', {maxNewTokens: 4000});
+        await engine.stop();
+        return answer;
+    }""")
+    assert result["stopReason"] == "stopped"
+    assert 1 <= len(result["tokens"]) < 50
+
+
+def test_next_chat_turn_reuses_the_cache_until_new_chat(engine_page: Any) -> None:
+    # One new token: the cache then holds exactly the first prompt, which turn two extends.
+    turn = [{"role": "user", "content": "hello"}]
+    first = ask(engine_page, turn, maxNewTokens=1)
+    turn_two = [*turn, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "more"}]
+    again = ask(engine_page, turn_two, maxNewTokens=4)
+    assert again["timing"]["reusedTokens"] == first["timing"]["promptTokens"]
+    engine_page.evaluate("window.pocketlm.engine.newChat()")
+    fresh = ask(engine_page, turn_two, maxNewTokens=4)
+    assert fresh["timing"]["reusedTokens"] == 0
+    assert fresh["tokens"] == again["tokens"]
+
+
+def test_errors_come_back_as_rejections_with_one_line(engine_page: Any) -> None:
+    message = engine_page.evaluate("""() => window.pocketlm.engine.generate('hi', {maxNewTokens: 0})
+        .then(() => 'no error', (error) => error.message)""")
+    assert message == "ValueError: max_new_tokens must be >= 1, got 0"
+    unknown = engine_page.evaluate("""() => window.pocketlm.engine.generate('hi', {topk: 3})
+        .then(() => 'no error', (error) => error.message)""")
+    assert "unknown generation option 'topk'" in unknown
+    assert ask(engine_page, "hello", maxNewTokens=2)["tokens"]  # the engine still works
+
+
+def test_url_parameters_force_backend_and_threads(open_browser: BrowserFactory,
+                                                  tiny_server: SiteServer) -> None:
+    context, _ = open_browser(tiny_server.url)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/?backend=wasm&threads=1")
+    wait_ready(page)
+    backend = page.evaluate("window.pocketlm.engine.backend")
+    assert (backend["name"], backend["threads"], backend["reason"]) == ("wasm", 1, "forced")
+
+
+def test_main_thread_has_no_long_tasks_while_generating(page: Any) -> None:
+    long_tasks = page.evaluate("""async () => {
+        const found = [];
+        const observer = new PerformanceObserver((list) => found.push(...list.getEntries().map((e) => e.duration)));
+        observer.observe({type: 'longtask'});
+        document.getElementById('prompt').value = 'hello world';
+        document.getElementById('send').click();
+        await new Promise((resolve) => {
+            const check = () => document.getElementById('send').disabled ? setTimeout(check, 20) : resolve();
+            setTimeout(check, 20);
+        });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        observer.disconnect();
+        return found;
+    }""")
+    assert long_tasks == []
+
+
+def test_python_holds_no_tensors_after_an_answer(engine_page: Any) -> None:
+    ask(engine_page, "hello world", maxNewTokens=16)
+    live = engine_page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')")
+    kv = json.loads(engine_page.evaluate("fetch('model/pocketlm.json').then((r) => r.text())"))["kv_cache"]
+    assert live == 2 * kv["num_layers"]  # only the KV cache kept for the next chat turn
+
+
+def test_page_works_offline_after_the_first_visit(open_browser: BrowserFactory,
+                                                  tiny_site: Path, tmp_path: Path) -> None:
+    server = SiteServer(tiny_site)
+    profile = tmp_path / "profile"
+    context, _ = open_browser(server.url, profile=profile)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    wait_ready(page)
+    assert "available offline" in page.inner_text("#status")
+    online = ask(page, "hello", maxNewTokens=8)
+    context.close()
+    server.stop()  # nothing serves the site any more
+
+    context, traffic = open_browser(server.url, profile=profile)
+    page = context.new_page()
+    page.goto(server.url + "/?backend=wasm")
+    wait_ready(page)
+    assert page.evaluate("crossOriginIsolated") is True  # COOP/COEP replayed from the cache
+    assert ask(page, "hello", maxNewTokens=8)["tokens"] == online["tokens"]
+    assert traffic.foreign == []
+
+
+def test_a_new_build_downloads_only_what_changed(open_browser: BrowserFactory, tiny_model: Path,
+                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from pocketlm_build.bundle import build_site
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    dist = tmp_path / "dist"
+    build_site(model, dist)
+    old = json.loads((dist / "manifest.json").read_text())
+    server = SiteServer(dist)
+    try:
+        context, traffic = open_browser(server.url)
+        page = context.new_page()
+        page.goto(server.url + "/")
+        wait_ready(page)
+        (model / "export_report.md").write_text("a new report\n")
+        build_site(model, dist, force=True)
+        new = json.loads((dist / "manifest.json").read_text())
+        renamed = {e["path"] for e in new["files"]} - {e["path"] for e in old["files"]}
+        assert len(renamed) == 1 and renamed.pop().startswith("model/export_report.")
+        traffic.seen.clear()
+        page.reload()
+        page.wait_for_selector("#update", state="visible", timeout=60_000)
+        fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
+        assert "manifest.json" in fetched
+        assert any(path.startswith("model/export_report.") for path in fetched)  # by the sw
+        unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
+        assert not fetched & unchanged_big, "the update downloaded files it already had"
+        with page.expect_navigation():
+            page.click("#update")
+        wait_ready(page)
+        caches = page.evaluate("caches.keys()")
+        assert caches == [f"pocketlm-{new['build_id']}"]
+    finally:
+        server.stop()
+
+
+def test_without_cross_origin_isolation_it_runs_one_thread_and_still_stops(
+        open_browser: BrowserFactory, tiny_site: Path) -> None:
+    """A host that sends no COOP/COEP headers: no threads, no shared memory, same answers."""
+    import functools
+    import http.server
+    import threading
+
+    media_types = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
+
+    class PlainFiles(http.server.SimpleHTTPRequestHandler):
+        def guess_type(self, path: str | os.PathLike[str]) -> str:
+            return media_types.get(Path(path).suffix) or super().guess_type(path)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    handler = functools.partial(PlainFiles, directory=str(tiny_site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        origin = f"http://127.0.0.1:{httpd.server_address[1]}"
+        context, _ = open_browser(origin)
+        page = context.new_page()
+        page.goto(origin + "/?backend=wasm")
+        wait_ready(page)
+        backend = page.evaluate("window.pocketlm.engine.backend")
+        assert backend["crossOriginIsolated"] is False and backend["threads"] == 1
+        assert "not cross-origin isolated" in backend["reason"]
+        assert "1 thread" in page.inner_text("#status")
+        result = page.evaluate("""async () => {
+            const engine = window.pocketlm.engine;
+            const answer = engine.generate('hello world', {maxNewTokens: 4000});
+            await engine.stop();
+            return answer;
+        }""")
+        assert result["stopReason"] == "stopped"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_webgpu_gives_the_tokens_of_wasm(open_browser: BrowserFactory, tiny_server: SiteServer,
+                                         tiny_model: Path) -> None:
+    """WebGPU on SwiftShader (Chromium's software adapter): a correctness path, not a fast one."""
+    context, _ = open_browser(tiny_server.url, webgpu=True)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/?backend=webgpu")
+    wait_ready(page)
+    backend = page.evaluate("window.pocketlm.engine.backend")
+    assert backend["name"] == "webgpu" and "(software)" in backend["adapter"]
+    for prompt in PROMPTS:
+        page.evaluate("window.pocketlm.engine.newChat()")
+        assert ask(page, prompt, maxNewTokens=12)["tokens"] == native_tokens(tiny_model, prompt, 12)
+    assert page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')") > 0
+
+
+def test_the_probe_picks_wasm_over_a_software_gpu(open_browser: BrowserFactory,
+                                                  tiny_server: SiteServer) -> None:
+    context, _ = open_browser(tiny_server.url, webgpu=True)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/")
+    wait_ready(page)
+    backend = page.evaluate("window.pocketlm.engine.backend")
+    assert backend["reason"].startswith("probe: WebGPU ")
+    assert backend["name"] == "wasm"  # SwiftShader is far slower than WASM
+
+
+def test_engine_loads_a_model_folder_given_by_url(open_browser: BrowserFactory, tiny_site: Path,
+                                                  tiny_model: Path, tmp_path: Path) -> None:
+    """Another page of the site can run any exported folder served on the same origin."""
+    import shutil
+
+    dist = tmp_path / "dist"
+    shutil.copytree(tiny_site, dist)
+    shutil.copytree(tiny_model, dist / "models/other")
+    server = SiteServer(dist)
+    try:
+        context, traffic = open_browser(server.url)
+        page = context.new_page()
+        page.goto(server.url + "/manifest.json")  # any page of the origin
+        result = page.evaluate("""async () => {
+            const { createEngine } = await import('/engine.js');
+            const engine = await createEngine({ modelUrl: '/models/other', backend: 'wasm', threads: 1 });
+            const answer = await engine.generate('hello world', { maxNewTokens: 8 });
+            engine.terminate();
+            return { tokens: answer.tokens, threads: engine.backend.threads };
+        }""")
+        assert result["tokens"] == native_tokens(tiny_model, "hello world", 8)
+        assert result["threads"] == 1
+        assert any(url.endswith("/models/other/model.onnx") for url in traffic.seen)
+    finally:
+        server.stop()

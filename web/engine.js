@@ -1,0 +1,175 @@
+// pocketlm's engine for any page: a language model running in a worker, offline.
+//
+//   import { createEngine } from './engine.js';
+//   const engine = await createEngine({ onProgress: (p) => console.log(p.loaded, p.total) });
+//   const result = await engine.generate('Once upon a time', { maxNewTokens: 32 }, (text) => out.append(text));
+//   console.log(result.text, result.timing.decodeTokensPerSecond, engine.backend.name);
+//
+// The page's URL can force a backend for tests and benchmarks, overriding the options:
+// `?backend=wasm&threads=1`, `?backend=webgpu`. Everything heavy (Pyodide, onnxruntime-web,
+// the model) lives in worker.js; this module only sends it messages.
+
+import { Messenger } from './messenger.js';
+
+/**
+ * @typedef {object} EngineOptions
+ * @property {string} [modelUrl] a model folder to load instead of the bundled one (same origin)
+ * @property {'wasm' | 'webgpu'} [backend] force a backend (default: WebGPU when faster, else WASM)
+ * @property {number} [threads] WASM threads (default: min(cores, 4) when cross-origin isolated)
+ * @property {(progress: Progress) => void} [onProgress] loading progress, in bytes
+ * @property {boolean} [urlParameters] read `backend` / `threads` from the page URL (default true)
+ *
+ * @typedef {object} Progress
+ * @property {number} loaded bytes read so far
+ * @property {number} total bytes of the whole bundle (manifest.json)
+ * @property {string} message what is happening
+ *
+ * @typedef {object} GenerateOptions
+ * @property {number} [maxNewTokens] default 256
+ * @property {number} [temperature] 0 = greedy (default)
+ * @property {number} [topK] default 50
+ * @property {number} [topP] default 1
+ * @property {number} [repetitionPenalty] default 1 (off)
+ * @property {number} [seed]
+ * @property {string[]} [stop] stop strings
+ * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
+ *
+ * @typedef {{role: string, content: string}} ChatMessage
+ *
+ * @typedef {object} Timing
+ * @property {number} promptTokens
+ * @property {number} reusedTokens prompt tokens already in the KV cache (earlier chat turns)
+ * @property {number} newTokens
+ * @property {number} timeToFirstToken seconds
+ * @property {number} prefillTokensPerSecond
+ * @property {number} decodeTokensPerSecond
+ * @property {number} pythonShare share of a decode step spent outside session.run (0..1)
+ * @property {number} pythonMsPerStep
+ * @property {number} ortMsPerStep
+ *
+ * @typedef {object} Result
+ * @property {string} text
+ * @property {number[]} tokens
+ * @property {string} stopReason eos, max_tokens, context, stop_string or stopped
+ * @property {Timing} timing
+ *
+ * @typedef {import('./ort_backend.js').BackendInfo & {ortVersion: string}} Backend
+ */
+
+export class Engine {
+  /**
+   * @param {Worker} worker
+   * @param {Messenger} messenger
+   * @param {{backend: Backend, model: Record<string, any>, loadSeconds: number,
+   *   loadSteps: Record<string, number>}} loaded
+   * @param {Int32Array | null} stopFlag shared with the worker, when cross-origin isolated
+   */
+  constructor(worker, messenger, loaded, stopFlag) {
+    this.worker = worker;
+    this.messenger = messenger;
+    this.stopFlag = stopFlag;
+    /** Which backend runs the model: name, threads, crossOriginIsolated, reason. */
+    this.backend = loaded.backend;
+    /** The model's name, architecture, quantization, context length. */
+    this.model = loaded.model;
+    this.loadSeconds = loaded.loadSeconds;
+    /** When each loading step ended, in seconds from the start (ortFetched, modelFetched, ...). */
+    this.loadSteps = loaded.loadSteps;
+  }
+
+  /**
+   * Answer a prompt (plain text) or a conversation (messages, through the chat template).
+   * Chat turns reuse the KV cache of the earlier turns.
+   * @param {string | ChatMessage[]} prompt
+   * @param {GenerateOptions} [options]
+   * @param {(text: string) => void} [onToken] receives the text as it streams
+   * @returns {Promise<Result>}
+   */
+  async generate(prompt, options = {}, onToken) {
+    const { chat, ...sampling } = options;
+    if (this.stopFlag) Atomics.store(this.stopFlag, 0, 0);
+    const raw = await this.messenger.request('generate', { prompt, options: sampling, chat }, onToken);
+    const { text, tokens, stop_reason: stopReason, ...figures } = raw;
+    return { text, tokens, stopReason, timing: /** @type {Timing} */ (camelKeys(figures)) };
+  }
+
+  /** Stop the current answer after the token being computed. */
+  stop() {
+    // Through shared memory the worker sees it at the next token; the message is for
+    // pages without cross-origin isolation (seen within 0.1 s) and for the reply.
+    if (this.stopFlag) Atomics.store(this.stopFlag, 0, 1);
+    return this.messenger.request('stop');
+  }
+
+  /** Forget the conversation (the KV cache). */
+  newChat() {
+    return this.messenger.request('newChat');
+  }
+
+  /** End the worker and free its memory. */
+  terminate() {
+    this.worker.terminate();
+    this.messenger.failAll(new Error('the engine was terminated'));
+  }
+}
+
+/**
+ * Why this browser cannot run the engine, or null when it can. The Python runtime blocks
+ * on onnxruntime-web's promises through WebAssembly JavaScript Promise Integration (JSPI).
+ * @returns {string | null}
+ */
+export function unsupportedReason() {
+  if (typeof Worker === 'undefined') return 'this browser has no Web Workers';
+  if (typeof WebAssembly === 'undefined' || !('Suspending' in WebAssembly)) {
+    return 'this browser lacks WebAssembly JavaScript Promise Integration (JSPI); use Chrome or Edge 137 or newer';
+  }
+  return null;
+}
+
+/**
+ * Start the worker and load everything; resolves when the engine can answer.
+ * @param {EngineOptions} [options]
+ * @returns {Promise<Engine>}
+ */
+export async function createEngine(options = {}) {
+  const { onProgress, urlParameters = true, ...rest } = options;
+  const forced = urlParameters ? fromUrl(new URLSearchParams(self.location?.search ?? '')) : {};
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'pocketlm' });
+  const messenger = new Messenger(worker, (event) => {
+    if (event.type === 'progress') onProgress?.(/** @type {any} */ (event));
+    else if (event.type === 'log') console.error(`pocketlm worker: ${event.message}`);
+  });
+  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  try {
+    const loaded = await messenger.request('init', { options: { ...rest, ...forced }, stopFlag });
+    return new Engine(worker, messenger, loaded, stopFlag);
+  } catch (error) {
+    worker.terminate();
+    throw error;
+  }
+}
+
+/**
+ * `backend` and `threads` from the page URL, when present.
+ * @param {URLSearchParams} params
+ * @returns {{backend?: string, threads?: number}}
+ */
+export function fromUrl(params) {
+  /** @type {{backend?: string, threads?: number}} */
+  const forced = {};
+  const name = params.get('backend');
+  if (name) forced.backend = name;
+  const threads = params.get('threads');
+  if (threads) forced.threads = Number(threads);
+  return forced;
+}
+
+/**
+ * @param {Record<string, any>} figures
+ * @returns {Record<string, any>}
+ */
+function camelKeys(figures) {
+  return Object.fromEntries(Object.entries(figures).map(([key, value]) => [
+    key.replace(/_([a-z])/g, (_, letter) => letter.toUpperCase()), value,
+  ]));
+}

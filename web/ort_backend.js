@@ -1,0 +1,373 @@
+// The only module that touches onnxruntime-web. It loads the ORT build named in
+// site.json (the JSPI build: one WebAssembly file serving both the WebGPU and the WASM
+// execution providers), picks a backend, creates the session, and gives Python
+// (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, topK, dispose.
+
+/** @typedef {import('onnxruntime-web').InferenceSession} InferenceSession */
+/** @typedef {import('onnxruntime-web').InferenceSession.SessionOptions} SessionOptions */
+/** @typedef {import('onnxruntime-web').Tensor} Tensor */
+/** @typedef {'wasm' | 'webgpu'} BackendName */
+/**
+ * @typedef {object} BackendInfo
+ * @property {BackendName} name
+ * @property {number} threads WASM threads (1 unless cross-origin isolated)
+ * @property {boolean} crossOriginIsolated
+ * @property {string} reason why this backend: forced, probe figures, or a fallback error
+ * @property {string} [adapter] the WebGPU adapter, when one exists
+ */
+
+/** @type {typeof import('onnxruntime-web')} */
+let ort;
+
+/**
+ * Import ORT and configure it: local files only (the default wasmPaths is a CDN).
+ * @param {{module: string, glue: string, wasm: Uint8Array | ArrayBuffer, threads: number}} files
+ */
+export async function loadOrt({ module, glue, wasm, threads }) {
+  ort = await import(module);
+  ort.env.wasm.wasmPaths = { mjs: glue };
+  ort.env.wasm.wasmBinary = wasm;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = 'error';
+  return ort.env.versions?.web ?? '';
+}
+
+/** WASM threads to use: min(cores, 4) when cross-origin isolated, else 1. */
+export function defaultThreads() {
+  return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 1;
+}
+
+/** @returns {Promise<string | null>} the WebGPU adapter's description, or null without one */
+export async function webgpuAdapter() {
+  const gpu = /** @type {any} */ (navigator).gpu;
+  if (!gpu) return null;
+  try {
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return null;
+    const info = adapter.info || {};
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown GPU';
+    return adapter.isFallbackAdapter || info.isFallbackAdapter ? `${name} (software)` : name;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * @param {BackendName} name
+ * @param {Record<string, string>} [config] session config entries, e.g.
+ *   `session.qdq_matmulnbits_accuracy_level` (as the native session sets them)
+ * @returns {SessionOptions}
+ */
+function sessionOptions(name, config = {}) {
+  /** @type {SessionOptions} */
+  const options = {
+    executionProviders: [name], graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: config,
+  };
+  // Outputs stay on the GPU (KV cache); topK reads back only the logits it needs.
+  if (name === 'webgpu') options.preferredOutputLocation = 'gpu-buffer';
+  return options;
+}
+
+/**
+ * @typedef {object} Probe a tiny graph (MatMuls shaped like one decoder step) for timing
+ * @property {Uint8Array} model
+ * @property {number[]} shape its one input's shape
+ */
+
+/**
+ * Median milliseconds of a few runs of the probe graph on one backend.
+ * @param {Probe} probe
+ * @param {BackendName} name
+ */
+async function timeProbe(probe, name) {
+  const probeSession = await ort.InferenceSession.create(probe.model, sessionOptions(name));
+  try {
+    const size = probe.shape.reduce((a, b) => a * b, 1);
+    const x = new ort.Tensor('float32', new Float32Array(size).fill(0.5), probe.shape);
+    const times = [];
+    for (let i = 0; i < 7; i++) {
+      const started = performance.now();
+      const out = await probeSession.run({ [probeSession.inputNames[0]]: x });
+      const y = out[probeSession.outputNames[0]];
+      await y.getData();
+      y.dispose();
+      if (i >= 2) times.push(performance.now() - started); // the first runs warm up
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  } finally {
+    await probeSession.release();
+  }
+}
+
+/**
+ * Pick WebGPU or WASM. Forced by the caller, else WebGPU only when an adapter exists and
+ * the probe graph runs faster there than on WASM.
+ * @param {{forced?: string | null, threads: number, probe: Probe}} options
+ * @returns {Promise<BackendInfo>}
+ */
+export async function chooseBackend({ forced, threads, probe }) {
+  const base = { threads, crossOriginIsolated: self.crossOriginIsolated };
+  if (forced && forced !== 'wasm' && forced !== 'webgpu') {
+    throw new Error(`unknown backend ${JSON.stringify(forced)}; use backend=wasm or backend=webgpu`);
+  }
+  const adapter = forced === 'wasm' ? null : await webgpuAdapter();
+  if (forced === 'wasm') return { ...base, name: 'wasm', reason: 'forced' };
+  if (forced === 'webgpu') {
+    if (!adapter) return { ...base, name: 'wasm', reason: 'WebGPU forced but no adapter; using WASM' };
+    return { ...base, name: 'webgpu', adapter, reason: 'forced' };
+  }
+  if (!adapter) return { ...base, name: 'wasm', reason: 'no WebGPU adapter' };
+  try {
+    const gpuMs = await timeProbe(probe, 'webgpu');
+    const wasmMs = await timeProbe(probe, 'wasm');
+    const figures = `probe: WebGPU ${gpuMs.toFixed(1)} ms, WASM ${wasmMs.toFixed(1)} ms`;
+    const name = gpuMs < wasmMs ? 'webgpu' : 'wasm';
+    return { ...base, name, adapter, reason: figures };
+  } catch (error) {
+    return { ...base, name: 'wasm', adapter, reason: `WebGPU probe failed (${String(error)}); using WASM` };
+  }
+}
+
+/** @type {InferenceSession | null} */
+let session = null;
+/** @type {{type: 'float32' | 'float16', dims: number[]}} */
+let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
+
+/**
+ * Create the model's session on the chosen backend; on WebGPU, check one step runs and
+ * gives finite logits, and fall back to WASM when it does not.
+ * @param {BackendInfo} backend
+ * @param {{model: Uint8Array, externalData?: {path: string, data: Uint8Array}[],
+ *   config: Record<string, string>,
+ *   kv: {dtype: string, num_kv_heads: number, head_dim: number, past_names: string[]},
+ *   inputs: {input_ids: string, attention_mask: string, position_ids: string}, logits: string}} spec
+ * @returns {Promise<BackendInfo>}
+ */
+export async function createSession(backend, spec) {
+  kvLayout = {
+    type: spec.kv.dtype === 'float16' ? 'float16' : 'float32',
+    dims: [1, spec.kv.num_kv_heads, 0, spec.kv.head_dim],
+  };
+  const create = (/** @type {BackendName} */ name) => ort.InferenceSession.create(spec.model, {
+    ...sessionOptions(name, spec.config),
+    ...(spec.externalData ? { externalData: spec.externalData } : {}),
+  });
+  if (backend.name === 'webgpu') {
+    try {
+      session = await create('webgpu');
+      await checkOneStep(spec);
+      return backend;
+    } catch (error) {
+      if (session) await session.release();
+      session = null;
+      backend = { ...backend, name: 'wasm', reason: `WebGPU failed (${String(error)}); using WASM` };
+    }
+  }
+  session = await create('wasm');
+  return backend;
+}
+
+/**
+ * One token through the graph with an empty cache: throws unless the logits are finite.
+ * @param {{kv: {past_names: string[]}, inputs: {input_ids: string, attention_mask: string,
+ *   position_ids: string}, logits: string}} spec
+ */
+async function checkOneStep(spec) {
+  const scalar = (/** @type {bigint} */ value) => new ort.Tensor('int64', BigInt64Array.of(value), [1, 1]);
+  /** @type {Record<string, Tensor>} */
+  const feeds = {
+    [spec.inputs.input_ids]: scalar(0n),
+    [spec.inputs.attention_mask]: scalar(1n),
+    [spec.inputs.position_ids]: scalar(0n),
+  };
+  for (const name of spec.kv.past_names) feeds[name] = emptyKVTensor();
+  const outputs = await runTensors(feeds);
+  const logits = /** @type {Tensor} */ (outputs.get(spec.logits));
+  const data = /** @type {Float32Array} */ (await logits.getData());
+  const finite = data.every(Number.isFinite);
+  for (const tensor of outputs.values()) tensor.dispose();
+  if (!finite) throw new Error('the logits are not finite numbers');
+}
+
+// ---- helpers called from Python (pocketlm_runtime/browser.py) ------------------------
+//
+// Python holds tensors as integer handles into this table, so a step crosses the
+// Python/JS boundary with a few typed arrays instead of one proxy per KV tensor.
+
+/** @type {Map<number, Tensor>} */
+const table = new Map();
+let nextHandle = 1;
+/** @type {string[]} */
+let feedNames = [];
+
+/** @param {Tensor} tensor */
+function keep(tensor) {
+  const handle = nextHandle++;
+  table.set(handle, tensor);
+  return handle;
+}
+
+/** @param {number} handle */
+function tensorOf(handle) {
+  const tensor = table.get(handle);
+  if (!tensor) throw new Error(`tensor handle ${handle} was released or never existed`);
+  return tensor;
+}
+
+/** The session's output names, in the order `run` returns their handles. */
+export function outputNames() {
+  if (!session) throw new Error('the model session is not created yet');
+  return [...session.outputNames];
+}
+
+/**
+ * Name the feeds of the following `run` calls (Python sends them when they change).
+ * @param {ArrayLike<string>} names
+ */
+export function setFeedNames(names) {
+  feedNames = Array.from(names);
+}
+
+/**
+ * Run the session on tensors given by handle, in `setFeedNames` order; returns the
+ * handles of every output, in `outputNames` order.
+ * @param {Int32Array} handles
+ */
+export async function run(handles) {
+  /** @type {Record<string, Tensor>} */
+  const feeds = {};
+  feedNames.forEach((name, i) => { feeds[name] = tensorOf(handles[i]); });
+  const outputs = await runTensors(feeds);
+  return Int32Array.from(outputNames(), (name) => keep(/** @type {Tensor} */ (outputs.get(name))));
+}
+
+/**
+ * @param {Record<string, Tensor>} feeds
+ * @returns {Promise<Map<string, Tensor>>}
+ */
+async function runTensors(feeds) {
+  if (!session) throw new Error('the model session is not created yet');
+  return new Map(Object.entries(await session.run(feeds)));
+}
+
+/**
+ * An int64 tensor from little-endian int64 bytes (Python packs them with array('q')).
+ * @param {Uint8Array} bytes
+ * @param {ArrayLike<number>} dims
+ */
+export function int64(bytes, dims) {
+  const values = new BigInt64Array(bytes.byteLength / 8);
+  new Uint8Array(values.buffer).set(bytes);
+  return keep(new ort.Tensor('int64', values, Array.from(dims)));
+}
+
+/** A past key/value tensor with zero cached positions. */
+export function emptyKV() {
+  return keep(emptyKVTensor());
+}
+
+function emptyKVTensor() {
+  const data = kvLayout.type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
+  return new ort.Tensor(kvLayout.type, data, kvLayout.dims);
+}
+
+/**
+ * Free tensors: GPU buffers on WebGPU, the table entry everywhere.
+ * @param {Int32Array} handles
+ */
+export function dispose(handles) {
+  for (const handle of handles) {
+    table.get(handle)?.dispose();
+    table.delete(handle);
+  }
+}
+
+/** How many tensors Python holds (a leak check for tests). */
+export function liveTensors() {
+  return table.size;
+}
+
+/**
+ * The k highest logits of the last position, best first; ties go to the lower id, like
+ * numpy's stable sort in the native session. k <= 0 means all of them. Synchronous for
+ * logits in CPU memory; a promise when they must be read back from the GPU first.
+ * @param {number} handle the logits tensor
+ * @param {number} k
+ * @returns {TopK | Promise<TopK>}
+ */
+export function topK(handle, k) {
+  const logits = tensorOf(handle);
+  const vocab = logits.dims[logits.dims.length - 1];
+  if (logits.location === 'cpu') return best(/** @type {any} */ (logits.data), vocab, k);
+  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k));
+}
+
+/** @typedef {{ids: Int32Array, values: Float32Array}} TopK */
+/** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */
+
+/**
+ * @param {Float32Array | Uint16Array | TypedRow} data
+ * @param {number} vocab
+ * @param {number} k
+ * @returns {TopK}
+ */
+function best(data, vocab, k) {
+  const row = lastRow(data, vocab);
+  if (k <= 0 || k >= vocab) return sortAll(row);
+  if (k === 1) {
+    let top = 0;
+    for (let i = 1; i < vocab; i++) if (row[i] > row[top]) top = i;
+    return { ids: Int32Array.of(top), values: Float32Array.of(row[top]) };
+  }
+  // Insertion into a small sorted buffer: O(vocab) comparisons in the common case.
+  const ids = new Int32Array(k).fill(-1);
+  const values = new Float32Array(k).fill(-Infinity);
+  let filled = 0;
+  for (let i = 0; i < vocab; i++) {
+    const x = row[i];
+    if (filled === k && !(x > values[k - 1])) continue;
+    let j = filled < k ? filled++ : k - 1;
+    while (j > 0 && x > values[j - 1]) {
+      values[j] = values[j - 1];
+      ids[j] = ids[j - 1];
+      j--;
+    }
+    values[j] = x;
+    ids[j] = i;
+  }
+  return { ids: ids.subarray(0, filled), values: values.subarray(0, filled) };
+}
+
+/**
+ * The last `vocab` values as float32 (float16 logits arrive as Float16Array, or as raw
+ * 16-bit words in a Uint16Array where the browser has no Float16Array).
+ * @param {Float32Array | Uint16Array | TypedRow} data
+ * @param {number} vocab
+ * @returns {Float32Array}
+ */
+function lastRow(data, vocab) {
+  const start = data.length - vocab;
+  if (data instanceof Float32Array) return data.subarray(start);
+  if (!(data instanceof Uint16Array)) return Float32Array.from(data.subarray(start));
+  const row = new Float32Array(vocab);
+  for (let i = 0; i < vocab; i++) row[i] = halfToFloat(data[start + i]);
+  return row;
+}
+
+/** @param {number} h */
+function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** @param {Float32Array} row */
+function sortAll(row) {
+  const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
+  return { ids: Int32Array.from(order), values: Float32Array.from(order, (i) => row[i]) };
+}
