@@ -24,7 +24,7 @@ from .errors import ExportError
 from . import quality
 from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
-from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, validate
+from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, session_config, validate
 from .report import write_report
 from .sources import SourceModel, load_source
 
@@ -43,6 +43,7 @@ class ExportOptions:
     block_size: int = 32
     symmetric: bool = False
     accuracy_level: int = 0
+    layout: str = "dq"  # "dq" (DequantizeLinear -> MatMul) or "nbits" (MatMulNBits)
     allow_quality_loss: bool = False
 
 
@@ -53,8 +54,8 @@ class ExportResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def model_json(src: SourceModel, quant: str, logits: str, external: bool, accuracy_level: int = 0,
-               export_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_json(src: SourceModel, quant: str, logits: str, external: bool,
+               runtime_config: dict[str, str], export_options: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = src.config
     return {
         "format": "pocketlm-model",
@@ -64,7 +65,7 @@ def model_json(src: SourceModel, quant: str, logits: str, external: bool, accura
         "model_file": ONNX_FILE,
         "external_data": EXTERNAL_DATA_FILE if external else None,
         "quantization": quant,
-        "accuracy_level": accuracy_level,
+        "session_config": runtime_config,
         "context_length": cfg.context_length,
         "vocab_size": cfg.vocab_size,
         "logits": logits,
@@ -133,7 +134,7 @@ def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
 
 def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
     return QuantOptions(mode=mode, block_size=options.block_size, symmetric=options.symmetric,
-                        accuracy_level=options.accuracy_level)
+                        accuracy_level=options.accuracy_level, layout=options.layout)
 
 
 def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.ModelProto, dict[str, Any]]:
@@ -154,7 +155,7 @@ def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.Mo
         codec = codec_for(src, quant_options(options, mode))
         model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
         result = quality.compare(mode, model, ref, text_ids, prompts, src.config.context_length,
-                                 options.accuracy_level)
+                                 session_config(quant_options(options, mode)))
         entry = result.as_dict()
         entry["requantized"] = getattr(codec, "requantized", {})
         tried.append(entry)
@@ -188,9 +189,10 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     with staged_folder(out, options.force) as stage:
         external = save_model(model, stage)
         del model
-        config = model_json(src, mode, options.logits, external, options.accuracy_level,
+        config = model_json(src, mode, options.logits, external, session_config(quant_options(options, mode)),
                             {"quant": options.quant, "block_size": options.block_size,
-                             "symmetric": options.symmetric})
+                             "symmetric": options.symmetric, "layout": options.layout,
+                             "accuracy_level": options.accuracy_level})
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()

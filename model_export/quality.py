@@ -35,14 +35,13 @@ def eval_text() -> str:
 class GraphRunner:
     """An in-memory graph with logits for every position, fed with a KV cache."""
 
-    def __init__(self, model: onnx.ModelProto, threads: int = 2, accuracy_level: int = 0,
+    def __init__(self, model: onnx.ModelProto, threads: int = 2, config: dict[str, str] | None = None,
                  window: int = WINDOW) -> None:
         self.window = window
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        # onnxruntime fuses DequantizeLinear -> MatMul into MatMulNBits with int8 activations
-        # (level 4) unless told otherwise.
-        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
+        for key, value in (config or {}).items():
+            options.add_session_config_entry(key, value)
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -135,8 +134,8 @@ def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[in
 
 
 def compare(mode: str, model: onnx.ModelProto, ref: Reference, text_ids: list[int],
-            prompts: list[list[int]], context_length: int, accuracy_level: int = 0) -> Quality:
-    runner = GraphRunner(model, accuracy_level=accuracy_level, window=window_for(context_length))
+            prompts: list[list[int]], context_length: int, config: dict[str, str] | None = None) -> Quality:
+    runner = GraphRunner(model, config=config, window=window_for(context_length))
     windows = runner.windows(text_ids)
     ppl = perplexity(windows, text_ids)
     agree = total = 0

@@ -228,26 +228,26 @@ class DequantizeCodec(NBitsCodec):
         w = self.as_dq("embed")
         if w.mins is not None:  # a Q4_1 embedding: store it as 8-bit blocks instead
             w = nbits_to_dq(quantize_q8(self.src.float32("embed")))
-        self.embed_dq = w
-        codes = b.add_tensor(w.codes_tensor("embed/codes"))
-        scales = self.half(b, "embed/scales", w.scales)
-        zp = w.zero_points_tensor("embed/zero_points")
-        zp_name = b.add_tensor(zp) if zp is not None else None
-        self.embed_names = (codes, scales, zp_name)
-        tensors = [t for t in (codes, scales, zp_name) if t]
-        if w.onnx_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-            # Gather has no 4-bit kernel: GatherBlockQuantized picks columns of the [H, V] table.
-            cols = b.op("GatherBlockQuantized", [codes, ids, *tensors[1:]], domain=MS_DOMAIN,
-                        name="embed/gather", gather_axis=1, quantize_axis=0, block_size=w.block_size)
-        else:
-            picked = [b.op("Gather", [t, ids], axis=1, name=f"embed/gather_{i}") for i, t in enumerate(tensors)]
-            cols = b.op("DequantizeLinear", picked, name="embed/dequantize", **w.attributes())
-        return b.op("Transpose", [cols], perm=[1, 2, 0], name="embed")  # [H, B, S] -> [B, S, H]
+        # One [hidden, vocab] table serves the lookup and the tied head. Runtimes widen it to
+        # float32 once at load (session.disable_quant_qdq), so both read the same copy.
+        self.embed_table = self.dq(b, "embed", w)
+        cols = b.op("Gather", [self.embed_table, ids], axis=1, name="embed/gather")  # [H, B, S]
+        return b.op("Transpose", [cols], perm=[1, 2, 0], name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
-        inputs = [x for x in self.embed_names if x]
-        table = b.op("DequantizeLinear", inputs, name="lm_head/dequantize", **self.embed_dq.attributes())
-        return b.op("MatMul", [flat, table], name="lm_head")
+        return b.op("MatMul", [flat, self.embed_table], name="lm_head")
+
+
+def session_config(options: QuantOptions) -> dict[str, str]:
+    """onnxruntime session config entries a runtime must set for this graph.
+
+    DequantizeLinear layout: widen the weights to float32 once at load (the form every
+    backend runs fast and exactly). MatMulNBits layout: keep the chosen accuracy level
+    (onnxruntime otherwise picks int8 activations for fused nodes).
+    """
+    if options.mode in ("exact", "q4", "q8") and options.layout == "dq":
+        return {"session.disable_quant_qdq": "1"}
+    return {"session.qdq_matmulnbits_accuracy_level": str(options.accuracy_level)}
 
 
 def codec_for(src: SourceModel, options: QuantOptions) -> FloatCodec:

@@ -43,6 +43,8 @@ class ModelInfo:
     add_bos_token: bool
     chat_template: str | None
     outputs: dict[str, str] = field(default_factory=dict)
+    # onnxruntime session config entries the graph needs (e.g. session.disable_quant_qdq).
+    session_config: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +75,7 @@ class ModelInfo:
             add_bos_token=bool(data.get("add_bos_token", False)),
             chat_template=data.get("chat_template"),
             outputs=dict(data.get("outputs", {"logits": "logits"})),
+            session_config={str(k): str(v) for k, v in (data.get("session_config") or {}).items()},
             raw=data,
         )
 

@@ -24,10 +24,8 @@ class NativeSession:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        # DequantizeLinear -> MatMul is fused into MatMulNBits; keep float activations unless
-        # the export asked for int8 ones.
-        level = str(info.raw.get("accuracy_level", 0))
-        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", level)
+        for key, value in info.session_config.items():
+            options.add_session_config_entry(key, value)
         self.ort = ort.InferenceSession(str(model_path), options,
                                         providers=providers or ["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.ort.get_outputs()]

@@ -15,9 +15,8 @@ class OnnxDecoder:
         self.config = json.loads((folder / "pocketlm.json").read_text())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        # Without this onnxruntime fuses DequantizeLinear -> MatMul with int8 activations.
-        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level",
-                                         str(self.config.get("accuracy_level", 0)))
+        for key, value in (self.config.get("session_config") or {}).items():
+            options.add_session_config_entry(key, value)
         self.session = ort.InferenceSession(str(folder / self.config["model_file"]), options,
                                             providers=["CPUExecutionProvider"])
         kv = self.config["kv_cache"]

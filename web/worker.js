@@ -178,8 +178,8 @@ async function prepareSession(site, config, modelFile, forced, threads, mark) {
   const spec = {
     model: await model,
     externalData: external ? [{ path: config.external_data, data: await external }] : undefined,
-    // As pocketlm_runtime/native.py: float activations in MatMulNBits unless the export asked.
-    config: { 'session.qdq_matmulnbits_accuracy_level': String(config.accuracy_level ?? 0) },
+    // Session config entries the export asks every runtime to set (as native.py does).
+    config: { ...(config.session_config ?? {}) },
     kv: { ...config.kv_cache, past_names: pastNames(config.kv_cache) },
     inputs: { input_ids: 'input_ids', attention_mask: 'attention_mask', position_ids: 'position_ids', ...config.inputs },
     logits: config.outputs?.logits ?? 'logits',
