@@ -34,7 +34,7 @@ check: setup
 	$(BIN)/mypy model_export build_tools pocketlm_runtime
 
 bench: setup browser-deps
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.browser_bench
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --quant fp32
