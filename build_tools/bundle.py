@@ -29,16 +29,12 @@ import importlib.metadata
 import importlib.util
 import io
 import json
-import os
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
+from pocketlm_export import atomic
 from pocketlm_runtime.model_info import CONFIG_FILE, ModelInfo
 
 from .deploy import write_host_configs
@@ -106,7 +102,7 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
     modules = node_modules if node_modules is not None else REPO / "node_modules"
     check_node_modules(modules, REPO / "package-lock.json")
     check_destination(out, force, model_dir)
-    with staged_folder(out, force) as root:
+    with atomic.staged_folder(out, force, error=BuildError) as root:
         stage = Stage(root)
         copy_web(stage, WEB_DIR)
         ort, pyodide = copy_runtime(stage, modules)
@@ -177,39 +173,11 @@ def check_node_modules(modules: Path, lock_file: Path) -> None:
 
 
 def check_destination(out: Path, force: bool, model_dir: Path) -> None:
-    if out.exists() and not force:
-        raise BuildError(f"{out} already exists; pass --force to replace it or choose another -o")
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"{out} exists and is not a folder; choose another -o")
     target = out.resolve()
     for precious in (model_dir.resolve(), REPO):
         if target == precious or target in precious.parents:
             raise BuildError(f"-o {out} would replace {precious}; choose a new folder such as dist/")
-    if not target.parent.is_dir():
-        raise BuildError(f"cannot create {out}: folder {target.parent} does not exist; create it first")
-
-
-@contextmanager
-def staged_folder(out: Path, force: bool) -> Iterator[Path]:
-    """An empty folder beside `out`, renamed to `out` once the block succeeds."""
-    parent = out.resolve().parent
-    try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise BuildError(f"cannot write to {parent} ({exc.strerror}); choose a writable -o") from None
-    try:
-        yield stage
-        stage.chmod(0o755)
-        old: Path | None = None
-        if out.exists() and force:
-            old = parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-        stage.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    atomic.check_destination(out, force, "site folder", error=BuildError)
 
 
 # ---- writing files -----------------------------------------------------------------------

@@ -12,28 +12,29 @@ from pathlib import Path
 from .errors import ExportError
 
 
-def check_destination(out: Path, force: bool, what: str = "output folder") -> None:
+def check_destination(out: Path, force: bool, what: str = "output folder",
+                      error: type[Exception] = ExportError) -> None:
     """Fail before any work if ``out`` cannot be (re)written."""
     if out.exists() and not force:
-        raise ExportError(f"{what} {out} already exists; pass --force to replace it or choose another -o")
+        raise error(f"{what} {out} already exists; pass --force to replace it or choose another -o")
     if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a folder; choose another -o")
+        raise error(f"{out} exists and is not a folder; choose another -o")
     parent = out.resolve().parent
     if not parent.is_dir():
-        raise ExportError(f"cannot create {out}: folder {parent} does not exist; create it first")
+        raise error(f"cannot create {out}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write to {parent} (permission denied); choose a writable -o")
+        raise error(f"cannot write to {parent} (permission denied); choose a writable -o")
 
 
 @contextmanager
-def staged_folder(out: Path, force: bool) -> Iterator[Path]:
+def staged_folder(out: Path, force: bool, error: type[Exception] = ExportError) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; on success it replaces ``out``."""
-    check_destination(out, force)
+    check_destination(out, force, error=error)
     parent = out.resolve().parent
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as exc:
-        raise ExportError(f"cannot write to {parent} ({exc.strerror}); choose a writable -o") from None
+        raise error(f"cannot write to {parent} ({exc.strerror}); choose a writable -o") from None
     try:
         yield stage
         umask = os.umask(0)
