@@ -32,6 +32,7 @@ test: setup browser-deps
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy model_export build_tools pocketlm_runtime
+	npm run check
 
 bench: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench

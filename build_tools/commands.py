@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .errors import UserError
@@ -110,7 +109,7 @@ def build(args: argparse.Namespace) -> int:
     from .bundle import build_site
 
     result = build_site(args.model, args.out, force=args.force)
-    print(f"built {args.out} ({json.dumps(getattr(result, 'summary', ''))})")
+    print(f"built {result.out}: {result.summary}")
     return 0
 
 
