@@ -31,7 +31,7 @@ from .native_speed import measure, prompt_of
 
 def chromium_rss_mb() -> float:
     """Resident memory of every running Chromium process, in MB."""
-    out = subprocess.run(["ps", "-C", "chromium", "-o", "rss="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-C", "chromium", "-o", "rss="], capture_output=True, text=True, check=False).stdout
     return sum(int(x) for x in out.split()) / 1024
 
 

@@ -9,7 +9,8 @@ from .errors import UserError
 
 
 def export(args: argparse.Namespace) -> int:
-    from pocketlm_export.export import ExportOptions, export as run_export
+    from pocketlm_export.export import ExportOptions
+    from pocketlm_export.export import export as run_export
     from pocketlm_export.report import human_bytes
 
     result = run_export(args.source, args.out, ExportOptions(
@@ -83,7 +84,7 @@ def chat(args: argparse.Namespace) -> int:
         try:
             line = input("> ")
         except EOFError:
-            print("", file=sys.stderr)
+            print(file=sys.stderr)
             return 0
         text = line.strip()
         if not text:
@@ -126,4 +127,4 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir, host=args.host, port=args.port)
 
 
-__all__ = ["export", "generate", "chat", "build", "serve", "demo"]
+__all__ = ["build", "chat", "demo", "export", "generate", "serve"]

@@ -64,7 +64,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
         data["rope"] = RopeConfig(**data["rope"])
         if data.get("rope_local") is not None:

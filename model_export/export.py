@@ -18,10 +18,10 @@ import onnx
 
 from pocketlm_runtime.tokenizer import Tokenizer
 
+from . import quality
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
 from .errors import ExportError
-from . import quality
 from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
 from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, session_config, validate

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
@@ -30,10 +29,10 @@ from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
 from .quant_blocks import (
     GGUF_BLOCK_SIZE,
     DQWeight,
-    nbits_to_dq,
     NBitsWeight,
     embedding_tables,
     gguf_to_nbits,
+    nbits_to_dq,
     q4_1_split,
     quantize_q4,
     quantize_q8,

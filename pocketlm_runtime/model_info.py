@@ -48,7 +48,7 @@ class ModelInfo:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelInfo":
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a pocketlm model config (format {data.get('format')!r}, expected {FORMAT!r})")
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
@@ -80,5 +80,5 @@ class ModelInfo:
         )
 
     @classmethod
-    def from_text(cls, text: str) -> "ModelInfo":
+    def from_text(cls, text: str) -> ModelInfo:
         return cls.from_json(json.loads(text))

@@ -66,7 +66,7 @@ def read_info(model_dir: Path) -> ModelInfo:
     return ModelInfo.from_text(config.read_text(encoding="utf-8"))
 
 
-def load_native(model_dir: Path, threads: int | None = None) -> "LanguageModel":
+def load_native(model_dir: Path, threads: int | None = None) -> LanguageModel:
     """An exported model folder, ready to generate with onnxruntime."""
     from .pipeline import LanguageModel
     from .tokenizer import Tokenizer

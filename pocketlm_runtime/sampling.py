@@ -26,7 +26,7 @@ class SamplingOptions:
     stop: list[str] = field(default_factory=list)
     candidates: int = 64
 
-    def validate(self) -> "SamplingOptions":
+    def validate(self) -> SamplingOptions:
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}"),

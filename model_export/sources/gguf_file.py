@@ -197,4 +197,4 @@ def read_gguf(path: Path) -> SourceModel:
     )
 
 
-__all__ = ["read_gguf", "open_reader", "metadata"]
+__all__ = ["metadata", "open_reader", "read_gguf"]

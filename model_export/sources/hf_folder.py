@@ -114,7 +114,7 @@ def _weights(folder: Path, spec: ArchSpec) -> dict[str, Weight]:
     for file in files:
         try:
             with safe_open(str(file), framework="numpy") as handle:
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     canonical = names.canonical(key.removeprefix("model.language_model.").replace("language_model.model.", "model."))
                     if canonical is None:
                         continue

@@ -24,7 +24,7 @@ class Weight:
     data: np.ndarray  # float array of ``shape``; or uint8 [rows, row_bytes] for blocks
 
     @classmethod
-    def from_float(cls, array: np.ndarray) -> "Weight":
+    def from_float(cls, array: np.ndarray) -> Weight:
         array = np.ascontiguousarray(array, dtype=np.float32)
         return cls(tuple(array.shape), GGMLQuantizationType.F32, array)
 
@@ -43,11 +43,11 @@ class Weight:
             return np.asarray(self.data).astype(np.float32).reshape(self.shape)
         return dequantize(self.data, self.qtype).astype(np.float32).reshape(self.shape)
 
-    def take_rows(self, rows: np.ndarray | slice) -> "Weight":
+    def take_rows(self, rows: np.ndarray | slice) -> Weight:
         data = self.data[rows]
         count = data.shape[0]
         return Weight((count, *self.shape[1:]), self.qtype, np.ascontiguousarray(data))
 
-    def plus(self, offset: float) -> "Weight":
+    def plus(self, offset: float) -> Weight:
         """Add a constant to a float tensor (Gemma's ``1 + w`` norm weights)."""
         return Weight.from_float(self.float32() + np.float32(offset))

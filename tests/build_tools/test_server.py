@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from pocketlm_build.server import NotASiteError, create_app, serve
 from starlette.testclient import TestClient
+
+from pocketlm_build.server import NotASiteError, create_app, serve
 
 SECRET = b"TOP-SECRET"
 WASM = "ort-wasm-simd-threaded.3f2a9c1b.wasm"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.onnx_runner import OnnxDecoder
 from tests.reference.numpy_forward import ReferenceModel
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import gguf
 import pytest
-from tests.fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
 
 from pocketlm_build.cli import main
+from tests.fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

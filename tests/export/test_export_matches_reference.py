@@ -7,12 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fixtures.tiny_models import HF_ONLY, TINY_ARCHS, TINY_VARIANTS, write_tiny_gguf, write_tiny_hf
-from tests.onnx_runner import OnnxDecoder
-from tests.reference.numpy_forward import ReferenceModel
 
 from pocketlm_export.architectures import REGISTRY
 from pocketlm_export.export import ExportOptions, export
+from tests.fixtures.tiny_models import (
+    HF_ONLY,
+    TINY_ARCHS,
+    TINY_VARIANTS,
+    write_tiny_gguf,
+    write_tiny_hf,
+)
+from tests.onnx_runner import OnnxDecoder
+from tests.reference.numpy_forward import ReferenceModel
 
 PREFILL, DECODE, TOLERANCE = 64, 32, 1e-3
 

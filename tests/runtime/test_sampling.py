@@ -28,7 +28,7 @@ def kept_by(processor, row: np.ndarray, history: list[int] | None = None) -> dic
 @pytest.mark.parametrize("seed", range(5))
 def test_top_k_keeps_what_transformers_keeps(seed: int) -> None:
     row = np.random.default_rng(seed).normal(size=300) * 3
-    ids, logits = top_k(sorted_candidates(row), 17)
+    ids, _ = top_k(sorted_candidates(row), 17)
     assert set(ids) == set(kept_by(generation.TopKLogitsWarper(17), row))
 
 
