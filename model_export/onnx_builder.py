@@ -41,7 +41,7 @@ class GraphBuilder:
         self.initializers.append(tensor)
         return tensor.name
 
-    def const(self, array: np.ndarray | list[int] | float, dtype: Any = None) -> str:
+    def const(self, array: np.ndarray | np.generic | list[int] | float, dtype: Any = None) -> str:
         """A small constant, shared when the same value is asked for twice."""
         value = np.asarray(array, dtype=dtype)
         key = (str(value.dtype) + str(value.shape), value.tobytes())

@@ -19,6 +19,7 @@ Norm weights, biases and RoPE tables stay float32 in every mode.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from gguf import GGMLQuantizationType
@@ -206,7 +207,8 @@ class DequantizeCodec(NBitsCodec):
         zp = w.zero_points_tensor(path + "/zero_points")
         if zp is not None:
             inputs.append(b.add_tensor(zp))
-        return b.op("DequantizeLinear", inputs, name=path + "/dequantize", **w.attributes())
+        attrs: dict[str, Any] = dict(w.attributes())
+        return b.op("DequantizeLinear", inputs, name=path + "/dequantize", **attrs)
 
     def as_dq(self, name: str) -> DQWeight:
         q, mins = self.quantized(name)
