@@ -62,9 +62,32 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         *[f"| {name} | {human_bytes(size)} |" for name, size in report["files"].items()],
         "",
+        *quality_lines(report.get("quality") or {}),
         "| step | seconds |",
         "|---|---|",
         *[f"| {step} | {sec:.2f} |" for step, sec in report["seconds"].items()],
         "",
     ]
     return "\n".join(lines)
+
+
+def quality_lines(gate: dict[str, Any]) -> list[str]:
+    """The quality gate's figures for each mode tried, as a Markdown table."""
+    rows = gate.get("candidates") or []
+    if not rows:
+        return []
+    lines = [
+        "Quality against the fp32 graph of the same source (held-out text; greedy continuations):",
+        "",
+        "| mode | perplexity | fp32 | rise | limit | top-1 agree | max logit error | greedy same | decode tok/s (fp32) | result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for q in rows:
+        limit = f"{100 * q['limit']:.0f}%" if q.get("limit") is not None else "-"
+        lines.append(
+            f"| {q['mode']} | {q['perplexity']:.3f} | {q['reference_perplexity']:.3f} | "
+            f"{100 * q['perplexity_rise']:+.2f}% | {limit} | {100 * q['top1_agreement']:.1f}% | "
+            f"{q['max_logit_error']:.3g} | {100 * q['greedy_agreement']:.0f}% | "
+            f"{q['decode_tokens_per_second']:.1f} ({q['reference_decode_tokens_per_second']:.1f}) | "
+            f"{'pass' if q['passed'] else 'fail'} |")
+    return [*lines, ""]
