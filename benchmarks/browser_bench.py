@@ -77,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-browser"))
     args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
     model, site = args.workdir / "model", args.workdir / "site"
     if not (model / "pocketlm.json").is_file():
         export(None, model, ExportOptions(quant="auto", force=True, progress=False))

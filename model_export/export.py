@@ -31,7 +31,6 @@ from .sources import SourceModel, load_source
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 log = logging.getLogger("pocketlm")
-PROTOBUF_LIMIT = 2_000_000_000  # protobuf cannot hold a single message past 2 GB
 
 
 @dataclass
@@ -97,17 +96,19 @@ def count_parameters(src: SourceModel) -> int:
 
 
 def save_model(model: onnx.ModelProto, folder: Path) -> bool:
-    """Write model.onnx; weights go to model.onnx.data when the graph is past 2 GB."""
-    external = model.ByteSize() > PROTOBUF_LIMIT
+    """Write model.onnx (the graph) and model.onnx.data (the weights).
+
+    Weights always go to the data file: protobuf cannot hold a graph past 2 GB, and
+    onnxruntime-web keeps one copy fewer of external weights while it loads (the page's
+    memory stays under 1 GB for the default model; with weights inside the graph it did not).
+    """
     try:
-        if external:
-            onnx.save_model(model, folder / ONNX_FILE, save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
-        else:
-            onnx.save_model(model, folder / ONNX_FILE)
+        onnx.save_model(model, folder / ONNX_FILE, save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
-    return external
+    (folder / EXTERNAL_DATA_FILE).chmod(0o644)
+    return True
 
 
 def smoke_test(folder: Path) -> None:

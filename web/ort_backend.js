@@ -63,6 +63,9 @@ function sessionOptions(name, config = {}) {
   /** @type {SessionOptions} */
   const options = {
     executionProviders: [name], graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: config,
+    // The arena keeps its high-water mark for the life of the tab; a decode step's tensors
+    // are small, so plain allocations cost little and keep the tab's memory down.
+    enableCpuMemArena: false,
   };
   // Outputs stay on the GPU (KV cache); topK reads back only the logits it needs.
   if (name === 'webgpu') options.preferredOutputLocation = 'gpu-buffer';

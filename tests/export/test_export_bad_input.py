@@ -164,20 +164,5 @@ def test_force_replaces_out(tmp_path: Path, tiny_gguf: Path, capsys: pytest.Capt
     code = main(["export", str(tiny_gguf), "-o", str(out), "--force", "--quiet"])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.onnx", "tokenizer.json", "pocketlm.json", "export_report.json", "export_report.md"])
-
-
-def test_graphs_past_the_protobuf_limit_go_to_external_data(tmp_path: Path, tiny_gguf: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from pocketlm_export import export as export_module
-    from pocketlm_runtime.native import load_native
-    from pocketlm_runtime.sampling import SamplingOptions
-
-    reference = load_native(export_module.export(tiny_gguf, tmp_path / "inline", export_module.ExportOptions(
-        quant="fp32", progress=False)).out).generate("hello", SamplingOptions(max_new_tokens=6)).tokens
-    monkeypatch.setattr(export_module, "PROTOBUF_LIMIT", 1000)
-    out = export_module.export(tiny_gguf, tmp_path / "external", export_module.ExportOptions(
-        quant="fp32", progress=False)).out
-    assert json.loads((out / "pocketlm.json").read_text())["external_data"] == "model.onnx.data"
-    assert (out / "model.onnx.data").stat().st_size > (out / "model.onnx").stat().st_size
-    assert load_native(out).generate("hello", SamplingOptions(max_new_tokens=6)).tokens == reference
+        ["model.onnx", "model.onnx.data", "tokenizer.json", "pocketlm.json", "export_report.json",
+         "export_report.md"])
