@@ -116,14 +116,14 @@ class Generator:
                 "shorten the prompt or start a new chat"
             )
         s = self.session
-        feeds = {
-            self.info.raw.get("inputs", {}).get("input_ids", "input_ids"): s.int64(ids, (1, len(ids))),
-            "attention_mask": s.int64([1] * total, (1, total)),
-            "position_ids": s.int64(list(range(start, total)), (1, len(ids))),
-            **self.kv,
+        names = self.info.inputs
+        inputs = {
+            names["input_ids"]: s.int64(ids, (1, len(ids))),
+            names["attention_mask"]: s.int64([1] * total, (1, total)),
+            names["position_ids"]: s.int64(list(range(start, total)), (1, len(ids))),
         }
-        outputs = s.run(feeds)
-        s.release([feeds["input_ids"], feeds["attention_mask"], feeds["position_ids"]])
+        outputs = s.run({**inputs, **self.kv})
+        s.release(list(inputs.values()))
         s.release(list(self.kv.values()))
         self.kv = {
             past: outputs[present]

@@ -9,6 +9,7 @@ from typing import Any
 FORMAT = "pocketlm-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "pocketlm.json"
+DEFAULT_INPUTS = {"input_ids": "input_ids", "attention_mask": "attention_mask", "position_ids": "position_ids"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ModelInfo:
     add_bos_token: bool
     chat_template: str | None
     outputs: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
     # onnxruntime session config entries the graph needs (e.g. session.disable_quant_qdq).
     session_config: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +77,7 @@ class ModelInfo:
             add_bos_token=bool(data.get("add_bos_token", False)),
             chat_template=data.get("chat_template"),
             outputs=dict(data.get("outputs", {"logits": "logits"})),
+            inputs={**DEFAULT_INPUTS, **(data.get("inputs") or {})},
             session_config={str(k): str(v) for k, v in (data.get("session_config") or {}).items()},
             raw=data,
         )
