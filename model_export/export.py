@@ -53,7 +53,7 @@ class ExportResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def model_json(src: SourceModel, quant: str, logits: str, external: bool,
+def model_json(src: SourceModel, quant: str, logits: str,
                runtime_config: dict[str, str], export_options: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = src.config
     return {
@@ -62,7 +62,7 @@ def model_json(src: SourceModel, quant: str, logits: str, external: bool,
         "name": cfg.name,
         "architecture": cfg.architecture,
         "model_file": ONNX_FILE,
-        "external_data": EXTERNAL_DATA_FILE if external else None,
+        "external_data": EXTERNAL_DATA_FILE,
         "quantization": quant,
         "session_config": runtime_config,
         "context_length": cfg.context_length,
@@ -95,7 +95,7 @@ def count_parameters(src: SourceModel) -> int:
     return total
 
 
-def save_model(model: onnx.ModelProto, folder: Path) -> bool:
+def save_model(model: onnx.ModelProto, folder: Path) -> None:
     """Write model.onnx (the graph) and model.onnx.data (the weights).
 
     Weights always go to the data file: protobuf cannot hold a graph past 2 GB, and
@@ -108,7 +108,6 @@ def save_model(model: onnx.ModelProto, folder: Path) -> bool:
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
     (folder / EXTERNAL_DATA_FILE).chmod(0o644)
-    return True
 
 
 def smoke_test(folder: Path) -> None:
@@ -188,9 +187,9 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     set_logits_positions(model, last=options.logits == "last")
     built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
-        external = save_model(model, stage)
+        save_model(model, stage)
         del model
-        config = model_json(src, mode, options.logits, external, session_config(quant_options(options, mode)),
+        config = model_json(src, mode, options.logits, session_config(quant_options(options, mode)),
                             {"quant": options.quant, "block_size": options.block_size,
                              "symmetric": options.symmetric, "layout": options.layout,
                              "accuracy_level": options.accuracy_level})
