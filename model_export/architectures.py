@@ -7,6 +7,7 @@ differences between GGUF metadata, ``config.json`` and :class:`ModelConfig` live
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ExportError
@@ -53,25 +54,18 @@ _SPECS = [
 REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}
 
 
-def supported_names() -> str:
-    return ", ".join(sorted({*REGISTRY, *(n for s in _SPECS for n in s.hf_model_types)}))
+def _find(value: str, names_of: Callable[[ArchSpec], tuple[str, ...]], problem: str) -> ArchSpec:
+    for spec in _SPECS:
+        if value in names_of(spec):
+            return spec
+    names = ", ".join(n for s in _SPECS for n in names_of(s))
+    raise ExportError(f"{problem}; supported: {names}")
 
 
 def spec_for_gguf(arch: str) -> ArchSpec:
-    for spec in _SPECS:
-        if arch in spec.gguf_names:
-            return spec
-    names = ", ".join(n for s in _SPECS for n in s.gguf_names)
-    raise ExportError(
-        f"unsupported architecture {arch!r} in the GGUF file; supported: {names}"
-    )
+    return _find(arch, lambda s: s.gguf_names, f"unsupported architecture {arch!r} in the GGUF file")
 
 
 def spec_for_hf(model_type: str) -> ArchSpec:
-    for spec in _SPECS:
-        if model_type in spec.hf_model_types:
-            return spec
-    names = ", ".join(n for s in _SPECS for n in s.hf_model_types)
-    raise ExportError(
-        f"unsupported architecture (model_type {model_type!r} in config.json); supported: {names}"
-    )
+    return _find(model_type, lambda s: s.hf_model_types,
+                 f"unsupported architecture (model_type {model_type!r} in config.json)")

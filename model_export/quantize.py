@@ -103,7 +103,7 @@ class NBitsCodec(FloatCodec):
         super().__init__(source)
         self.options = options
         self.embed_weight: NBitsWeight | None = None
-        self.embed_names: tuple[str, str, str | None] = ("", "", None)
+        self.embed_names: tuple[str, str] = ("", "")  # GatherBlockQuantized data, scales
         self.requantized: dict[str, int] = {}
 
     # -- choosing the stored form ---------------------------------------------------------
@@ -158,11 +158,15 @@ class NBitsCodec(FloatCodec):
         y = self.nbits_node(b, x, path, q)
         if offsets is None:
             return y
-        # Q4_1 is d*q + m: the m part is (sum of x over each block) @ m.T.
-        blocks = b.op("Reshape", [x, b.const([0, 0, -1, GGUF_BLOCK_SIZE], np.int64)])
+        return self.add_block_minima(b, x, y, path, np.ascontiguousarray(offsets.T), q.block_size)
+
+    def add_block_minima(self, b: GraphBuilder, x: str, y: str, path: str, mins: np.ndarray,
+                         block_size: int) -> str:
+        """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N]."""
+        blocks = b.op("Reshape", [x, b.const([0, 0, -1, block_size], np.int64)])
         sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
-        mins = self.half(b, path + "/block_mins", np.ascontiguousarray(offsets.T))
-        return b.op("Add", [y, b.op("MatMul", [sums, mins], name=path + "/offsets")])
+        table = self.half(b, path + "/block_mins", mins)
+        return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         q, offsets = self.quantized("embed")
@@ -175,7 +179,7 @@ class NBitsCodec(FloatCodec):
         inputs = [data, ids, scales]
         if tables.zero_points is not None:
             inputs.append(b.initializer("embed/zero_points", tables.zero_points))
-        self.embed_weight, self.embed_names = q, (data, scales, None)
+        self.embed_weight, self.embed_names = q, (data, scales)
         rows = b.op("GatherBlockQuantized", inputs, domain=MS_DOMAIN, name="embed", **tables.attributes())
         return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
 
@@ -183,7 +187,7 @@ class NBitsCodec(FloatCodec):
         q = self.embed_weight
         if q is None:
             raise RuntimeError("embed() must run before tied_head()")
-        data, scales, _ = self.embed_names
+        data, scales = self.embed_names
         # MatMulNBits wants scales as [N * k_blocks]: a Reshape of the shared table.
         flat_scales = b.op("Reshape", [scales, b.const([-1], np.int64)], name="lm_head/scales")
         inputs = [flat, data, flat_scales]
@@ -196,10 +200,10 @@ class NBitsCodec(FloatCodec):
 class DequantizeCodec(NBitsCodec):
     """The same blocks as standard ``DequantizeLinear -> MatMul`` (opset 21, blocked).
 
-    This is the layout the page ships: native onnxruntime fuses it back into MatMulNBits,
-    while onnxruntime-web's WASM build (which has no quantized MatMulNBits kernel and would
-    widen every weight on every step) folds it to float32 once at load, or keeps one byte a
-    code and dequantizes each step where memory is short. See docs/quantization-notes.md.
+    This is the default layout: every runtime widens the weights to float32 once at load
+    (:func:`session_config`), since onnxruntime-web's WASM build has no quantized MatMul
+    kernel and MatMulNBits there widens every weight on every step. See
+    docs/quantization-notes.md.
     """
 
     def dq(self, b: GraphBuilder, path: str, w: DQWeight) -> str:
@@ -220,10 +224,7 @@ class DequantizeCodec(NBitsCodec):
         y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
         if w.mins is None:
             return y
-        blocks = b.op("Reshape", [x, b.const([0, 0, -1, w.block_size], np.int64)])
-        sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
-        mins = self.half(b, path + "/block_mins", w.mins)
-        return b.op("Add", [y, b.op("MatMul", [sums, mins], name=path + "/offsets")])
+        return self.add_block_minima(b, x, y, path, w.mins, w.block_size)
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         w = self.as_dq("embed")

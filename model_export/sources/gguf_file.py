@@ -127,9 +127,8 @@ def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, 
         attention_bias="L0.q_bias" in weights or "L0.qkv_bias" in weights,
         qk_norm=spec.qk_norm,
         name=name,
-        **{k: v for k, v in values.items()},
+        **values,
     )
-    config.num_layers = int(config.num_layers)
     if spec.name == "gemma3":
         config.query_pre_attn_scalar = float(config.head_dim)
         config.rope_local = RopeConfig(theta=GEMMA3_LOCAL_THETA)
