@@ -20,13 +20,14 @@
 let ort;
 
 /**
- * Import ORT and configure it: local files only (the default wasmPaths is a CDN).
- * @param {{module: string, glue: string, wasm: Uint8Array | ArrayBuffer, threads: number}} files
+ * Import ORT and configure it: local files only (the default wasmPaths is a CDN). ORT
+ * fetches the .wasm itself, so the browser compiles it while it streams in and keeps the
+ * compiled code for the next visit.
+ * @param {{module: string, glue: string, wasm: string, threads: number}} files URLs
  */
 export async function loadOrt({ module, glue, wasm, threads }) {
   ort = await import(module);
-  ort.env.wasm.wasmPaths = { mjs: glue };
-  ort.env.wasm.wasmBinary = wasm;
+  ort.env.wasm.wasmPaths = { mjs: glue, wasm };
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
   ort.env.logLevel = 'error';

@@ -8,6 +8,7 @@
 
 import { errorText, serve } from './messenger.js';
 import * as backend from './ort_backend.js';
+import { PRELOAD, dropSnapshot, readSnapshot, saveSnapshot } from './python_snapshot.js';
 
 /** @typedef {import('./ort_backend.js').BackendInfo} BackendInfo */
 /**
@@ -138,8 +139,8 @@ async function init(options) {
   const threads = chooseThreads(options.threads);
 
   const [browser, session, tokenizerText] = await Promise.all([
-    loadPython(site, sizes, mark),
-    prepareSession(site, JSON.parse(configText), modelFile, options.backend, threads, mark),
+    loadPython(site, sizes, String(manifest.build_id), mark),
+    prepareSession(site, sizes, JSON.parse(configText), modelFile, options.backend, threads, mark),
     fetchBytes(modelFile('tokenizer.json')).then((bytes) => new TextDecoder().decode(bytes)),
   ]);
   progress.say('reading the tokenizer');
@@ -157,18 +158,19 @@ async function init(options) {
 /**
  * onnxruntime-web, the backend choice, and the model's session.
  * @param {SiteConfig} site
+ * @param {Map<string, number>} sizes
  * @param {any} config the model's pocketlm.json
  * @param {(name: string) => string} modelFile
  * @param {string | undefined} forced
  * @param {{count: number, note: string}} threads
  * @param {(step: string) => void} mark
  */
-async function prepareSession(site, config, modelFile, forced, threads, mark) {
+async function prepareSession(site, sizes, config, modelFile, forced, threads, mark) {
   const model = fetchBytes(modelFile(config.model_file));
   const external = config.external_data ? fetchBytes(modelFile(config.external_data)) : null;
   const ortVersion = await backend.loadOrt({
-    module: siteUrl(site.ort.module), glue: siteUrl(site.ort.glue),
-    wasm: await fetchBytes(siteUrl(site.ort.wasm)), threads: threads.count,
+    module: siteUrl(site.ort.module), glue: siteUrl(site.ort.glue), wasm: siteUrl(site.ort.wasm),
+    threads: threads.count,
   });
   const probe = { model: await fetchBytes(siteUrl(site.probe.model)), shape: site.probe.shape };
   progress.say('choosing a backend');
@@ -188,6 +190,7 @@ async function prepareSession(site, config, modelFile, forced, threads, mark) {
   progress.say(`preparing the model (${chosen.name})`);
   chosen = await backend.createSession(chosen, spec);
   mark('sessionCreated');
+  progress.add(sizes.get(site.ort.wasm) ?? 0); // ORT fetched its .wasm itself
   return { ...chosen, ortVersion };
 }
 
@@ -217,24 +220,46 @@ function pastNames(kv) {
 
 /**
  * Pyodide, then the bundled packages (pocketlm_runtime, jinja2, markupsafe) unpacked into
- * site-packages. Resolves to the pocketlm_runtime.browser module.
+ * site-packages. Resolves to the pocketlm_runtime.browser module. Python starts from this
+ * browser's saved start-up image when there is one (python_snapshot.js); otherwise it
+ * starts afresh and the image is saved for the next visit.
  * @param {SiteConfig} site
  * @param {Map<string, number>} sizes
+ * @param {string} buildId
  * @param {(step: string) => void} mark
  */
-async function loadPython(site, sizes, mark) {
+async function loadPython(site, sizes, buildId, mark) {
   const { loadPyodide } = await import(siteUrl(`${site.pyodide.index}pyodide.mjs`));
-  const pyodide = await loadPyodide({
+  const start = (/** @type {Uint8Array | null} */ image) => loadPyodide({
     indexURL: siteUrl(site.pyodide.index),
     stdout: (/** @type {string} */ line) => console.log(line),
     stderr: (/** @type {string} */ line) => console.warn(line),
+    ...(image ? { _loadSnapshot: image } : { _makeSnapshot: true }),
   });
+  const image = await readSnapshot(buildId);
+  let pyodide = null;
+  if (image) {
+    try {
+      pyodide = await start(image);
+    } catch (error) {
+      console.warn(`Python's saved start-up image did not load (${errorText(error)}); starting afresh`);
+      await dropSnapshot(buildId);
+    }
+  }
+  const restored = pyodide !== null;
+  pyodide ??= await start(null);
+  mark(restored ? 'pythonRestored' : 'pythonStarted');
   // Pyodide fetches its own files; count them once it has them.
   progress.add(site.pyodide.files.reduce((sum, path) => sum + (sizes.get(path) ?? 0), 0), 'Python started');
   const archive = await fetchBytes(siteUrl(site.python.archive));
   const sitePackages = pyodide.runPython('import sysconfig; sysconfig.get_path("purelib")');
   pyodide.unpackArchive(archive, 'zip', { extractDir: sitePackages });
-  pyodide.runPython('import importlib; importlib.invalidate_caches()');
+  if (restored) {
+    pyodide.runPython('import importlib; importlib.invalidate_caches()');
+  } else {
+    pyodide.runPython(PRELOAD);
+    await saveSnapshot(buildId, pyodide.makeMemorySnapshot());
+  }
   const module = pyodide.pyimport('pocketlm_runtime.browser');
   mark('pythonLoaded');
   return module;
