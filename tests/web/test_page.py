@@ -208,6 +208,52 @@ def test_page_works_offline_after_the_first_visit(open_browser: BrowserFactory,
     assert traffic.foreign == []
 
 
+SNAPSHOT = "python-snapshot.bin"
+
+
+def test_later_visits_restore_python_from_its_start_up_image(open_browser: BrowserFactory,
+                                                             tiny_site: Path, tmp_path: Path) -> None:
+    build_id = json.loads((tiny_site / "manifest.json").read_text())["build_id"]
+    server = SiteServer(tiny_site)
+    profile = tmp_path / "profile"
+
+    def visit() -> tuple[list[str], list[int]]:
+        context, _ = open_browser(server.url, profile=profile)
+        page = context.new_page()
+        page.goto(server.url + "/?backend=wasm")
+        wait_ready(page)
+        steps = list(page.evaluate("window.pocketlm.engine.loadSteps"))
+        tokens = ask(page, "hello", maxNewTokens=8)["tokens"]
+        context.close()
+        return steps, tokens
+
+    def corrupt_image() -> None:
+        context, _ = open_browser(server.url, profile=profile)
+        page = context.new_page()
+        page.goto(server.url + "/manifest.json")
+        size = page.evaluate("""async ([name, key]) => {
+            const cache = await caches.open(name);
+            const kept = await cache.match(key);
+            await cache.put(key, new Response(new Uint8Array(1000).fill(7)));
+            return kept ? (await kept.arrayBuffer()).byteLength : 0;
+        }""", [f"pocketlm-{build_id}", SNAPSHOT])
+        context.close()
+        assert size > 1_000_000  # the image kept by the first visit
+
+    try:
+        first_steps, first = visit()
+        again_steps, again = visit()
+        corrupt_image()
+        broken_steps, broken = visit()
+        mended_steps, mended = visit()
+    finally:
+        server.stop()
+    assert "pythonStarted" in first_steps and "pythonRestored" in again_steps
+    assert "pythonStarted" in broken_steps  # a broken image: Python starts afresh
+    assert "pythonRestored" in mended_steps  # ... and saves a good image again
+    assert first == again == broken == mended
+
+
 def test_a_new_build_downloads_only_what_changed(open_browser: BrowserFactory, tiny_model: Path,
                                                  tmp_path: Path) -> None:
     import shutil
