@@ -11,6 +11,8 @@ What DIST holds (every file listed in manifest.json with its size and sha256)::
     model/               the exported model folder
     sw.js                service worker generated from the manifest (web/service_worker.js)
     manifest.json        {"format": "pocketlm-site", "build_id", "files": [...]}
+    NAME.gz              gzip copies of the files it shrinks, sent by servers instead of
+                         NAME with Content-Encoding: gzip (compress.py); not in the manifest
     _headers, pocketlm-nginx.conf   host configs (deploy.py), not served
 
 Big files the page reaches through site.json carry their content hash in their name
@@ -37,6 +39,7 @@ from typing import Any, Final
 from pocketlm_export import atomic
 from pocketlm_runtime.model_info import CONFIG_FILE, ModelInfo
 
+from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
 from .server import MANIFEST_FILE, SITE_FORMAT  # what `pocketlm serve` checks for
@@ -89,10 +92,12 @@ class BuildResult:
     build_id: str
     files: int
     total_bytes: int
+    gzip_bytes: int  # what a browser accepting gzip downloads (compress.py)
 
     @property
     def summary(self) -> str:
-        return f"{self.files} files, {self.total_bytes / 1e6:.1f} MB, build {self.build_id}"
+        return (f"{self.files} files, {self.total_bytes / 1e6:.1f} MB "
+                f"({self.gzip_bytes / 1e6:.1f} MB to download with gzip), build {self.build_id}")
 
 
 def build_site(model_dir: Path, out: Path, *, force: bool = False,
@@ -118,13 +123,15 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
         }
         stage.write(SITE_CONFIG, json_bytes(site))
         entries = stage.entries()
+        packed = compress_site(root, [str(entry["path"]) for entry in entries])
         manifest = {"format": SITE_FORMAT, "build_id": build_id_of(entries), "files": entries}
         (root / SW_FILE).write_bytes(render_service_worker(WEB_DIR / SW_TEMPLATE, manifest))
         write_host_configs(root)  # after sw.js, so _headers has a rule for it too
         (root / MANIFEST_FILE).write_bytes(json_bytes(manifest))
     total = sum(int(entry["size"]) for entry in entries)
+    wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries)
     return BuildResult(out=out, build_id=str(manifest["build_id"]), files=len(entries),
-                       total_bytes=total)
+                       total_bytes=total, gzip_bytes=wire)
 
 
 # ---- checks ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Final
 
 from .http_policy import (
     DEFAULT_MEDIA_TYPE,
+    GZIP_SUFFIX,
     HASHED_PATH_REGEX,
     HEADERS_FILE,
     HOST_CONFIG_FILES,
@@ -126,6 +127,9 @@ def render_nginx_conf() -> str:
         "autoindex off;",
         "disable_symlinks on from=$document_root;",
         "etag on;",
+        "# The build's gzip copies (NAME.gz beside NAME) go to browsers that accept gzip.",
+        "gzip_static on;",
+        "gzip_vary on;",
         f"charset {TEXT_CHARSET};",
         f"charset_types {' '.join(text_types)};",
         "",
@@ -141,6 +145,8 @@ def render_nginx_conf() -> str:
     lines += _nginx_location("~ /\\.", ["return 404;"], comment="hidden files and folders")
     for name in HOST_CONFIG_FILES:
         lines += _nginx_location(f"= /{name}", ["return 404;"])
+    lines += _nginx_location(f"~ \\{GZIP_SUFFIX}$", ["return 404;"],
+                             comment="gzip copies have no URL of their own")
     for url_path in NO_CACHE_PATHS:
         target = "/" + INDEX_FILE if url_path == "/" else "$uri"
         lines += _nginx_location(f"= {url_path}", [f"try_files {target} =404;"], NO_CACHE)

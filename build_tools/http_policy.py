@@ -19,8 +19,12 @@ Policy:
      followed by at least one extension, e.g. `ort-wasm-simd-threaded.3f2a9c1b.wasm` or
      `model.0123abcd.onnx.data` (`HASHED_PATH_REGEX`; folder names do not count);
   3. everything else: `no-cache` (revalidate with the ETag every time).
+- Compressed copies: the build writes `NAME.gz` beside files that gzip shrinks
+  (compress.py). A GET for NAME from a client whose `Accept-Encoding` allows gzip, without
+  a `Range` header, gets those bytes with `Content-Encoding: gzip`; responses for such files
+  carry `Vary: Accept-Encoding`. The `.gz` files have no URL of their own.
 - Not served (404, never a listing): directories, any path with a segment starting with
-  `.`, paths leaving the site folder, and the host config files themselves
+  `.`, paths leaving the site folder, `.gz` copies, and the host config files themselves
   (`HOST_CONFIG_FILES`, which the hosts do not serve either).
 """
 
@@ -66,6 +70,8 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     ".woff2": "font/woff2",
 }
 
+GZIP_SUFFIX: Final = ".gz"
+
 INDEX_FILE: Final = "index.html"
 HEADERS_FILE: Final = "_headers"
 NGINX_FILE: Final = "pocketlm-nginx.conf"
@@ -100,4 +106,23 @@ def is_public(relative_path: str) -> bool:
     segments = relative_path.split("/")
     if any(segment == "" or segment.startswith(".") for segment in segments):
         return False
-    return relative_path not in HOST_CONFIG_FILES
+    return relative_path not in HOST_CONFIG_FILES and not relative_path.endswith(GZIP_SUFFIX)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when an Accept-Encoding header value allows gzip (RFC 9110 section 12.5.3)."""
+    if not accept_encoding:
+        return False
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[name.strip().lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0

@@ -2,7 +2,8 @@
 
 The headers, media types and cache rules come from http_policy.py (shared with the host
 configs that deploy.py writes). Range requests (206/416) and HEAD are Starlette's
-`FileResponse`; this module adds the path resolution, ETag/304, and the policy headers.
+`FileResponse`; this module adds the path resolution, ETag/304, the policy headers, and
+the choice of a file's gzip copy (compress.py) for browsers that accept it.
 
 Why not `StaticFiles`: it serves dotfiles, and needs `html=True` to map `/` to index.html,
 which also serves every folder's index.html, redirects `/model` to `/model/` and serves
@@ -29,8 +30,10 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .http_policy import (
+    GZIP_SUFFIX,
     INDEX_FILE,
     SECURITY_HEADERS,
+    accepts_gzip,
     cache_control_for,
     is_public,
     media_type_for,
@@ -39,7 +42,7 @@ from .http_policy import (
 SITE_FORMAT = "pocketlm-site"
 MANIFEST_FILE = "manifest.json"
 BUILD_HINT = "run `pocketlm build MODEL_DIR -o DIST` first"
-_NOT_MODIFIED_HEADERS = ("cache-control", "etag", "last-modified")
+_NOT_MODIFIED_HEADERS = ("cache-control", "etag", "last-modified", "vary")
 
 
 class NotASiteError(Exception):
@@ -102,6 +105,22 @@ def resolve_file(root: Path, url_path: str) -> SiteFile | None:
     return SiteFile(path=real, url_path=url_path, stat_result=stat_result)
 
 
+def gzip_copy(found: SiteFile) -> SiteFile | None:
+    """The build's gzip copy of `found` (compress.py), when there is one.
+
+    It has the same URL path: the response is `found` itself, in another encoding. Its ETag
+    (from its own size and time) differs from the plain file's, as RFC 9110 asks.
+    """
+    packed = found.path + GZIP_SUFFIX
+    try:
+        stat_result = os.stat(packed)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(stat_result.st_mode) or os.path.realpath(packed) != packed:
+        return None
+    return SiteFile(path=packed, url_path=found.url_path, stat_result=stat_result)
+
+
 def is_not_modified(request: Headers, response: Headers) -> bool:
     """RFC 9110 conditional GET: If-None-Match wins over If-Modified-Since."""
     if_none_match = request.get("if-none-match")
@@ -139,14 +158,22 @@ class SiteFiles:
         found = await anyio.to_thread.run_sync(resolve_file, self.root, route_path(scope))
         if found is None:
             return PlainTextResponse("Not Found", status_code=404)
+        request = Headers(scope=scope)
+        packed = await anyio.to_thread.run_sync(gzip_copy, found)
+        headers = {"Cache-Control": cache_control_for(found.url_path)}
+        if packed is not None:
+            headers["Vary"] = "Accept-Encoding"
+            if accepts_gzip(request.get("accept-encoding")) and "range" not in request:
+                found = packed
+                headers["Content-Encoding"] = "gzip"
         response = FileResponse(
             found.path,
             stat_result=found.stat_result,
             media_type=media_type_for(found.url_path),
-            headers={"Cache-Control": cache_control_for(found.url_path)},
+            headers=headers,
         )
-        if is_not_modified(Headers(scope=scope), response.headers):
-            kept = {name: response.headers[name] for name in _NOT_MODIFIED_HEADERS}
+        if is_not_modified(request, response.headers):
+            kept = {name: response.headers[name] for name in _NOT_MODIFIED_HEADERS if name in response.headers}
             return Response(status_code=304, headers=kept)
         return response
 

@@ -148,7 +148,12 @@ async function fetchOk(path) {
  */
 async function download(path, size, sha256, onBytes) {
   const response = await fetchOk(path);
-  const init = { status: response.status, statusText: response.statusText, headers: response.headers };
+  // The body read below is already decoded (servers send gzip copies): store the headers
+  // of the plain file, not of what came over the wire.
+  const headers = new Headers(response.headers);
+  headers.delete('content-encoding');
+  headers.set('content-length', String(size));
+  const init = { status: response.status, statusText: response.statusText, headers };
   if (size <= VERIFY_LIMIT) {
     const body = await response.arrayBuffer();
     onBytes(body.byteLength);

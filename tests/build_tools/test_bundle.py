@@ -6,6 +6,7 @@ files, it does not read the model). One test checks the real node_modules from `
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -106,12 +107,30 @@ def test_manifest_lists_every_served_file_with_size_and_sha256(model_dir: Path, 
     assert manifest["format"] == "pocketlm-site"
     assert re.fullmatch(r"[0-9a-f]{16}", manifest["build_id"])
     listed = {entry["path"]: entry for entry in manifest["files"]}
-    on_disk = {name: data for name, data in site_files(dist).items() if name not in NOT_LISTED}
+    on_disk = {name: data for name, data in site_files(dist).items()
+               if name not in NOT_LISTED and not name.endswith(".gz")}
     assert sorted(listed) == sorted(on_disk)
     assert [entry["path"] for entry in manifest["files"]] == sorted(listed)
     for name, data in on_disk.items():
         assert listed[name]["size"] == len(data)
         assert listed[name]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_gzip_copies_hold_the_listed_files_and_only_where_they_save(model_dir: Path, node_modules: Path,
+                                                                   tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    result = build(model_dir, node_modules, dist)
+    files = site_files(dist)
+    listed = {entry["path"]: entry["size"] for entry in manifest_of(dist)["files"]}
+    copies = {name.removesuffix(".gz"): data for name, data in files.items() if name.endswith(".gz")}
+    assert "model/" + next(n for n in listed if n.startswith("model/model.")).split("/")[1] in copies
+    for name, data in copies.items():
+        assert name in listed  # a copy of a listed file, never listed itself
+        assert gzip.decompress(data) == files[name]
+        assert len(data) <= 0.95 * listed[name]
+    assert not any(name.endswith((".zip", ".png")) for name in copies)  # already compressed
+    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size for n, size in listed.items())
+    assert result.gzip_bytes < result.total_bytes
 
 
 def test_the_same_inputs_give_a_byte_identical_site(model_dir: Path, node_modules: Path,

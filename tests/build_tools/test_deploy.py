@@ -6,6 +6,7 @@ answers with the Starlette server's for the same site.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from pocketlm_build.compress import compress_site
 from pocketlm_build.deploy import render_nginx_conf, write_host_configs
 from pocketlm_build.http_policy import MEDIA_TYPES, SECURITY_HEADERS
 from pocketlm_build.server import create_app
@@ -197,6 +199,7 @@ def nginx_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     """Debian's nginx serving a fake site through the shipped pocketlm-nginx.conf."""
     root = tmp_path_factory.mktemp("nginx")
     dist = make_site(root)
+    compress_site(dist, [WASM])  # as `pocketlm build` does
     write_host_configs(dist)
     with nginx_serving(dist, root / "nginx") as port:
         yield dist, port
@@ -286,3 +289,17 @@ def test_nginx_matching_etag_returns_304(nginx_site: tuple[Path, int]) -> None:
     assert body == b""
     assert not_modified["cache-control"] == "no-cache"
     assert not_modified["cross-origin-embedder-policy"] == "require-corp"
+
+
+def test_nginx_sends_the_gzip_copy_like_pocketlm_serve(nginx_site: tuple[Path, int]) -> None:
+    dist, port = nginx_site
+    status, headers, body = nginx_get(port, f"/{WASM}", {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["content-encoding"] == "gzip"
+    assert headers["vary"] == "Accept-Encoding"
+    assert headers["content-type"] == "application/wasm"
+    assert body == (dist / f"{WASM}.gz").read_bytes()
+    assert gzip.decompress(body) == SITE_FILES[WASM]
+    status, headers, body = nginx_get(port, f"/{WASM}")
+    assert "content-encoding" not in headers and body == SITE_FILES[WASM]
+    assert nginx_get(port, f"/{WASM}.gz")[0] == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -391,3 +392,67 @@ def test_real_server_serves_files_with_policy_headers(live_server: tuple[str, in
     assert headers["cache-control"] == IMMUTABLE
     for name, value in ISOLATION.items():
         assert headers[name] == value
+
+
+# --- gzip copies ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def packed(dist: Path) -> int:
+    """A gzip copy of the WASM file, as `pocketlm build` writes it; returns its size."""
+    from pocketlm_build.compress import compress_site
+
+    (dist / WASM).write_bytes(WASM_BYTES * 8)  # repetitive: gzip shrinks it a lot
+    return compress_site(dist, [WASM, "app.mjs"])[WASM]
+
+
+def test_gzip_copy_goes_to_clients_that_accept_gzip(client: TestClient, packed: int) -> None:
+    response = client.get(f"/{WASM}", headers={"Accept-Encoding": "br, gzip;q=0.5"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["content-length"] == str(packed)  # what went over the wire
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["content-type"] == "application/wasm"
+    assert response.headers["cache-control"] == IMMUTABLE
+    assert response.content == WASM_BYTES * 8  # httpx undid the encoding
+    assert gzip.decompress(_raw(client, f"/{WASM}")) == WASM_BYTES * 8
+
+
+def _raw(client: TestClient, path: str) -> bytes:
+    with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as response:
+        return b"".join(response.iter_raw())
+
+
+@pytest.mark.parametrize("accept", [None, "identity", "gzip;q=0", "br", "*;q=0"])
+def test_plain_file_goes_to_clients_that_refuse_gzip(client: TestClient, packed: int,
+                                                     accept: str | None) -> None:
+    response = client.get(f"/{WASM}", headers={"Accept-Encoding": accept or ""})
+    assert "content-encoding" not in response.headers
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.content == WASM_BYTES * 8
+
+
+def test_range_requests_get_the_plain_file(client: TestClient, packed: int) -> None:
+    response = client.get(f"/{WASM}", headers={"Accept-Encoding": "gzip", "Range": "bytes=0-9"})
+    assert response.status_code == 206
+    assert "content-encoding" not in response.headers
+    assert response.content == WASM_BYTES[:10]
+
+
+def test_each_encoding_has_its_own_etag(client: TestClient, packed: int) -> None:
+    plain = client.get(f"/{WASM}", headers={"Accept-Encoding": "identity"}).headers["etag"]
+    encoded = client.get(f"/{WASM}", headers={"Accept-Encoding": "gzip"}).headers["etag"]
+    assert plain != encoded
+    again = client.get(f"/{WASM}", headers={"Accept-Encoding": "gzip", "If-None-Match": encoded})
+    assert again.status_code == 304
+    assert again.headers["vary"] == "Accept-Encoding"
+
+
+def test_gzip_copies_have_no_url_of_their_own(client: TestClient, packed: int) -> None:
+    assert client.get(f"/{WASM}.gz").status_code == 404
+
+
+def test_files_without_a_copy_are_sent_plain(client: TestClient, packed: int) -> None:
+    response = client.get("/app.mjs", headers={"Accept-Encoding": "gzip"})  # too small to pack
+    assert "content-encoding" not in response.headers
+    assert "vary" not in response.headers

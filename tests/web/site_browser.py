@@ -37,7 +37,8 @@ class SiteServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(dist), log_level="warning", lifespan="off")
+        self.app = BytesSent(create_app(dist))
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
@@ -52,6 +53,22 @@ class SiteServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+
+class BytesSent:
+    """ASGI wrapper counting the response body bytes the server sent (what went over the wire)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.total = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def counted(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                self.total += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 @dataclass
