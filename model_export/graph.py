@@ -50,6 +50,22 @@ class FloatCodec:
         w = self.stored(b, path + "/weight", self.src.float32(name).T)
         return b.op("MatMul", [x, w], name=path)
 
+    def linears(self, b: GraphBuilder, x: str, names: list[str]) -> list[str]:
+        """``x`` through several linear layers (q/k/v, gate/up): one MatMul over their weights
+        side by side, then a Split. A decode step then runs fewer, larger nodes, which is
+        what a one-token step in WASM is short of. Codecs that cannot join their weights
+        return None from :meth:`joined_linear` and get one MatMul each."""
+        path = joined_path(names)
+        y = self.joined_linear(b, x, names, path) if len(names) > 1 else None
+        if y is None:
+            return [self.linear(b, x, name) for name in names]
+        widths = b.const([self.src.weights[name].shape[0] for name in names], np.int64)
+        return list(b.op("Split", [y, widths], outputs=len(names), axis=-1, name=path + "/split"))
+
+    def joined_linear(self, b: GraphBuilder, x: str, names: list[str], path: str) -> str | None:
+        joined = np.concatenate([self.src.float32(name).T for name in names], axis=1)
+        return b.op("MatMul", [x, self.stored(b, path + "/weight", joined)], name=path)
+
     def embed(self, b: GraphBuilder, ids: str) -> str:
         self.embed_table = self.stored(b, "embed/weight", self.src.float32("embed"))
         return b.op("Gather", [self.embed_table, ids], name="embed", axis=0)
@@ -57,6 +73,12 @@ class FloatCodec:
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         """Logits [rows, vocab] of hidden states [rows, hidden] through the embedding."""
         return b.op("Gemm", [flat, self.embed_table], name="lm_head", transB=1)
+
+
+def joined_path(names: list[str]) -> str:
+    """``["L0.q", "L0.k", "L0.v"]`` -> ``"L0/q_k_v"``: the node path of joined linears."""
+    prefix = names[0].rsplit(".", 1)[0]
+    return prefix.replace(".", "/") + "/" + "_".join(name.rsplit(".", 1)[1] for name in names)
 
 
 class DecoderGraph:
@@ -117,7 +139,7 @@ class DecoderGraph:
     def attention(self, i: int, x: str, positions: str, seqlens: str, total: str,
                   rope: tuple[str, str]) -> str:
         cfg, b = self.cfg, self.b
-        q, k, v = (self.codec.linear(b, x, f"L{i}.{p}") for p in "qkv")
+        q, k, v = self.codec.linears(b, x, [f"L{i}.{p}" for p in "qkv"])
         if cfg.attention_bias:
             q, k, v = (b.op("Add", [t, self.norm_weight(f"L{i}.{p}_bias")]) for t, p in zip((q, k, v), "qkv"))
         if self.spec.qk_norm:
@@ -146,8 +168,7 @@ class DecoderGraph:
 
     def mlp(self, i: int, x: str) -> str:
         b = self.b
-        gate = self.codec.linear(b, x, f"L{i}.gate")
-        up = self.codec.linear(b, x, f"L{i}.up")
+        gate, up = self.codec.linears(b, x, [f"L{i}.gate", f"L{i}.up"])
         if self.spec.activation == "gelu_tanh":
             act = b.op("FastGelu", [gate], domain=MS_DOMAIN)  # the tanh approximation
         else:

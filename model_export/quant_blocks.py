@@ -30,6 +30,7 @@ tensors pack ``byte j = q[2j] | q[2j+1] << 4``: the nibbles are reordered here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -351,6 +352,27 @@ class DQWeight:
     def attributes(self) -> dict[str, int]:
         """The ``DequantizeLinear`` attributes."""
         return {"axis": 0, "block_size": self.block_size}
+
+
+def join_dq(parts: list[DQWeight]) -> DQWeight | None:
+    """Weights over the same input side by side (``[K, N1 + N2 + ...]``), or None when their
+    block layouts differ (code type, block size, zero points or Q4_1 minima in some only)."""
+    first = parts[0]
+
+    def same(w: DQWeight) -> bool:
+        return (w.k == first.k and w.block_size == first.block_size and w.onnx_type == first.onnx_type
+                and (w.zero_points is None) == (first.zero_points is None)
+                and (w.mins is None) == (first.mins is None))
+
+    if not all(same(w) for w in parts):
+        return None
+
+    def joined(arrays: list[Any]) -> Any:
+        return None if arrays[0] is None else np.ascontiguousarray(np.concatenate(arrays, axis=1))
+
+    return DQWeight(sum(w.n for w in parts), first.k, first.block_size, first.onnx_type,
+                    joined([w.codes for w in parts]), joined([w.scales for w in parts]),
+                    joined([w.zero_points for w in parts]), joined([w.mins for w in parts]))
 
 
 def nbits_to_dq(weight: NBitsWeight, mins: FloatArray | None = None) -> DQWeight:

@@ -33,6 +33,7 @@ from .quant_blocks import (
     NBitsWeight,
     embedding_tables,
     gguf_to_nbits,
+    join_dq,
     nbits_to_dq,
     q4_1_split,
     quantize_q4,
@@ -160,6 +161,9 @@ class NBitsCodec(FloatCodec):
             return y
         return self.add_block_minima(b, x, y, path, np.ascontiguousarray(offsets.T), q.block_size)
 
+    def joined_linear(self, b: GraphBuilder, x: str, names: list[str], path: str) -> str | None:
+        return None  # MatMulNBits keeps one node per weight
+
     def add_block_minima(self, b: GraphBuilder, x: str, y: str, path: str, mins: np.ndarray,
                          block_size: int) -> str:
         """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N]."""
@@ -221,6 +225,15 @@ class DequantizeCodec(NBitsCodec):
     def linear(self, b: GraphBuilder, x: str, name: str) -> str:
         path = name.replace(".", "/")
         w = self.as_dq(name)
+        y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
+        if w.mins is None:
+            return y
+        return self.add_block_minima(b, x, y, path, w.mins, w.block_size)
+
+    def joined_linear(self, b: GraphBuilder, x: str, names: list[str], path: str) -> str | None:
+        w = join_dq([self.as_dq(name) for name in names])
+        if w is None:
+            return None
         y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
         if w.mins is None:
             return y
