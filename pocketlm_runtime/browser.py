@@ -31,7 +31,7 @@ from pyodide.ffi import JsProxy, jsnull, run_sync, to_js
 from .model_info import ModelInfo
 from .pipeline import LanguageModel, Message, Result
 from .sampling import SamplingOptions
-from .session import Candidates
+from .session import Candidates, SessionLost
 from .tokenizer import Tokenizer
 
 # Engine option names (JS, camelCase) -> SamplingOptions fields.
@@ -104,6 +104,8 @@ class BrowserSession:
         handles = to_js(array.array("i", feeds.values()))
         before = time.perf_counter()
         outputs = run_sync(self.backend.run(handles))
+        if outputs is None or outputs is jsnull:
+            raise SessionLost("the GPU failed and the model moved to WASM")
         self.clock.starts.append(started)
         self.clock.runs.append(time.perf_counter() - before)
         if not self.output_names:
@@ -122,6 +124,8 @@ class BrowserSession:
         if inspect.isawaitable(best):  # logits on the GPU: a promise of the read-back
             before = time.perf_counter()
             best = run_sync(best)
+            if best is None or best is jsnull:
+                raise SessionLost("the GPU failed and the model moved to WASM")
             if self.clock.runs:
                 self.clock.runs[-1] += time.perf_counter() - before
         return best.ids.to_py().tolist(), best.values.to_py().tolist()

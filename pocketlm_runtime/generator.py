@@ -16,7 +16,7 @@ from typing import Any
 
 from .model_info import ModelInfo
 from .sampling import Sampler, SamplingOptions
-from .session import Candidates, Session
+from .session import Candidates, Session, SessionLost
 
 Clock = Callable[[], float]
 
@@ -107,6 +107,17 @@ class Generator:
         self.append_tokens(ids[common:])
 
     def _feed(self) -> None:
+        try:
+            self._run_pending()
+        except SessionLost:
+            # A new session holds nothing: feed every token again (once; a second loss raises).
+            self.session.release(list(self.kv.values()))
+            self.kv = {name: self.session.empty_kv() for name in self.info.kv.past_names()}
+            self.pending = self.cached + self.pending
+            self.cached = []
+            self._run_pending()
+
+    def _run_pending(self) -> None:
         ids = self.pending
         start = len(self.cached)
         total = start + len(ids)
@@ -122,16 +133,20 @@ class Generator:
             names["attention_mask"]: s.int64([1] * total, (1, total)),
             names["position_ids"]: s.int64(list(range(start, total)), (1, len(ids))),
         }
-        outputs = s.run({**inputs, **self.kv})
-        s.release(list(inputs.values()))
+        try:
+            outputs = s.run({**inputs, **self.kv})
+        finally:
+            s.release(list(inputs.values()))
         s.release(list(self.kv.values()))
         self.kv = {
             past: outputs[present]
             for past, present in zip(self.info.kv.past_names(), self.info.kv.present_names())
         }
         logits = outputs[self.info.outputs.get("logits", "logits")]
-        self.candidates = s.candidates(logits, self.options.needed_candidates())
-        s.release([logits])
+        try:
+            self.candidates = s.candidates(logits, self.options.needed_candidates())
+        finally:
+            s.release([logits])
         self.cached.extend(ids)
         self.pending = []
 

@@ -14,9 +14,14 @@ from typing import Any, Protocol
 Candidates = tuple[list[int], list[float]]
 
 
+class SessionLost(Exception):
+    """The engine replaced its session (in the browser: the GPU failed and the model moved
+    to WASM). Every tensor the caller holds is gone; the tokens must be fed again."""
+
+
 class Session(Protocol):
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """Run the graph; returns every output by name."""
+        """Run the graph; returns every output by name. May raise :class:`SessionLost`."""
         ...
 
     def int64(self, values: list[int], shape: tuple[int, ...]) -> Any:
@@ -28,7 +33,8 @@ class Session(Protocol):
         ...
 
     def candidates(self, logits: Any, k: int) -> Candidates:
-        """The k highest logits of the last position, best first (k <= 0: all of them)."""
+        """The k highest logits of the last position, best first (k <= 0: all of them).
+        May raise :class:`SessionLost`."""
         ...
 
     def release(self, tensors: list[Any]) -> None:

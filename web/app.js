@@ -74,6 +74,10 @@ async function load() {
   setStatus('Starting the model…');
   engine = await createEngine({
     onProgress: (progress) => { read = progress.loaded; show(progress.message || 'Loading'); },
+    onBackendChange: (moved) => {
+      setStatus(`The GPU failed; going on with WASM, ${moved.threads} thread${moved.threads === 1 ? '' : 's'}…`);
+      ui.status.title = moved.reason;
+    },
   });
   ui.progress.value = 1;
   ui.loading.hidden = true;

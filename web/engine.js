@@ -17,6 +17,8 @@ import { Messenger } from './messenger.js';
  * @property {'wasm' | 'webgpu'} [backend] force a backend (default: WebGPU when faster, else WASM)
  * @property {number} [threads] WASM threads (default: min(cores, 4) when cross-origin isolated)
  * @property {(progress: Progress) => void} [onProgress] loading progress, in bytes
+ * @property {(backend: Backend) => void} [onBackendChange] the GPU failed and the model moved
+ *   to WASM (the answer in progress goes on there)
  * @property {boolean} [urlParameters] read `backend` / `threads` from the page URL (default true)
  *
  * @typedef {object} Progress
@@ -63,11 +65,13 @@ export class Engine {
    * @param {{backend: Backend, model: Record<string, any>, loadSeconds: number,
    *   loadSteps: Record<string, number>}} loaded
    * @param {Int32Array | null} stopFlag shared with the worker, when cross-origin isolated
+   * @param {(backend: Backend) => void} [onBackendChange]
    */
-  constructor(worker, messenger, loaded, stopFlag) {
+  constructor(worker, messenger, loaded, stopFlag, onBackendChange) {
     this.worker = worker;
     this.messenger = messenger;
     this.stopFlag = stopFlag;
+    this.onBackendChange = onBackendChange;
     /** Which backend runs the model: name, threads, crossOriginIsolated, reason. */
     this.backend = loaded.backend;
     /** The model's name, architecture, quantization, context length. */
@@ -101,6 +105,15 @@ export class Engine {
     return this.messenger.request('stop');
   }
 
+  /**
+   * The worker moved the model from WebGPU to WASM (the GPU failed during generation).
+   * @param {import('./ort_backend.js').BackendInfo} backend
+   */
+  moved(backend) {
+    this.backend = { ...backend, ortVersion: this.backend.ortVersion };
+    this.onBackendChange?.(this.backend);
+  }
+
   /** Forget the conversation (the KV cache). */
   newChat() {
     return this.messenger.request('newChat');
@@ -132,17 +145,21 @@ export function unsupportedReason() {
  * @returns {Promise<Engine>}
  */
 export async function createEngine(options = {}) {
-  const { onProgress, urlParameters = true, ...rest } = options;
+  const { onProgress, onBackendChange, urlParameters = true, ...rest } = options;
   const forced = urlParameters ? fromUrl(new URLSearchParams(self.location?.search ?? '')) : {};
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'pocketlm' });
   const messenger = new Messenger(worker, (event) => {
     if (event.type === 'progress') onProgress?.(/** @type {any} */ (event));
     else if (event.type === 'log') console.error(`pocketlm worker: ${event.message}`);
+    else if (event.type === 'backend' && engine) engine.moved(/** @type {any} */ (event).backend);
   });
+  /** @type {Engine | null} */
+  let engine = null;
   const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
   try {
     const loaded = await messenger.request('init', { options: { ...rest, ...forced }, stopFlag });
-    return new Engine(worker, messenger, loaded, stopFlag);
+    engine = new Engine(worker, messenger, loaded, stopFlag, onBackendChange);
+    return engine;
   } catch (error) {
     worker.terminate();
     throw error;

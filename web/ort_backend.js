@@ -136,32 +136,61 @@ export async function chooseBackend({ forced, threads, probe }) {
 
 /** @type {InferenceSession | null} */
 let session = null;
+/**
+ * On WebGPU: moves the model to WASM after a failure (a lost device, an error in a step).
+ * @type {((reason: string) => Promise<void>) | null}
+ */
+let fallBack = null;
+/** Why the WebGPU device was lost, once it is. @type {string | null} */
+let gpuLost = null;
+/** Told the new backend when the model moves to WASM. @type {(backend: BackendInfo) => void} */
+let backendChanged = () => {};
+
+/** @param {(backend: BackendInfo) => void} listener */
+export function onBackendChange(listener) {
+  backendChanged = listener;
+}
 /** @type {{type: 'float32' | 'float16', dims: number[]}} */
 let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
 
 /**
+ * @typedef {{model: Uint8Array, externalData?: {path: string, data: Uint8Array}[]}} ModelBytes
+ */
+
+/**
  * Create the model's session on the chosen backend; on WebGPU, check one step runs and
- * gives finite logits, and fall back to WASM when it does not.
+ * gives finite logits, and fall back to WASM when it does not. A WebGPU session that
+ * fails later (device lost, a step throws) moves to WASM too: `reload` fetches the model
+ * bytes again then (the bytes given here are not kept, to spare memory).
  * @param {BackendInfo} backend
- * @param {{model: Uint8Array, externalData?: {path: string, data: Uint8Array}[],
+ * @param {ModelBytes & {
  *   config: Record<string, string>,
  *   kv: {dtype: string, num_kv_heads: number, head_dim: number, past_names: string[]},
  *   inputs: {input_ids: string, attention_mask: string, position_ids: string}, logits: string}} spec
+ * @param {() => Promise<ModelBytes>} reload
  * @returns {Promise<BackendInfo>}
  */
-export async function createSession(backend, spec) {
+export async function createSession(backend, spec, reload) {
   kvLayout = {
     type: spec.kv.dtype === 'float16' ? 'float16' : 'float32',
     dims: [1, spec.kv.num_kv_heads, 0, spec.kv.head_dim],
   };
-  const create = (/** @type {BackendName} */ name) => ort.InferenceSession.create(spec.model, {
-    ...sessionOptions(name, spec.config),
-    ...(spec.externalData ? { externalData: spec.externalData } : {}),
-  });
+  const config = spec.config;
+  const create = (/** @type {BackendName} */ name, /** @type {ModelBytes} */ bytes) => ort.InferenceSession.create(
+    bytes.model, { ...sessionOptions(name, config), ...(bytes.externalData ? { externalData: bytes.externalData } : {}) });
   if (backend.name === 'webgpu') {
     try {
-      session = await create('webgpu');
+      session = await create('webgpu', spec);
       await checkOneStep(spec);
+      watchDevice(await ort.env.webgpu.device);
+      fallBack = async (reason) => {
+        fallBack = null;
+        const lost = session;
+        session = null;
+        await lost?.release().catch(() => undefined);
+        session = await create('wasm', await reload());
+        backendChanged({ ...backend, name: 'wasm', reason: `WebGPU failed during generation (${reason}); using WASM` });
+      };
       return backend;
     } catch (error) {
       if (session) await session.release();
@@ -169,8 +198,37 @@ export async function createSession(backend, spec) {
       backend = { ...backend, name: 'wasm', reason: `WebGPU failed (${String(error)}); using WASM` };
     }
   }
-  session = await create('wasm');
+  session = await create('wasm', spec);
   return backend;
+}
+
+/** Remember when the device goes away, so the next step moves to WASM. @param {any} device */
+function watchDevice(device) {
+  device?.lost?.then((/** @type {{message?: string, reason?: string}} */ info) => {
+    gpuLost = info?.message || `the GPU device was lost (${info?.reason ?? 'unknown'})`;
+  });
+}
+
+/** For tests: lose the WebGPU device, as a driver reset or a sleeping laptop would. */
+export async function loseGpuDevice() {
+  if (!fallBack) throw new Error('the model is not running on WebGPU');
+  (await ort.env.webgpu.device).destroy();
+}
+
+/**
+ * After a WebGPU failure: move to WASM and tell the caller its tensors are gone
+ * (undefined, which Python sees as None), or rethrow when there is nowhere to go.
+ * @param {unknown} error
+ */
+async function recover(error) {
+  if (!fallBack) throw error;
+  await fallBack(gpuLost ?? errorMessage(error));
+  return undefined;
+}
+
+/** @param {unknown} error */
+function errorMessage(error) {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0];
 }
 
 /**
@@ -238,12 +296,20 @@ export function setFeedNames(names) {
  * Run the session on tensors given by handle, in `setFeedNames` order; returns the
  * handles of every output, in `outputNames` order.
  * @param {Int32Array} handles
+ * @returns {Promise<Int32Array | undefined>} undefined when a WebGPU failure moved the model
+ *   to WASM: the caller's tensors are gone, and it feeds its tokens again
  */
 export async function run(handles) {
+  if (gpuLost !== null && fallBack) return recover(new Error(gpuLost));
   /** @type {Record<string, Tensor>} */
   const feeds = {};
   feedNames.forEach((name, i) => { feeds[name] = tensorOf(handles[i]); });
-  const outputs = await runTensors(feeds);
+  let outputs;
+  try {
+    outputs = await runTensors(feeds);
+  } catch (error) {
+    return recover(error); // undefined: Python feeds its tokens again on the new session
+  }
   return Int32Array.from(outputNames(), (name) => keep(/** @type {Tensor} */ (outputs.get(name))));
 }
 
@@ -283,7 +349,11 @@ function emptyKVTensor() {
  */
 export function dispose(handles) {
   for (const handle of handles) {
-    table.get(handle)?.dispose();
+    try {
+      table.get(handle)?.dispose();
+    } catch {
+      // a GPU buffer of a lost device: nothing left to free
+    }
     table.delete(handle);
   }
 }
@@ -299,13 +369,14 @@ export function liveTensors() {
  * logits in CPU memory; a promise when they must be read back from the GPU first.
  * @param {number} handle the logits tensor
  * @param {number} k
- * @returns {TopK | Promise<TopK>}
+ * @returns {TopK | Promise<TopK | undefined>}
  */
 export function topK(handle, k) {
   const logits = tensorOf(handle);
   const vocab = logits.dims[logits.dims.length - 1];
   if (logits.location === 'cpu') return best(/** @type {any} */ (logits.data), vocab, k);
-  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k));
+  // A read-back fails when the device was lost: undefined then, as from run().
+  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k), recover);
 }
 
 /** @typedef {{ids: Int32Array, values: Float32Array}} TopK */

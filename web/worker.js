@@ -58,11 +58,12 @@ const progress = {
 };
 
 /**
- * Fetch a file whole, reporting bytes as they arrive.
+ * Fetch a file whole, reporting bytes as they arrive (unless `report` is false).
  * @param {string} url
+ * @param {boolean} [report]
  * @returns {Promise<Uint8Array>}
  */
-async function fetchBytes(url) {
+async function fetchBytes(url, report = true) {
   const response = await fetch(url);
   if (!response.ok || !response.body) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
   const length = Number(response.headers.get('content-length')) || 0;
@@ -77,7 +78,7 @@ async function fetchBytes(url) {
     if (whole && size + value.length <= whole.length) whole.set(value, size);
     else chunks.push(value);
     size += value.length;
-    progress.add(value.length);
+    if (report) progress.add(value.length);
   }
   if (whole && size === whole.length && chunks.length === 0) return whole;
   whole = new Uint8Array(size); // no or wrong Content-Length: join the pieces
@@ -188,7 +189,13 @@ async function prepareSession(site, sizes, config, modelFile, forced, threads, m
   };
   mark('modelFetched');
   progress.say(`preparing the model (${chosen.name})`);
-  chosen = await backend.createSession(chosen, spec);
+  const reload = async () => ({
+    model: await fetchBytes(modelFile(config.model_file), false),
+    externalData: config.external_data
+      ? [{ path: config.external_data, data: await fetchBytes(modelFile(config.external_data), false) }]
+      : undefined,
+  });
+  chosen = await backend.createSession(chosen, spec, reload);
   mark('sessionCreated');
   progress.add(sizes.get(site.ort.wasm) ?? 0); // ORT fetched its .wasm itself
   return { ...chosen, ortVersion };
@@ -333,7 +340,11 @@ serve({
   stop,
   newChat,
   liveTensors: () => backend.liveTensors(), // a leak check for tests
+  loseGpuDevice: () => backend.loseGpuDevice(), // for tests of the move to WASM
 }, self);
+
+// The model moved from WebGPU to WASM during generation: the page shows the new backend.
+backend.onBackendChange((info) => self.postMessage({ type: 'backend', backend: info }));
 
 self.addEventListener('unhandledrejection', (event) => {
   self.postMessage({ type: 'log', level: 'error', message: errorText(event.reason) });

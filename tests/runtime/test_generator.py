@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from pocketlm_export.export import ExportOptions, export
 from pocketlm_runtime.generator import ContextFull
 from pocketlm_runtime.native import load_native
 from pocketlm_runtime.sampling import SamplingOptions
+from pocketlm_runtime.session import SessionLost
 from tests.fixtures.tiny_models import write_tiny_hf
 from tests.onnx_runner import OnnxDecoder
 from tests.reference.numpy_forward import ReferenceModel
@@ -69,6 +71,64 @@ def test_chat_turn_reuses_the_cache_and_gives_the_same_tokens(tiny: tuple[Path, 
     fresh = load_native(tiny[1]).generate(messages, opts)
     assert second.tokens == fresh.tokens
     assert second.timing.reused_tokens > 0 and fresh.timing.reused_tokens == 0
+
+
+class LosesItsSession:
+    """A session that, like the browser's after a GPU failure, drops every tensor it made
+    and raises SessionLost at chosen calls (counted over run() and candidates())."""
+
+    def __init__(self, inner: Any, lose_at: set[int]) -> None:
+        self.inner, self.lose_at, self.calls = inner, lose_at, 0
+        self.live: set[int] = set()  # ids of tensors made by the current session
+
+    def _maybe_lose(self) -> None:
+        self.calls += 1
+        if self.calls in self.lose_at:
+            self.live.clear()
+            raise SessionLost("lost")
+
+    def _checked(self, tensor: Any) -> Any:
+        assert id(tensor) in self.live, "a tensor of the lost session was fed again"
+        return tensor
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        feeds = {name: self._checked(t) for name, t in feeds.items()}
+        self._maybe_lose()
+        outputs = self.inner.run(feeds)
+        self.live.update(id(t) for t in outputs.values())
+        return outputs
+
+    def candidates(self, logits: Any, k: int) -> Any:
+        self._checked(logits)
+        self._maybe_lose()
+        return self.inner.candidates(logits, k)
+
+    def int64(self, values: list[int], shape: tuple[int, ...]) -> Any:
+        tensor = self.inner.int64(values, shape)
+        self.live.add(id(tensor))
+        return tensor
+
+    def empty_kv(self) -> Any:
+        tensor = self.inner.empty_kv()
+        self.live.add(id(tensor))
+        return tensor
+
+    def release(self, tensors: list[Any]) -> None:
+        self.inner.release(tensors)
+
+
+@pytest.mark.parametrize("lose_at", [{1}, {2}, {7}, {12, 30}])
+def test_a_lost_session_is_refilled_and_the_answer_goes_on_unchanged(tiny: tuple[Path, Path],
+                                                                     lose_at: set[int]) -> None:
+    """Calls 1-2 are the prompt's run and candidates; later ones are decode steps."""
+    want = load_native(tiny[1]).generate(PROMPT, SamplingOptions(max_new_tokens=12))
+    model = load_native(tiny[1])
+    flaky = LosesItsSession(model.generator.session, lose_at)
+    model.generator.session = flaky
+    model.generator.reset()
+    got = model.generate(PROMPT, SamplingOptions(max_new_tokens=12))
+    assert got.tokens == want.tokens
+    assert flaky.calls > 2 * 12  # every loss cost one more run
 
 
 def test_stops_at_an_eos_id(tiny: tuple[Path, Path], tmp_path: Path) -> None:

@@ -350,6 +350,40 @@ def test_webgpu_gives_the_tokens_of_wasm(open_browser: BrowserFactory, tiny_serv
     assert page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')") > 0
 
 
+LOSE_DEVICE_MID_ANSWER = """async ([prompt, n]) => {
+    const engine = window.pocketlm.engine;
+    const status = [];
+    let lost = null;
+    const result = await engine.generate(prompt, { maxNewTokens: n }, () => {
+        lost ??= engine.messenger.request('loseGpuDevice');  // arrives between two steps
+        status.push(document.getElementById('status').textContent);
+    });
+    await lost;
+    return { tokens: result.tokens, backend: engine.backend, status };
+}"""
+
+
+def test_a_lost_gpu_mid_answer_moves_to_wasm_and_the_tokens_stay_the_same(
+        open_browser: BrowserFactory, tiny_server: SiteServer, tiny_model: Path) -> None:
+    context, _ = open_browser(tiny_server.url, webgpu=True)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/?backend=webgpu")
+    wait_ready(page)
+    assert page.evaluate("window.pocketlm.engine.backend.name") == "webgpu"
+    prompt, n = PROMPTS[1], 40
+    moved = page.evaluate(LOSE_DEVICE_MID_ANSWER, [prompt, n])
+    assert "WebGPU" in moved["status"][0]  # the answer began on the GPU ...
+    assert "going on with WASM" in moved["status"][-1]  # ... and the page said where it went on
+    assert moved["backend"]["name"] == "wasm"
+    assert "during generation" in moved["backend"]["reason"]
+    assert moved["tokens"] == native_tokens(tiny_model, prompt, n)
+    # The conversation goes on on WASM, from the cache rebuilt there.
+    kv = json.loads((tiny_model / "pocketlm.json").read_text())["kv_cache"]
+    assert page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')") == 2 * kv["num_layers"]
+    page.evaluate("window.pocketlm.engine.newChat()")
+    assert ask(page, PROMPTS[0], maxNewTokens=8)["tokens"] == native_tokens(tiny_model, PROMPTS[0], 8)
+
+
 def test_the_probe_picks_wasm_over_a_software_gpu(open_browser: BrowserFactory,
                                                   tiny_server: SiteServer) -> None:
     context, _ = open_browser(tiny_server.url, webgpu=True)
