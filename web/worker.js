@@ -167,8 +167,7 @@ async function init(options) {
  * @param {(step: string) => void} mark
  */
 async function prepareSession(site, sizes, config, modelFile, forced, threads, mark) {
-  const model = fetchBytes(modelFile(config.model_file));
-  const external = config.external_data ? fetchBytes(modelFile(config.external_data)) : null;
+  const bytes = modelBytes(config, modelFile, true); // downloads while ORT starts
   const ortVersion = await backend.loadOrt({
     module: siteUrl(site.ort.module), glue: siteUrl(site.ort.glue), wasm: siteUrl(site.ort.wasm),
     threads: threads.count,
@@ -179,8 +178,7 @@ async function prepareSession(site, sizes, config, modelFile, forced, threads, m
   if (threads.note) chosen = { ...chosen, reason: `${chosen.reason}; ${threads.note}` };
   mark('backendChosen');
   const spec = {
-    model: await model,
-    externalData: external ? [{ path: config.external_data, data: await external }] : undefined,
+    ...(await bytes),
     // Session config entries the export asks every runtime to set (as native.py does).
     config: { ...(config.session_config ?? {}) },
     kv: { ...config.kv_cache, past_names: pastNames(config.kv_cache) },
@@ -189,16 +187,27 @@ async function prepareSession(site, sizes, config, modelFile, forced, threads, m
   };
   mark('modelFetched');
   progress.say(`preparing the model (${chosen.name})`);
-  const reload = async () => ({
-    model: await fetchBytes(modelFile(config.model_file), false),
-    externalData: config.external_data
-      ? [{ path: config.external_data, data: await fetchBytes(modelFile(config.external_data), false) }]
-      : undefined,
-  });
-  chosen = await backend.createSession(chosen, spec, reload);
+  // Should WebGPU fail later, the WASM session reads the model again (from the cache).
+  chosen = await backend.createSession(chosen, spec, () => modelBytes(config, modelFile, false));
   mark('sessionCreated');
   progress.add(sizes.get(site.ort.wasm) ?? 0); // ORT fetched its .wasm itself
   return { ...chosen, ortVersion };
+}
+
+/**
+ * The graph and its external weights, fetched side by side.
+ * @param {any} config the model's pocketlm.json
+ * @param {(name: string) => string} modelFile
+ * @param {boolean} report count the bytes in the loading progress
+ * @returns {Promise<import('./ort_backend.js').ModelBytes>}
+ */
+async function modelBytes(config, modelFile, report) {
+  const model = fetchBytes(modelFile(config.model_file), report);
+  const external = config.external_data ? fetchBytes(modelFile(config.external_data), report) : null;
+  return {
+    model: await model,
+    externalData: external ? [{ path: config.external_data, data: await external }] : undefined,
+  };
 }
 
 /** @param {number | undefined} wanted */
