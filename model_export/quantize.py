@@ -222,22 +222,18 @@ class DequantizeCodec(NBitsCodec):
         q, mins = self.quantized(name)
         return nbits_to_dq(q, mins)
 
-    def linear(self, b: GraphBuilder, x: str, name: str) -> str:
-        path = name.replace(".", "/")
-        w = self.as_dq(name)
+    def matmul(self, b: GraphBuilder, x: str, path: str, w: DQWeight) -> str:
         y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
         if w.mins is None:
             return y
         return self.add_block_minima(b, x, y, path, w.mins, w.block_size)
 
+    def linear(self, b: GraphBuilder, x: str, name: str) -> str:
+        return self.matmul(b, x, name.replace(".", "/"), self.as_dq(name))
+
     def joined_linear(self, b: GraphBuilder, x: str, names: list[str], path: str) -> str | None:
         w = join_dq([self.as_dq(name) for name in names])
-        if w is None:
-            return None
-        y = b.op("MatMul", [x, self.dq(b, path, w)], name=path)
-        if w.mins is None:
-            return y
-        return self.add_block_minima(b, x, y, path, w.mins, w.block_size)
+        return None if w is None else self.matmul(b, x, path, w)
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         w = self.as_dq("embed")
