@@ -24,6 +24,7 @@ from pocketlm_export.quant_blocks import (
     embedding_tables,
     gguf_to_dq,
     gguf_to_nbits,
+    join_dq,
     nbits_to_dq,
     q4_1_split,
     quantize_q4,
@@ -402,3 +403,17 @@ def test_default_model_tensors_match_gguf_dequantize(
     got = run_matmul_nbits(w, a)
     assert np.abs(got - reference).max() <= 1e-5 * np.abs(reference).max()
     assert_equal_to_float_rounding(dequantize_nbits(w), expected)
+
+
+def test_join_dq_puts_weights_side_by_side_and_refuses_different_layouts() -> None:
+    rng = np.random.default_rng(3)
+    parts = [nbits_to_dq(quantize_q4(rng.standard_normal((n, 64)).astype(np.float32), 32, False))
+             for n in (8, 4, 4)]
+    joined = join_dq(parts)
+    assert joined is not None and joined.n == 16 and joined.k == 64
+    for name in ("codes", "scales", "zero_points"):
+        assert np.array_equal(getattr(joined, name), np.concatenate([getattr(p, name) for p in parts], axis=1))
+    symmetric = nbits_to_dq(quantize_q4(rng.standard_normal((4, 64)).astype(np.float32), 32, True))
+    assert join_dq([parts[0], symmetric]) is None  # INT4 without zero points next to UINT4 with
+    wider = nbits_to_dq(quantize_q4(rng.standard_normal((4, 64)).astype(np.float32), 16, False))
+    assert join_dq([parts[0], wider]) is None  # another block size
