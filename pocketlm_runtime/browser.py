@@ -235,6 +235,11 @@ class BrowserModel:
         out.update(self.session.clock.summary())
         return _to_js(out)
 
+    def prefill(self, prompt: str | JsProxy, chat: bool | None = None) -> int:
+        """Feed what is settled of a prompt still being typed (:meth:`LanguageModel.prefill`)."""
+        use_template = None if chat is None or chat is jsnull else bool(chat)
+        return self.model.prefill(_py(prompt), chat=use_template)
+
     def new_chat(self) -> None:
         self.model.new_chat()
 

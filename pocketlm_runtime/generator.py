@@ -92,19 +92,40 @@ class Generator:
         self.pending.extend(ids)
         self.timing.prompt_tokens += len(ids)
 
-    def set_prompt(self, ids: list[int]) -> None:
-        """Queue a whole prompt, reusing the cache for the part already fed."""
+    def _cached_prefix(self, ids: list[int]) -> int:
+        """How many of ``ids`` the cache holds already, from the start."""
         common = 0
         for a, b in zip(self.cached, ids):
             if a != b:
                 break
             common += 1
+        return common
+
+    def set_prompt(self, ids: list[int]) -> None:
+        """Queue a whole prompt, reusing the cache for the part already fed."""
+        common = self._cached_prefix(ids)
         if common < len(self.cached) or common == len(ids):
             self.reset()
             common = 0
         self.timing.reused_tokens = common
         self.timing.prompt_tokens = common
         self.append_tokens(ids[common:])
+
+    def prefill(self, ids: list[int]) -> int:
+        """Feed the start of a coming prompt into the cache now (e.g. while it is typed), so
+        the answer's :meth:`set_prompt` finds it there. The cache cannot be cut back: if it
+        holds tokens that ``ids`` does not, it starts again. Returns the tokens fed."""
+        common = self._cached_prefix(ids)
+        if common < len(self.cached):
+            self.reset()
+            common = 0
+        self.pending = list(ids[common:])  # a finished answer's last token is not kept
+        if not self.pending:
+            return 0
+        fed = len(self.pending)
+        self._feed()
+        self.candidates = None
+        return fed
 
     def _feed(self) -> None:
         try:

@@ -81,8 +81,9 @@ class LanguageModel:
             return ""
         return self.tokenizer.id_to_token(token_id) or ""
 
-    def prompt_ids(self, prompt: str | list[Message], *, chat: bool | None = None) -> list[int]:
-        """Token ids for a plain prompt, or for chat messages through the chat template."""
+    def prompt_text(self, prompt: str | list[Message], *, chat: bool | None = None) -> tuple[str, bool]:
+        """The text a prompt is tokenized from (chat messages through the chat template),
+        and whether the tokenizer adds its special tokens (plain prompts only)."""
         if isinstance(prompt, list):
             chat = True
         if chat:
@@ -93,8 +94,31 @@ class LanguageModel:
             text = render_chat(self.info.chat_template, messages, add_generation_prompt=True,
                                bos_token=self.special_text(self.info.bos_token_id),
                                eos_token=self.special_text(eos))
-            return self.tokenizer.encode(text, add_special_tokens=False)
-        return self.tokenizer.encode(str(prompt), add_special_tokens=True)
+            return text, False
+        return str(prompt), True
+
+    def prompt_ids(self, prompt: str | list[Message], *, chat: bool | None = None) -> list[int]:
+        """Token ids for a plain prompt, or for chat messages through the chat template."""
+        text, special = self.prompt_text(prompt, chat=chat)
+        return self.tokenizer.encode(text, add_special_tokens=special)
+
+    def prefill(self, prompt: str | list[Message], *, chat: bool | None = None) -> int:
+        """Feed the part of a prompt being typed that more typing will not change: the text
+        up to the draft's last word (the last message's content, or the plain prompt), since
+        the word being typed may still grow and the tokens after the draft come from the
+        template. :meth:`generate` on the finished prompt then feeds only the rest. Returns
+        the tokens fed (0 when the cache held them already)."""
+        text, special = self.prompt_text(prompt, chat=chat)
+        draft = prompt[-1]["content"] if isinstance(prompt, list) and prompt else str(prompt)
+        at = text.rfind(draft) if draft else -1
+        if at < 0:
+            return 0
+        words = draft.rstrip()
+        cut = max(words.rfind(" "), words.rfind("\n"))  # keep the space with the next word
+        if cut <= 0:
+            return 0
+        stable = self.tokenizer.encode(text[: at + cut], add_special_tokens=special)
+        return self.generator.prefill(stable[:-1])  # the last token may merge with what follows
 
     def generate(self, prompt: str | list[Message], options: SamplingOptions | None = None,
                  streamer: Streamer | None = None, *, chat: bool | None = None) -> Result:

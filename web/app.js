@@ -148,6 +148,7 @@ function textSink(/** @type {HTMLElement} */ element) {
 async function send() {
   const text = ui.prompt.value.trim();
   if (!engine || busy || !text) return;
+  clearTimeout(typing);
   ui.prompt.value = '';
   history.push({ role: 'user', content: text });
   addMessage('user', text);
@@ -190,6 +191,17 @@ ui.prompt.addEventListener('keydown', (event) => {
     event.preventDefault();
     send();
   }
+});
+// While the prompt is typed, the engine reads its settled words, so the answer starts sooner.
+let typing = 0;
+ui.prompt.addEventListener('input', () => {
+  clearTimeout(typing);
+  typing = window.setTimeout(() => {
+    const draft = ui.prompt.value.trimStart();
+    if (engine && !busy && draft.includes(' ')) {
+      engine.prefill([...history, { role: 'user', content: draft }]).catch(() => undefined);
+    }
+  }, 300);
 });
 ui.stop.addEventListener('click', () => engine?.stop());
 ui.newChat.addEventListener('click', async () => {

@@ -97,6 +97,18 @@ export class Engine {
     return { text, tokens, stopReason, timing: /** @type {Timing} */ (camelKeys(figures)) };
   }
 
+  /**
+   * Feed the settled part of a prompt while it is still being typed (all but its last
+   * word), so that `generate` on the finished prompt has less left to read. Call it as the
+   * text changes; it does nothing while an answer runs.
+   * @param {string | ChatMessage[]} prompt the prompt so far, or the chat with the draft last
+   * @param {{chat?: boolean}} [options]
+   * @returns {Promise<{fed: number}>} the tokens fed now
+   */
+  prefill(prompt, options = {}) {
+    return this.messenger.request('prefill', { prompt, chat: options.chat });
+  }
+
   /** Stop the current answer after the token being computed. */
   stop() {
     // Through shared memory the worker sees it at the next token; the message is for

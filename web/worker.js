@@ -29,6 +29,8 @@ const state = {
   model: null,
   /** @type {Promise<unknown> | null} */
   generating: null,
+  /** @type {Promise<unknown> | null} a prompt being fed ahead of its answer */
+  prefilling: null,
   stopRequested: false,
   /** @type {Int32Array | null} set to 1 by the page's engine.stop() (shared memory) */
   stopFlag: null,
@@ -304,6 +306,7 @@ function nextTurn() {
 async function generate(message, stream) {
   if (!state.model) throw new Error('the engine is not loaded yet; wait for init');
   if (state.generating) throw new Error('already generating; stop the current answer first');
+  await state.prefilling?.catch(() => undefined);
   state.stopRequested = false;
   // Python calls post() for each piece of text, stopped() before each step, and now and
   // then awaits pause(), which lets a stop message in (pages without shared memory).
@@ -325,6 +328,25 @@ async function generate(message, stream) {
   }
 }
 
+/**
+ * Feed the settled part of a prompt still being typed, so its answer starts sooner. Skipped
+ * (fed: 0) while an answer or another prefill runs.
+ * @param {{prompt: string | {role: string, content: string}[], chat?: boolean}} message
+ */
+async function prefill(message) {
+  if (!state.model) throw new Error('the engine is not loaded yet; wait for init');
+  if (state.generating || state.prefilling) return { fed: 0 };
+  const method = state.model.prefill;
+  const run = method.callPromising(message.prompt, message.chat);
+  state.prefilling = run;
+  try {
+    return { fed: await run };
+  } finally {
+    state.prefilling = null;
+    method.destroy();
+  }
+}
+
 async function stop() {
   const running = state.generating !== null;
   state.stopRequested = running;
@@ -336,6 +358,7 @@ async function newChat() {
     state.stopRequested = true;
     await state.generating.catch(() => undefined);
   }
+  await state.prefilling?.catch(() => undefined);
   state.model?.new_chat();
   return { cleared: true };
 }
@@ -346,6 +369,7 @@ serve({
     return init(message.options ?? {});
   },
   generate: (message, stream) => generate(/** @type {any} */ (message), stream),
+  prefill: (message) => prefill(/** @type {any} */ (message)),
   stop,
   newChat,
   liveTensors: () => backend.liveTensors(), // a leak check for tests

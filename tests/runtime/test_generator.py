@@ -131,6 +131,21 @@ def test_a_lost_session_is_refilled_and_the_answer_goes_on_unchanged(tiny: tuple
     assert flaky.calls > 2 * 12  # every loss cost one more run
 
 
+@pytest.mark.parametrize("chat", [False, True])
+def test_prefill_while_typing_is_reused_and_changes_no_token(tiny: tuple[Path, Path], chat: bool) -> None:
+    opts = SamplingOptions(max_new_tokens=10)
+    typed = "the quick brown fox jumps over the lazy dog and then it runs far away"
+    fresh = load_native(tiny[1]).generate(typed, opts, chat=chat)
+    model = load_native(tiny[1])
+    fed = [model.prefill(typed[:n], chat=chat) for n in (19, 20, 40, 55)]  # as the draft grows
+    assert fed[0] > 0 and fed[1] == 0 and fed[2] > 0  # a space more: no new word is complete
+    result = model.generate(typed, opts, chat=chat)
+    assert result.tokens == fresh.tokens
+    assert result.timing.reused_tokens >= sum(fed) > 0
+    assert model.prefill("something else entirely now", chat=chat) > 0  # an edit: the cache restarts
+    assert model.generate(typed, opts, chat=chat).tokens == fresh.tokens
+
+
 def test_stops_at_an_eos_id(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     folder = tmp_path / "m"
     shutil.copytree(tiny[1], folder)

@@ -141,6 +141,20 @@ def test_next_chat_turn_reuses_the_cache_until_new_chat(engine_page: Any) -> Non
     assert fresh["tokens"] == again["tokens"]
 
 
+def test_typing_feeds_the_settled_words_ahead_and_the_tokens_stay_the_same(page: Any,
+                                                                         tiny_model: Path) -> None:
+    typed = "the quick brown fox jumps over the lazy dog"
+    page.click("#prompt")
+    page.keyboard.type(typed, delay=5)
+    messages = [{"role": "user", "content": typed}]
+    page.wait_for_timeout(1500)
+    # The page fed the draft while it was typed: all but its last word is in the cache now.
+    assert page.evaluate("(draft) => window.pocketlm.engine.prefill(draft)", messages) == {"fed": 0}
+    result = ask(page, messages, maxNewTokens=8)
+    assert result["timing"]["reusedTokens"] > 0
+    assert result["tokens"] == native_tokens(tiny_model, messages, 8)
+
+
 def test_errors_come_back_as_rejections_with_one_line(engine_page: Any) -> None:
     message = engine_page.evaluate("""() => window.pocketlm.engine.generate('hi', {maxNewTokens: 0})
         .then(() => 'no error', (error) => error.message)""")
