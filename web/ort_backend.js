@@ -3,6 +3,8 @@
 // execution providers), picks a backend, creates the session, and gives Python
 // (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, topK, dispose.
 
+import { errorText } from './messenger.js';
+
 /** @typedef {import('onnxruntime-web').InferenceSession} InferenceSession */
 /** @typedef {import('onnxruntime-web').InferenceSession.SessionOptions} SessionOptions */
 /** @typedef {import('onnxruntime-web').Tensor} Tensor */
@@ -222,14 +224,10 @@ export async function loseGpuDevice() {
  */
 async function recover(error) {
   if (!fallBack) throw error;
-  await fallBack(gpuLost ?? errorMessage(error));
+  await fallBack(gpuLost ?? errorText(error).split('\n')[0]);
   return undefined;
 }
 
-/** @param {unknown} error */
-function errorMessage(error) {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0];
-}
 
 /**
  * One token through the graph with an empty cache: throws unless the logits are finite.

@@ -59,6 +59,20 @@ def _model(
     return model
 
 
+def _lookup_and_head_model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], hidden: int,
+                           vocab: int) -> onnx.ModelProto:
+    """ids [1, S] -> hidden [1, S, hidden] (the embedding) and logits [1, S, vocab] (the head)."""
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "S"])],
+        [
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "S", hidden]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "S", vocab]),
+        ],
+        inits,
+    )
+
+
 def _nbits_inits(w: NBitsWeight, prefix: str = "") -> tuple[list[str], list[onnx.TensorProto]]:
     names = [f"{prefix}B", f"{prefix}scales"]
     inits = [numpy_helper.from_array(w.b, names[0]), numpy_helper.from_array(w.scales, names[1])]
@@ -195,15 +209,7 @@ def test_tied_embedding_and_head_share_one_initializer() -> None:
             **head.attributes(),
         ),
     ]
-    model = _model(
-        nodes,
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "S"])],
-        [
-            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "S", hidden]),
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "S", vocab]),
-        ],
-        inits,
-    )
+    model = _lookup_and_head_model(nodes, inits, hidden, vocab)
     assert sum(i.name == "codes" for i in model.graph.initializer) == 1
     ids = np.array([[0, 49, 7, 7]], np.int64)
     rows, logits = _session(model).run(None, {"ids": ids})
@@ -314,15 +320,7 @@ def test_tied_embedding_gathers_columns_of_the_head_codes() -> None:
         helper.make_node("DequantizeLinear", ["codes", "scales"], ["head_t"], **w.attributes()),
         helper.make_node("MatMul", ["hidden", "head_t"], ["logits"]),
     ]
-    model = _model(
-        nodes,
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "S"])],
-        [
-            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "S", hidden]),
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "S", vocab]),
-        ],
-        inits,
-    )
+    model = _lookup_and_head_model(nodes, inits, hidden, vocab)
     ids = np.array([[0, 63, 5, 5]], np.int64)
     for fuse in (False, True):
         rows, logits = _session(model, fuse=fuse).run(None, {"ids": ids})

@@ -116,14 +116,18 @@ def test_only_the_server_origin_is_contacted(open_browser: BrowserFactory,
     assert any(url.endswith(".wasm") for url in traffic.seen)  # the route saw the runtime load
 
 
+# Ask for a long answer and stop it at once; resolves to the answer.
+STOP_A_LONG_ANSWER = """async () => {
+    const engine = window.pocketlm.engine;
+    const answer = engine.generate('hello world', {maxNewTokens: 4000});
+    await engine.stop();
+    return answer;
+}"""
+
+
 def test_stop_ends_the_answer_between_tokens(engine_page: Any) -> None:
     # The tiny model's context is 256 tokens; at this speed the stop comes well before.
-    result = engine_page.evaluate("""async () => {
-        const engine = window.pocketlm.engine;
-        const answer = engine.generate('hello world', {maxNewTokens: 4000});
-        await engine.stop();
-        return answer;
-    }""")
+    result = engine_page.evaluate(STOP_A_LONG_ANSWER)
     assert result["stopReason"] == "stopped"
     assert 1 <= len(result["tokens"]) < 50
 
@@ -343,12 +347,7 @@ def test_without_cross_origin_isolation_it_runs_one_thread_and_still_stops(
         assert backend["crossOriginIsolated"] is False and backend["threads"] == 1
         assert "not cross-origin isolated" in backend["reason"]
         assert "1 thread" in page.inner_text("#status")
-        result = page.evaluate("""async () => {
-            const engine = window.pocketlm.engine;
-            const answer = engine.generate('hello world', {maxNewTokens: 4000});
-            await engine.stop();
-            return answer;
-        }""")
+        result = page.evaluate(STOP_A_LONG_ANSWER)
         assert result["stopReason"] == "stopped"
     finally:
         httpd.shutdown()
