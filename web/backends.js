@@ -72,10 +72,12 @@ export async function loadBackend(loader, { forced, simd, threads }, onMove) {
   }
   const base = { threads, crossOriginIsolated: self.crossOriginIsolated };
   const engine = () => loadEngine(loader, simd ?? null, threads);
-  if (forced === 'ort-wasm') {
+  const unsupported = engineCannotRun(loader.config);
+  if (forced === 'ort-wasm' || (unsupported && forced !== 'webgpu')) {
     const ortVersion = await loadOrt(loader, threads);
     await ortBackend.createSession('wasm', await ortSpec(loader));
-    return { backend: new ModelBackend(ortBackend), info: { ...base, name: 'ort-wasm', ortVersion, reason: 'forced' } };
+    const reason = forced === 'ort-wasm' ? 'forced' : unsupported;
+    return { backend: new ModelBackend(ortBackend), info: { ...base, name: 'ort-wasm', ortVersion, reason } };
   }
   const adapter = forced === 'wasm' ? null : await webgpuAdapter();
   if (!adapter) {
@@ -115,6 +117,21 @@ export async function loadBackend(loader, { forced, simd, threads }, onMove) {
     return cpu.runtime;
   };
   return { backend: new ModelBackend(ortBackend, moveToCpu), info };
+}
+
+/**
+ * Why the CPU engine cannot run this model folder, or '' when it can: it runs quantized
+ * exports in the MatMulNBits layout (`pocketlm export --layout nbits`, the default), whose
+ * pocketlm.json indexes the tensors of model.onnx.data.
+ * @param {any} config the model's pocketlm.json
+ */
+export function engineCannotRun(config) {
+  const layout = config.export_options?.layout;
+  if (!config.tensors || layout !== 'nbits' || !['q4', 'q8', 'exact'].includes(config.quantization)) {
+    return `the CPU engine runs 4- and 8-bit exports in the nbits layout; this model is ${config.quantization}`
+      + `${layout ? ` in the ${layout} layout` : ''}: using onnxruntime-web's WASM build`;
+  }
+  return '';
 }
 
 /**
