@@ -56,7 +56,7 @@ WEB_SUFFIXES: Final = (".html", ".js", ".css", ".png", ".svg", ".ico")
 # and they are cached when first used.
 LAZY_PREFIXES: Final = ("runtime/ort/",)
 ENGINE_BUILD_DIR: Final = REPO / "build" / "engine"
-ENGINE_BUILDS: Final = {"relaxed": "pocketlm-engine-relaxed.wasm", "plain": "pocketlm-engine-simd128.wasm"}
+ENGINE_BUILDS: Final = {"relaxed": "engine-relaxed.wasm", "plain": "engine-simd.wasm"}
 SW_MARKER: Final = "// pocketlm:build"
 SW_FILE: Final = "sw.js"
 SITE_CONFIG: Final = "site.json"
