@@ -184,6 +184,17 @@ export async function createEngine(options = {}) {
 }
 
 /**
+ * Where the model runs, for people: "WASM (CPU engine, relaxed SIMD), 2 threads".
+ * @param {Backend} backend
+ */
+export function describeBackend(backend) {
+  const threads = `${backend.threads} thread${backend.threads === 1 ? '' : 's'}`;
+  if (backend.name === 'webgpu') return `WebGPU (${backend.adapter})`;
+  if (backend.name === 'ort-wasm') return `WASM (onnxruntime-web), ${threads}`;
+  return `WASM (CPU engine, ${backend.simd ?? 'relaxed'} SIMD), ${threads}`;
+}
+
+/**
  * `backend`, `simd` and `threads` from the page URL, when present.
  * @param {URLSearchParams} params
  * @returns {{backend?: string, simd?: string, threads?: number}}
