@@ -45,7 +45,7 @@ class ExportOptions:
     block_size: int = 32
     symmetric: bool = False
     accuracy_level: int = 0
-    layout: str = "dq"  # "dq" (DequantizeLinear -> MatMul) or "nbits" (MatMulNBits)
+    layout: str = "nbits"  # "nbits" (MatMulNBits, what the page's CPU engine reads) or "dq"
     allow_quality_loss: bool = False
 
 
