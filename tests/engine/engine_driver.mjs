@@ -59,6 +59,37 @@ function evaluate({ windows, targets, dump }) {
   return out;
 }
 
+// Greedy generation through the engine's API, as the page's loop calls it: the prompt in
+// one run (prefill), then one token a run. Times both (ms) and returns the tokens.
+function generate({ prompt_ids, new_tokens }) {
+  const e = engine;
+  const names = ['input_ids', 'attention_mask', 'position_ids', ...e.pastNames];
+  e.setFeedNames(names);
+  const int64 = (values) => e.int64(new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer), [1, values.length]);
+  let kv = e.pastNames.map(() => e.emptyKV());
+  const tokens = [];
+  let cached = 0;
+  const step = (ids) => {
+    const total = cached + ids.length;
+    const feeds = [int64(ids), int64(Array(total).fill(1)), int64(ids.map((_, i) => cached + i))];
+    const out = e.run(Int32Array.from([...feeds, ...kv]));
+    e.dispose(Int32Array.from([...feeds, ...kv]));
+    kv = Array.from(out.subarray(1));
+    const next = e.topK(out[0], 1).ids[0];
+    e.dispose(out.subarray(0, 1));
+    cached = total;
+    return next;
+  };
+  let t0 = performance.now();
+  tokens.push(step(prompt_ids));
+  const prefill_ms = performance.now() - t0;
+  t0 = performance.now();
+  while (tokens.length < new_tokens) tokens.push(step([tokens[tokens.length - 1]]));
+  const decode_ms = performance.now() - t0;
+  e.dispose(Int32Array.from(kv));
+  return { tokens, prefill_ms, decode_ms, bytes: e.info.bytes };
+}
+
 // ---- kernels ---------------------------------------------------------------------------
 
 function rng(seed) {
@@ -113,9 +144,13 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   for (let i = 0; i < xs.length; i++) xs[i] = (rand() * 2 - 1) * (i % 7 === 0 ? 4 : 1);
   void u8;
   const args = [bits, bs, n, k, pq, ps, pz, pm, pb, px, m];
+  x.engine_test_matmul(0, 1, ...args, py, scratch);  // warm-up
   let started = performance.now();
+  const cpu = process.cpuUsage();
   if (x.engine_test_matmul(0, reps, ...args, py, scratch) !== 0) throw new Error('kernel rejected the shape');
   const simdMs = (performance.now() - started) / reps;
+  const used = process.cpuUsage(cpu);
+  const cpuMs = (used.user + used.system) / 1000 / reps;
   started = performance.now();
   x.engine_test_matmul(1, 1, ...args, pr, scratch);
   const refMs = performance.now() - started;
@@ -170,7 +205,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   for (let i = 0; i < m * n; i++) maxSimdRef = Math.max(maxSimdRef, Math.abs(y[i] - r[i]));
   const finite = y.every(Number.isFinite);
   return { max_simd_vs_ref: maxSimdRef, max_simd_vs_float: maxSimd, max_ref_vs_float: maxRef, scale, finite,
-    simd_ms: simdMs, ref_ms: refMs, gmacs: (m * n * k) / (simdMs * 1e6), relaxed: x.engine_relaxed_simd() };
+    simd_ms: simdMs, ref_ms: refMs, gmacs: (m * n * k) / (simdMs * 1e6), cpu_gmacs: (m * n * k) / (cpuMs * 1e6), relaxed: x.engine_relaxed_simd() };
 }
 
 async function bare(wasm) {
@@ -183,6 +218,7 @@ async function bare(wasm) {
 const methods = {
   init,
   evaluate,
+  generate,
   kernel,
   relaxedSimdSupported: () => relaxedSimdSupported(),
   setFeedNames: ({ names }) => engine.setFeedNames(names),

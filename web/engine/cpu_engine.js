@@ -31,7 +31,7 @@ const HEAD = 7;
  *   | {kind: 'logits', row: Float32Array}} Entry
  */
 
-const isNode = typeof process !== 'undefined' && !!(/** @type {any} */ (process).versions?.node);
+const isNode = !!(/** @type {any} */ (globalThis).process?.versions?.node);
 
 /**
  * Whether relaxed SIMD works here: the tiny module below validates and its

@@ -10,10 +10,11 @@ async function run({ module, memory, tid, stackTop }) {
   x.engine_thread_main(tid);
 }
 
-const isNode = typeof process !== 'undefined' && !!(/** @type {any} */ (process).versions?.node);
+const isNode = !!(/** @type {any} */ (globalThis).process?.versions?.node);
 if (isNode) {
   const { workerData } = await import(/** @type {any} */ ('node:worker_threads'));
   await run(workerData);
 } else {
   self.onmessage = (/** @type {MessageEvent} */ event) => { void run(event.data); };
 }
+export {};

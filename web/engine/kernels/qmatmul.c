@@ -62,6 +62,15 @@ static inline v128_t f16x4(const uint16_t *p) {
   return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
 }
 
+// The 4-bit zero points of 4 blocks from their 2 packed bytes: lane j = nibble j. The
+// second byte may lie past the row (a tail group); its lanes then meet activation sums of 0.
+static inline v128_t zp4(const uint8_t *p) {
+  uint16_t pair;
+  __builtin_memcpy(&pair, p, 2);
+  v128_t v = wasm_i32x4_mul(wasm_i32x4_splat(pair), wasm_i32x4_make(1 << 12, 1 << 8, 1 << 4, 1));
+  return wasm_v128_and(wasm_u32x4_shr(v, 12), wasm_i32x4_splat(15));
+}
+
 // [sum(d0), sum(d1), sum(d2), sum(d3)]
 static inline v128_t hsum4(v128_t d0, v128_t d1, v128_t d2, v128_t d3) {
   v128_t t0 = wasm_i32x4_add(wasm_i32x4_shuffle(d0, d1, 0, 4, 1, 5), wasm_i32x4_shuffle(d0, d1, 2, 6, 3, 7));
@@ -122,10 +131,8 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t zp;
         if (BITS == 8) zp = wasm_i32x4_splat(0);
-        else if (zrow) {
-          int z0 = zrow[2 * g], z1 = (g == full && tail <= 2) ? 0 : zrow[2 * g + 1];
-          zp = wasm_i32x4_make(z0 & 15, z0 >> 4, z1 & 15, z1 >> 4);
-        } else zp = wasm_i32x4_splat(8);
+        else if (zrow) zp = zp4(zrow + 2 * g);
+        else zp = wasm_i32x4_splat(8);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
@@ -160,6 +167,57 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
   }
 }
 
+// One token (decode): two rows at a time share every activation load.
+static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
+                                                              int n0, int n1, const int CB, const int BITS) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
+  const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
+  const int zp_row = (kb + 1) / 2;
+  const int tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  for (int n = n0; n < n1; n += 2) {
+    const int rows = n + 1 < n1 ? 2 : 1;
+    v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+    for (int g = 0; g < groups; g++) {
+      const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
+      v128_t as = wasm_v128_load(a->scale + 4 * g);
+      v128_t isum = wasm_v128_load(a->isum + 4 * g);
+      for (int r = 0; r < 2; r++) {
+        if (r == 1 && rows == 1) break;
+        const size_t row = (size_t)(n + r);
+        const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
+        v128_t ws = f16x4(w->scales + row * kb + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t d[4];
+        for (int j = 0; j < 4; j++) {
+          d[j] = wasm_i32x4_splat(0);
+          for (int c = 0; c < CB; c++) {
+            const uint8_t *p = wq + (size_t)(j * CB + c) * 32 * BITS / 8;
+            const int8_t *ap = aq + (j * CB + c) * 32;
+            if (BITS == 4) {
+              v128_t v = wasm_v128_load(p);
+              d[j] = dot32_q4(wasm_v128_and(v, wasm_i8x16_splat(0x0f)), wasm_u8x16_shr(v, 4), ap, d[j]);
+            } else {
+              d[j] = dot32_q8(wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80)),
+                              wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80)), ap, d[j]);
+            }
+          }
+        }
+        v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+        if (BITS == 4) {
+          v128_t zp;
+          if (w->zp) zp = zp4(w->zp + row * zp_row + 2 * g);
+          else zp = wasm_i32x4_splat(8);
+          di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, isum));
+        }
+        acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
+      }
+    }
+    y[n] = hsumf(acc[0]);
+    if (rows == 2) y[n + 1] = hsumf(acc[1]);
+  }
+}
+
 static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
@@ -186,7 +244,10 @@ void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1)
     return;
   }
   int cb = w->bs / 32;
-  if (w->bits == 4) {
+  if (a->m == 1 && cb == 1) {
+    if (w->bits == 4) rows_simd_1(w, a, y, n0, n1, 1, 4);
+    else rows_simd_1(w, a, y, n0, n1, 1, 8);
+  } else if (w->bits == 4) {
     if (cb == 1) rows_simd(w, a, y, ldy, n0, n1, 1, 4);
     else if (cb == 2) rows_simd(w, a, y, ldy, n0, n1, 2, 4);
     else if (cb == 4) rows_simd(w, a, y, ldy, n0, n1, 4, 4);
