@@ -437,6 +437,6 @@ def test_engine_loads_a_model_folder_given_by_url(open_browser: BrowserFactory, 
         }""")
         assert result["tokens"] == engine_tokens(tiny_model, "hello world", 8)
         assert result["threads"] == 1
-        assert any(url.endswith("/models/other/model.onnx") for url in traffic.seen)
+        assert any(url.endswith("/models/other/model.onnx.data") for url in traffic.seen)
     finally:
         server.stop()
