@@ -34,6 +34,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from pocketlm_runtime.native import load_native
     from pocketlm_runtime.sampling import SamplingOptions
 
+    from .model_folder import validate_model_folder
+
     try:
         options = SamplingOptions(
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
@@ -41,10 +43,15 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             stop=list(args.stop)).validate()
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    validate_model_folder(args.model)
     try:
         model = load_native(args.model, threads=args.threads)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors (Fail, InvalidGraph, ...) share no base
+        text = " ".join(str(exc).split())[:200]
+        raise UserError(f"onnxruntime cannot load {args.model} ({text}); re-export the model "
+                        "with `pocketlm export SOURCE -o FOLDER`") from None
     return model, options
 
 
@@ -61,6 +68,8 @@ class _Print:
 def generate(args: argparse.Namespace) -> int:
     from pocketlm_runtime.generator import ContextFull
 
+    if _not_utf8(args.prompt):
+        raise UserError("the prompt is not valid UTF-8 text; pass it in UTF-8")
     model, options = _load(args)
     try:
         result = model.generate(args.prompt, options, _Print(), chat=args.chat_template)
@@ -74,11 +83,19 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_utf8(text: str) -> bool:
+    """True when `text` carries bytes that were not UTF-8 (read with errors="surrogateescape")."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
 def chat(args: argparse.Namespace) -> int:
     from pocketlm_runtime.generator import ContextFull
 
     model, options = _load(args)
     messages: list[dict[str, str]] = []
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # undecodable bytes: checked below
+    interactive = sys.stdin.isatty()
     print("Type a message; /new starts a new chat, /quit or Ctrl-D leaves.", file=sys.stderr)
     while True:
         try:
@@ -86,6 +103,12 @@ def chat(args: argparse.Namespace) -> int:
         except EOFError:
             print(file=sys.stderr)
             return 0
+        if _not_utf8(line):
+            message = "that line is not valid UTF-8 text; set your terminal to UTF-8 and type it again"
+            if not interactive:
+                raise UserError(f"standard input: {message}")
+            print(f"pocketlm: {message}", file=sys.stderr)
+            continue
         text = line.strip()
         if not text:
             continue
@@ -103,6 +126,8 @@ def chat(args: argparse.Namespace) -> int:
             messages = []
             model.new_chat()
             continue
+        except ValueError as exc:  # the chat template failed or refused the conversation
+            raise UserError(f"{args.model}: {exc}") from None
         messages.append({"role": "assistant", "content": result.text})
 
 

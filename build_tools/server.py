@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -24,7 +26,6 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.middleware import Middleware
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +39,7 @@ from .http_policy import (
     is_public,
     media_type_for,
 )
+from .listen import KEEP_ALIVE_TIMEOUT, GuardedH11Protocol, bind_socket, check_host
 
 SITE_FORMAT = "pocketlm-site"
 MANIFEST_FILE = "manifest.json"
@@ -133,8 +135,12 @@ def is_not_modified(request: Headers, response: Headers) -> bool:
     try:
         since = parsedate_to_datetime(if_modified_since)
         modified = parsedate_to_datetime(response["last-modified"])
-    except (TypeError, ValueError):
-        return False
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # not an HTTP date: ignore the condition (RFC 9110 section 13.1.3)
+    if since.tzinfo is None:  # "-0000" or no zone at all: HTTP dates are always GMT
+        since = since.replace(tzinfo=UTC)
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
     return since >= modified
 
 
@@ -210,15 +216,30 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(dist: Path) -> Starlette:
-    """The ASGI app serving `dist`; raises NotASiteError if it is not a pocketlm build."""
+def create_app(dist: Path) -> ASGIApp:
+    """The ASGI app serving `dist`; raises NotASiteError if it is not a pocketlm build.
+
+    SecurityHeaders wraps the whole Starlette app, so the 500 that Starlette's outermost
+    error handler writes carries the headers too.
+    """
     check_site(dist)
-    return Starlette(
-        routes=[Mount("/", app=SiteFiles(dist))],
-        middleware=[Middleware(SecurityHeaders)],
-    )
+    return SecurityHeaders(Starlette(routes=[Mount("/", app=SiteFiles(dist))]))
 
 
 def serve(dist: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve `dist` until interrupted; raises NotASiteError before binding if it is no build."""
-    uvicorn.run(create_app(dist), host=host, port=port)
+    """Serve `dist` until interrupted (listen.py: host checks, the socket, connection rules).
+
+    Raises NotASiteError or ServeError, before listening, for a folder that is no build, an
+    empty host, or an address/port that cannot be bound.
+    """
+    app = create_app(dist)
+    warning = check_host(host)
+    sock = bind_socket(host, port)
+    if warning:
+        print(f"pocketlm: {warning}", file=sys.stderr)
+    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="off", server_header=False,
+                            timeout_keep_alive=KEEP_ALIVE_TIMEOUT, log_level="warning")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
