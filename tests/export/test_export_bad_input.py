@@ -145,6 +145,7 @@ def test_failure_after_writing_started_leaves_old_out_intact(tmp_path: Path, tin
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    (out / "pocketlm.json").write_text('{"format": "pocketlm-model"}')  # an earlier export
     from pocketlm_export import export as export_module
     from pocketlm_export.errors import ExportError
 
@@ -154,13 +155,14 @@ def test_failure_after_writing_started_leaves_old_out_intact(tmp_path: Path, tin
     monkeypatch.setattr(export_module, "smoke_test", broken)
     code, err = run(capsys, tiny_gguf, "-o", out, "--force")
     assert_clean_failure(code, err, "simulated", tmp_path)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "pocketlm.json"]
 
 
 def test_force_replaces_out(tmp_path: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
+    (out / "pocketlm.json").write_text('{"format": "pocketlm-model"}')  # an earlier export
     code = main(["export", str(tiny_gguf), "-o", str(out), "--force", "--quiet"])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
