@@ -215,8 +215,8 @@ def check_graph(folder: Path, info: ModelInfo) -> None:
     wanted_in = [info.inputs["input_ids"], *info.kv.past_names()]
     wanted_out = [info.outputs.get("logits", "logits"), *info.kv.present_names()]
     missing = [n for n in wanted_in if n not in inputs] + [n for n in wanted_out if n not in outputs]
-    if not graph.node or missing:
-        what = f"lacks {missing[0]!r}, which {CONFIG_FILE} declares" if missing else "has no nodes"
+    if not graph.node or missing or not any(op.domain in ("", "ai.onnx") for op in model.opset_import):
+        what = f"lacks {missing[0]!r}, which {CONFIG_FILE} declares" if missing else "has no nodes or opset"
         raise ModelFolderError(f"{path} {what}; the graph is damaged or from another export: {REEXPORT}")
     check_external_data(folder, info, _external_tensors(model))
 
@@ -290,8 +290,8 @@ def check_tokenizer(path: Path, info: ModelInfo) -> None:
     except Exception as exc:  # noqa: BLE001 - any malformed spec: JSON, KeyError, TypeError, ValueError ...
         raise ModelFolderError(f"{path} is not a usable tokenizer ({type(exc).__name__}: {_short(exc)}); "
                                f"{REEXPORT}") from None
-    if tokenizer.vocab_size == 0:
-        raise ModelFolderError(f"{path} has an empty vocabulary; {REEXPORT}")
+    if tokenizer.model_vocab_size == 0:
+        raise ModelFolderError(f"{path} has an empty vocabulary (`model.vocab`); {REEXPORT}")
     if tokenizer.vocab_size > info.vocab_size:
         raise ModelFolderError(f"{path} has {tokenizer.vocab_size} tokens, more than the model's vocab_size "
                                f"{info.vocab_size}; the tokenizer belongs to another model: {REEXPORT}")

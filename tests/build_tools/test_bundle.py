@@ -22,34 +22,20 @@ import pytest
 from starlette.testclient import TestClient
 
 from pocketlm_build import bundle
-from pocketlm_build.bundle import NODE_FILES, BuildError, build_site, check_node_modules
+from pocketlm_build.bundle import BuildError, build_site, check_node_modules
 from pocketlm_build.http_policy import HOST_CONFIG_FILES, is_hashed
 from pocketlm_build.server import create_app
+from tests.fixtures.fake_node_modules import pinned, write_fake_node_modules
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "package-lock.json"
 NOT_LISTED = {"manifest.json", "sw.js", *HOST_CONFIG_FILES}
 
 
-def pinned(package: str) -> str:
-    return str(json.loads(LOCK.read_text())["packages"][f"node_modules/{package}"]["version"])
-
-
 @pytest.fixture
 def node_modules(tmp_path: Path) -> Path:
     """A stand-in for node_modules: the pinned versions, each file a few recognisable bytes."""
-    modules = tmp_path / "node_modules"
-    for package in {f.package for f in NODE_FILES}:
-        (modules / package).mkdir(parents=True)
-        (modules / package / "package.json").write_text(
-            json.dumps({"name": package, "version": pinned(package)}))
-    for node_file in NODE_FILES:
-        path = modules / node_file.package / node_file.source
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f"// {node_file.package}/{node_file.source}\n".encode() * 50)
-    (modules / "pyodide/pyodide-lock.json").write_text(json.dumps(
-        {"info": {"abi_version": "x", "python": "3.14"}, "packages": {"numpy": {}}}))
-    return modules
+    return write_fake_node_modules(tmp_path)
 
 
 @pytest.fixture
