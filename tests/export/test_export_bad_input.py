@@ -168,3 +168,86 @@ def test_force_replaces_out(tmp_path: Path, tiny_gguf: Path, capsys: pytest.Capt
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["model.onnx", "model.onnx.data", "tokenizer.json", "pocketlm.json", "export_report.json",
          "export_report.md"])
+
+
+# ---- values in config.json and GGUF metadata ----------------------------------------------
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("num_attention_heads", 0, "`num_attention_heads` must be a whole number >= 1, not 0"),
+    ("hidden_size", "64", "`hidden_size` must be a whole number >= 1, not '64'"),
+    ("num_hidden_layers", -1, "`num_hidden_layers` must be a whole number >= 1, not -1"),
+    ("vocab_size", 1.5, "`vocab_size` must be a whole number >= 1, not 1.5"),
+    ("num_key_value_heads", 3, "`num_attention_heads` (4) is not a multiple of `num_key_value_heads` (3)"),
+    ("max_position_embeddings", None, None),  # absent: the default applies (control)
+    ("rms_norm_eps", "tiny", "`rms_norm_eps` must be a finite number > 0, not 'tiny'"),
+    ("rope_theta", "ten thousand", "`rope_theta` must be a finite number, not 'ten thousand'"),
+    ("rope_scaling", {"rope_type": "linear", "factor": "two"}, "`rope_scaling.factor` must be a finite number, not 'two'"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 0}, "`rope_scaling.factor` must be > 0"),
+    ("rope_scaling", [1, 2], "`rope_scaling` must be an object or null"),
+    ("tie_word_embeddings", "yes", "`tie_word_embeddings` must be true or false"),
+])
+def test_invalid_config_json_values_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 key: str, value: object, fragment: str | None) -> None:
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    if value is None:
+        config.pop(key, None)
+    else:
+        config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    code, err = run(capsys, folder, "-o", tmp_path / "out", "--quant", "fp32")
+    if fragment is None:
+        assert code == 0, err
+        return
+    assert_clean_failure(code, err, fragment, tmp_path)
+    assert "config.json" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_gguf_key_is_named_as_gguf_spells_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gguf.GGUFWriter, "add_block_count", lambda self, count: None)
+    path = write_tiny_gguf("llama", tmp_path / "tiny.gguf")
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "GGUF metadata lacks llama.block_count", tmp_path)
+
+
+def test_a_zero_gguf_head_count_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    real = gguf.GGUFWriter.add_head_count
+    monkeypatch.setattr(gguf.GGUFWriter, "add_head_count", lambda self, count: real(self, 0))
+    path = write_tiny_gguf("llama", tmp_path / "tiny.gguf")
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "`llama.attention.head_count` must be a whole number >= 1, not 0", tmp_path)
+
+
+# ---- NaN and infinity in weights -------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_hf_weights_are_an_error_not_a_quality_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                bad: float) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    weights = load_file(str(folder / "model.safetensors"))
+    name = "model.layers.0.mlp.down_proj.weight"
+    weights[name][3, 5] = bad
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    for extra in ([], ["--quant", "q4", "--allow-quality-loss"], ["--quant", "fp32"]):
+        code, err = run(capsys, folder, "-o", tmp_path / "out", *extra)
+        assert_clean_failure(code, err, "tensor L0.down holds 1 NaN or infinite value(s)", tmp_path)
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_block_scale_in_a_quantized_gguf_is_an_error(tmp_path: Path, tiny_gguf: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_tiny_gguf("llama", tmp_path / "q8.gguf", matrix_type="Q8_0")
+    reader = gguf.GGUFReader(str(path))
+    tensor = next(t for t in reader.tensors if t.name == "blk.0.ffn_up.weight")
+    offset = int(tensor.data_offset) + 34 * 2  # the third block's float16 scale
+    del reader
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + 2] = struct.pack("<e", float("nan"))
+    path.write_bytes(bytes(raw))
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, "tensor L0.up holds 1 NaN or infinite value(s)", tmp_path)
