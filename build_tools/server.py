@@ -237,9 +237,14 @@ def serve(dist: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     sock = bind_socket(host, port)
     if warning:
         print(f"pocketlm: {warning}", file=sys.stderr)
-    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="off", server_header=False,
-                            timeout_keep_alive=KEEP_ALIVE_TIMEOUT, log_level="warning")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        make_server(app).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def make_server(app: ASGIApp, log_level: str = "warning") -> uvicorn.Server:
+    """uvicorn with listen.py's connection rules, no `Server` header, no lifespan events."""
+    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="off", server_header=False,
+                            timeout_keep_alive=KEEP_ALIVE_TIMEOUT, log_level=log_level)
+    return uvicorn.Server(config)
