@@ -135,5 +135,5 @@ def test_slow_and_half_sent_requests_are_closed(tmp_path: Path, monkeypatch: pyt
             conn.close()
         assert time.monotonic() - started < 8
         # A complete request on a fresh connection is still answered.
-        status, headers, _ = get(address, "/index.html")
+        status, _, _ = get(address, "/index.html")
         assert status == 200
