@@ -7,21 +7,24 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pocketlm_build.server import create_app, make_server
 
 
 @contextmanager
-def running_server(dist: Path) -> Iterator[tuple[str, int]]:
+def running_server(dist: Path, wrap: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, int]]:
+    """Serve `dist` (its app passed through `wrap`, if given) until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port: int = sock.getsockname()[1]
-    server = make_server(create_app(dist), log_level="critical")
+    app = create_app(dist)
+    server = make_server(wrap(app) if wrap else app, log_level="critical")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
