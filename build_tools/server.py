@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass
@@ -144,6 +145,37 @@ def is_not_modified(request: Headers, response: Headers) -> bool:
     return since >= modified
 
 
+_BYTE_RANGE = re.compile(r"(\d+)-(\d*)|-(\d+)")
+
+
+def valid_range(value: str) -> bool:
+    """True when a Range value is a valid `bytes` ranges-specifier (RFC 9110 section 14.1.1):
+    each range `first-last` with first <= last, `first-` or `-suffix` (suffix > 0)."""
+    unit, _, ranges = value.partition("=")
+    if unit.strip().lower() != "bytes":
+        return False
+    specs = [spec.strip() for spec in ranges.split(",")]
+    for spec in specs:
+        match = _BYTE_RANGE.fullmatch(spec)
+        if match is None:
+            return False
+        first, last, suffix = match.groups()
+        if suffix is not None and int(suffix) == 0:
+            return False
+        if first is not None and last and int(last) < int(first):
+            return False
+    return bool(specs)
+
+
+def without_invalid_range(scope: Scope) -> Scope:
+    """The scope minus a Range header that is not a valid bytes range: RFC 9110 section 14.2
+    has a server ignore those (a 200 with the whole file) rather than answer 400."""
+    headers = scope.get("headers") or []
+    if all(name != b"range" or valid_range(value.decode("latin-1")) for name, value in headers):
+        return scope
+    return {**scope, "headers": [(n, v) for n, v in headers if n != b"range"]}
+
+
 class SiteFiles:
     """ASGI app serving the files of one site folder by the rules of http_policy."""
 
@@ -151,6 +183,7 @@ class SiteFiles:
         self.root = dist.resolve()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = without_invalid_range(scope)
         response = await self.respond(scope)
         await response(scope, receive, send)
 

@@ -137,3 +137,10 @@ def test_slow_and_half_sent_requests_are_closed(tmp_path: Path, monkeypatch: pyt
         # A complete request on a fresh connection is still answered.
         status, _, _ = get(address, "/index.html")
         assert status == 200
+
+
+@pytest.mark.parametrize("byte_range", ["items=0-1", "bytes=5-2", "bytes=", "bytes=a-b", "bytes=-0"])
+def test_an_invalid_range_is_ignored_not_a_400(client: TestClient, byte_range: str) -> None:
+    whole = client.get(f"/{WASM}").content
+    response = client.get(f"/{WASM}", headers={"Range": byte_range})
+    assert (response.status_code, response.content) == (200, whole)  # RFC 9110 section 14.2
