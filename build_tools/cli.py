@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=sys.stderr)
         return 130
     except Terminated:
-        print("pocketlm: stopped (SIGTERM); nothing was left half-written", file=sys.stderr)
+        print("pocketlm: stopped by SIGTERM", file=sys.stderr)
         return EXIT_TERMINATED
     finally:
         if main_thread:
