@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from .errors import UserError
 
 EXIT_USAGE = 2
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_INTERNAL = 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -180,6 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("pocketlm: stopped by SIGTERM", file=sys.stderr)
         return EXIT_TERMINATED
+    except MemoryError:
+        print("pocketlm: error: out of memory; the input asks for more than this machine has "
+              "(a smaller model, --quant, or fewer --threads may help)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, still one line; the traceback on request
+        if os.environ.get("POCKETLM_DEBUG"):
+            raise
+        print(f"pocketlm: internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
+              "(set POCKETLM_DEBUG=1 to see where; please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

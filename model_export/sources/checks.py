@@ -16,6 +16,8 @@ from ..errors import ExportError
 #: ModelConfig fields that are counts or sizes: whole numbers >= 1.
 POSITIVE_INTS: Final = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                         "num_kv_heads", "head_dim", "context_length", "sliding_window")
+#: The longest context pocketlm builds position tables for (RoPE caches grow with it).
+MAX_CONTEXT: Final = 1 << 20
 #: ModelConfig fields that are finite numbers > 0.
 POSITIVE_FLOATS: Final = ("norm_eps", "query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap")
 
@@ -81,6 +83,10 @@ def check_fields(values: dict[str, Any], key_of: Mapping[str, str], where: str) 
     for field in POSITIVE_FLOATS:
         if values.get(field) is not None:
             values[field] = positive_number(values[field], key_of.get(field, field), where)
+    context = values.get("context_length")
+    if context is not None and context > MAX_CONTEXT:
+        raise ExportError(f"{where}: `{key_of.get('context_length')}` is {context:,}, more than the "
+                          f"{MAX_CONTEXT:,} positions pocketlm supports; fix the value")
     heads, kv_heads = values.get("num_heads"), values.get("num_kv_heads")
     if heads and kv_heads and heads % kv_heads:
         raise ExportError(f"{where}: `{key_of.get('num_heads')}` ({heads}) is not a multiple of "
@@ -128,3 +134,17 @@ def check_finite(weights: Mapping[str, Any], where: str) -> None:
             bad = int(values.size - np.count_nonzero(finite))
             raise ExportError(f"{where}: tensor {name} holds {bad} NaN or infinite value(s); the weights "
                               "are damaged: download or convert the model again")
+
+
+def check_rope_factors(config: Any, where: str, key_prefix: str) -> None:
+    """longrope's per-dimension factors have one entry per rotated pair of dimensions."""
+    pairs = (config.rotary_dim or config.head_dim) // 2
+    for rope in (config.rope, config.rope_local):
+        if rope is None:
+            continue
+        for name in ("short_factor", "long_factor", "freq_factors"):
+            factors = getattr(rope, name)
+            if factors is not None and len(factors) != pairs:
+                raise ExportError(f"{where}: `{key_prefix}{name}` has {len(factors)} entries, the heads "
+                                  f"rotate {pairs} pairs of dimensions; fix the value or use the model's "
+                                  "original file")

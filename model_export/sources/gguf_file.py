@@ -12,7 +12,7 @@ from ..architectures import ArchSpec, spec_for_gguf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from ..tokenizer_json import tokenizer_json_from_gguf
-from .checks import check_fields, number
+from .checks import check_fields, check_rope_factors, number
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
 from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
 from .weights import Weight
@@ -132,6 +132,7 @@ def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, 
         name=name,
         **values,
     )
+    check_rope_factors(config, "GGUF tensors", "rope_")
     if spec.name == "gemma3":
         config.query_pre_attn_scalar = float(config.head_dim)
         config.rope_local = RopeConfig(theta=GEMMA3_LOCAL_THETA)

@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 from ..architectures import ArchSpec, spec_for_hf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
-from .checks import check_fields, number, number_list, whole_number
+from .checks import check_fields, check_rope_factors, number, number_list, whole_number
 from .fields import HF_KEYS, HF_SANDWICH_OVERRIDES, HF_TENSORS, NameMap
 from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
 from .weights import Weight
@@ -100,6 +100,7 @@ def _config(spec: ArchSpec, raw: dict[str, Any], name: str, where: str = "config
         architecture=spec.name, rope=rope, rope_local=local, rotary_dim=rotary_dim,
         qk_norm=spec.qk_norm, name=name, **values,
     )
+    check_rope_factors(config, where, f"{section}.")
     layer_types = raw.get("layer_types")
     sliding_on = raw.get("use_sliding_window", True) and config.sliding_window
     if layer_types and sliding_on:

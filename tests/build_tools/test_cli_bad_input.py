@@ -252,3 +252,20 @@ def test_sigterm_during_build_leaves_no_temporary_folder(model: Path, tmp_path: 
     assert process.returncode == 143, err
     assert err.decode().strip() == "pocketlm: stopped by SIGTERM"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_an_unexpected_error_is_still_one_line(model: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from pocketlm_build import commands
+
+    def broken(args: object) -> int:
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(commands, "generate", broken)
+    code, err = run(capsys, "generate", model, "hello")
+    assert code == 1
+    assert err == ("pocketlm: internal error: RuntimeError: something unforeseen (set POCKETLM_DEBUG=1 "
+                   "to see where; please report it)")
+    monkeypatch.setenv("POCKETLM_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["generate", str(model), "hello"])

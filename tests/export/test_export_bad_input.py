@@ -185,6 +185,9 @@ def test_force_replaces_out(tmp_path: Path, tiny_gguf: Path, capsys: pytest.Capt
     ("rope_scaling", {"rope_type": "linear", "factor": 0}, "`rope_scaling.factor` must be > 0"),
     ("rope_scaling", [1, 2], "`rope_scaling` must be an object or null"),
     ("tie_word_embeddings", "yes", "`tie_word_embeddings` must be true or false"),
+    ("max_position_embeddings", 10**12, "is 1,000,000,000,000, more than the 1,048,576 positions"),
+    ("rope_scaling", {"rope_type": "longrope", "factor": 2, "short_factor": [1, 2], "long_factor": [1, 2]},
+     "`rope_scaling.short_factor` has 2 entries, the heads rotate 8 pairs"),
 ])
 def test_invalid_config_json_values_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  key: str, value: object, fragment: str | None) -> None:
