@@ -20,7 +20,8 @@ from typing import NoReturn
 from .errors import UserError
 
 EXIT_USAGE = 2
-EXIT_TERMINATED = 128 + signal.SIGTERM
+#: Signals that end a run as an exception, so temporary folders are removed (atomic.py).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 EXIT_INTERNAL = 1
 
 
@@ -149,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
 def _terminate(signum: int, frame: FrameType | None) -> None:
     from pocketlm_export.atomic import Terminated
 
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def one_line(message: object) -> str:
@@ -168,9 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     if main_thread:
-        signal.signal(signal.SIGTERM, _terminate)  # so temporary folders are removed on SIGTERM
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _terminate)
     try:
         return int(getattr(commands, args.command)(args) or 0)
     except _user_errors() as exc:
@@ -179,9 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    except Terminated:
-        print("pocketlm: stopped by SIGTERM", file=sys.stderr)
-        return EXIT_TERMINATED
+    except Terminated as stop:
+        stopped_by = signal.Signals(stop.args[0] if stop.args else signal.SIGTERM)
+        print(f"pocketlm: stopped by {stopped_by.name}", file=sys.stderr)
+        return 128 + int(stopped_by)
     except MemoryError:
         print("pocketlm: error: out of memory; the input asks for more than this machine has "
               "(a smaller model, --quant, or fewer --threads may help)", file=sys.stderr)
@@ -194,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
     finally:
         if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

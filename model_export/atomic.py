@@ -7,7 +7,7 @@ one is deleted. If that last rename fails, the old folder is put back.
 - ``--force`` replaces only an empty folder or one that pocketlm wrote: it holds a
   ``pocketlm.json`` of format ``pocketlm-model`` or a ``manifest.json`` of format
   ``pocketlm-site`` (``OWN_MARKERS``). Anything else is refused in one line.
-- The CLI turns SIGTERM into :class:`Terminated`, so an interrupted run removes its
+- The CLI turns SIGTERM and SIGHUP into :class:`Terminated`, so an interrupted run removes its
   temporary folder like any other failure. A run killed outright (SIGKILL, power loss)
   cannot; the next run that writes beside the same destination removes the folders whose
   process (the PID in the name) is gone, and puts an orphaned ``.NAME.old-PID`` back when
@@ -33,7 +33,8 @@ OWN_MARKERS: Final = (("pocketlm.json", "pocketlm-model"), ("manifest.json", "po
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived; raised in the main thread so clean-up code runs (exit status 143)."""
+    """SIGTERM or SIGHUP arrived (args: the signal number); raised in the main thread so
+    clean-up code runs (exit status 128 + the signal number)."""
 
 
 def is_ours(folder: Path) -> bool:

@@ -269,3 +269,34 @@ def test_an_unexpected_error_is_still_one_line(model: Path, capsys: pytest.Captu
     monkeypatch.setenv("POCKETLM_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["generate", str(model), "hello"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_during_a_write_removes_the_temporary_folder(tmp_path: Path, signum: int) -> None:
+    """The CLI's signal handling around atomic.staged_folder, in a child process."""
+    script = """
+import sys, time
+from pathlib import Path
+from pocketlm_build.cli import main
+from pocketlm_build import commands
+
+def slow(args):
+    from pocketlm_export.atomic import staged_folder
+    with staged_folder(Path(sys.argv[1]) / "out", force=False) as stage:
+        (stage / "big.bin").write_bytes(bytes(1 << 20))
+        print("writing", flush=True)
+        time.sleep(60)
+    return 0
+
+commands.build = slow
+raise SystemExit(main(["build", "unused", "-o", "unused"]))
+"""
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"writing\n"
+    assert len(list(tmp_path.glob(".out.tmp-*"))) == 1
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signum
+    assert err.decode().strip() == f"pocketlm: stopped by {signal.Signals(signum).name}"
+    assert list(tmp_path.iterdir()) == []
