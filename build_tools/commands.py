@@ -65,6 +65,19 @@ class _Print:
         sys.stdout.flush()
 
 
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's own exception classes (Fail, InvalidArgument, ...; they share no base)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
+def _cannot_run(model: object, exc: Exception) -> UserError:
+    text = " ".join(str(exc).split())[:200]
+    return UserError(f"onnxruntime cannot run the graph in {model} ({text}); the graph does not match its "
+                     "pocketlm.json: re-export the model with `pocketlm export SOURCE -o FOLDER`")
+
+
 def generate(args: argparse.Namespace) -> int:
     from pocketlm_runtime.generator import ContextFull
 
@@ -75,6 +88,8 @@ def generate(args: argparse.Namespace) -> int:
         result = model.generate(args.prompt, options, _Print(), chat=args.chat_template)
     except (ContextFull, ValueError) as exc:
         raise UserError(str(exc)) from None
+    except onnxruntime_errors() as exc:
+        raise _cannot_run(args.model, exc) from None
     if args.stats:
         t = result.timing
         print(f"[{t.prompt_tokens} prompt tokens, {t.new_tokens} new; first token {t.time_to_first_token * 1000:.0f} ms; "
@@ -128,6 +143,8 @@ def chat(args: argparse.Namespace) -> int:
             continue
         except ValueError as exc:  # the chat template failed or refused the conversation
             raise UserError(f"{args.model}: {exc}") from None
+        except onnxruntime_errors() as exc:
+            raise _cannot_run(args.model, exc) from None
         messages.append({"role": "assistant", "content": result.text})
 
 

@@ -212,13 +212,33 @@ def check_graph(folder: Path, info: ModelInfo) -> None:
     graph = model.graph
     inputs = {value.name for value in graph.input}
     outputs = {value.name for value in graph.output}
-    wanted_in = [info.inputs["input_ids"], *info.kv.past_names()]
+    wanted_in = [*info.inputs.values(), *info.kv.past_names()]
     wanted_out = [info.outputs.get("logits", "logits"), *info.kv.present_names()]
     missing = [n for n in wanted_in if n not in inputs] + [n for n in wanted_out if n not in outputs]
     if not graph.node or missing or not any(op.domain in ("", "ai.onnx") for op in model.opset_import):
         what = f"lacks {missing[0]!r}, which {CONFIG_FILE} declares" if missing else "has no nodes or opset"
         raise ModelFolderError(f"{path} {what}; the graph is damaged or from another export: {REEXPORT}")
+    check_kv_inputs(path, info, [value for value in graph.input if value.name in set(info.kv.past_names())])
     check_external_data(folder, info, _external_tensors(model))
+
+
+_KV_ELEMENT_TYPES: Final = {"float32": 1, "float16": 10}  # TensorProto.FLOAT, FLOAT16
+
+
+def check_kv_inputs(path: Path, info: ModelInfo, past: list[Any]) -> None:
+    """Past key/value inputs have the element type and the fixed sizes `kv_cache` declares
+    ([batch, kv_heads, positions, head_dim])."""
+    for value in past:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        wanted = (_KV_ELEMENT_TYPES[info.kv.dtype], 4, info.kv.num_kv_heads, info.kv.head_dim)
+        found = (tensor.elem_type, len(dims), dims[1] if len(dims) == 4 else None,
+                 dims[3] if len(dims) == 4 else None)
+        mismatch = [name for name, want, got in zip(("dtype", "rank", "num_kv_heads", "head_dim"), wanted, found)
+                    if got is not None and got != want]
+        if mismatch:
+            raise ModelFolderError(f"{path}: input {value.name!r} does not match `kv_cache.{mismatch[0]}` in "
+                                   f"{CONFIG_FILE}; the graph is from another export: {REEXPORT}")
 
 
 def _external_tensors(model: Any) -> list[Any]:

@@ -40,15 +40,15 @@ CONFIG_FIELDS: dict[str, list[Any]] = {
     "vocab_size": [*BAD_INTS, 3],
     "kv_cache": [None, [], "kv", 1],
     "kv_cache.num_layers": [*BAD_INTS, 99],
-    "kv_cache.num_kv_heads": BAD_INTS[:4],
-    "kv_cache.head_dim": BAD_INTS[:4],
-    "kv_cache.dtype": ["int8", None, 4],
+    "kv_cache.num_kv_heads": [*BAD_INTS[:4], 13],  # 13: not the graph's (a tiny model's is small)
+    "kv_cache.head_dim": [*BAD_INTS[:4], 7],
+    "kv_cache.dtype": ["int8", None, 4, "float16"],  # float16: the fp32 export's cache is float32
     "kv_cache.past_key": BAD_KV_NAMES,
     "kv_cache.present_value": BAD_KV_NAMES[:3],
     "eos_token_ids": ["2", [-1], [10**9], None],
     "bos_token_id": ["1", -5, 10**9],
     "chat_template": [5, ["x"]],
-    "inputs": ["input_ids", [1]],
+    "inputs": ["input_ids", [1], {"attention_mask": "no_such_input"}],
     "outputs": [{"scores": "logits"}, "logits", None],
 }
 REQUIRED = ["architecture", "model_file", "context_length", "vocab_size", "kv_cache",
