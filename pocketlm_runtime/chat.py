@@ -57,6 +57,11 @@ def _compile(template: str) -> Any:
         raise ValueError(f"the chat template does not parse (line {err.lineno}): {err.message}") from None
 
 
+def check_template(template: str) -> None:
+    """Raise ValueError (with the line) when ``template`` does not parse as a chat template."""
+    _compile(template)
+
+
 def render_chat(template: str, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
                 bos_token: str = "", eos_token: str = "", **extra: Any) -> str:
     """The prompt text for ``messages`` (dicts with ``role`` and ``content``).

@@ -148,3 +148,34 @@ def check_rope_factors(config: Any, where: str, key_prefix: str) -> None:
                 raise ExportError(f"{where}: `{key_prefix}{name}` has {len(factors)} entries, the heads "
                                   f"rotate {pairs} pairs of dimensions; fix the value or use the model's "
                                   "original file")
+
+
+def check_special_ids(model: Any, where: str) -> None:
+    """The source's BOS/EOS token ids are inside its vocabulary."""
+    vocab = model.config.vocab_size
+    ids = [("eos", i) for i in model.eos_token_ids]
+    if model.bos_token_id is not None:
+        ids.append(("bos", model.bos_token_id))
+    gguf = model.source.get("kind") == "gguf"
+    for kind, token_id in ids:
+        if not 0 <= token_id < vocab:
+            key = f"tokenizer.ggml.{kind}_token_id" if gguf else f"{kind}_token_id"
+            raise ExportError(f"{where}: `{key}` is {token_id}, not below the vocabulary size {vocab}; "
+                              "fix the value or use the model's original file")
+
+
+def usable_chat_template(template: str | None, where: str) -> str | None:
+    """`template` when it parses, else None with a warning line (the model still exports;
+    `pocketlm chat` then says it has no chat template)."""
+    import logging
+
+    from pocketlm_runtime.chat import check_template
+
+    if template is None:
+        return None
+    try:
+        check_template(template)
+    except ValueError as exc:
+        logging.getLogger("pocketlm").warning("%s: %s; the model is exported without a chat template", where, exc)
+        return None
+    return template

@@ -254,3 +254,28 @@ def test_a_nan_block_scale_in_a_quantized_gguf_is_an_error(tmp_path: Path, tiny_
     path.write_bytes(bytes(raw))
     code, err = run(capsys, path, "-o", tmp_path / "out")
     assert_clean_failure(code, err, "tensor L0.up holds 1 NaN or infinite value(s)", tmp_path)
+
+
+@pytest.mark.parametrize("method, key", [("add_eos_token_id", "tokenizer.ggml.eos_token_id"),
+                                         ("add_bos_token_id", "tokenizer.ggml.bos_token_id")])
+def test_a_special_token_id_outside_the_vocabulary_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch, method: str,
+                                                            key: str) -> None:
+    real = getattr(gguf.GGUFWriter, method)
+    monkeypatch.setattr(gguf.GGUFWriter, method, lambda self, token_id: real(self, 10**6))
+    path = write_tiny_gguf("llama", tmp_path / "tiny.gguf")
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert_clean_failure(code, err, f"`{key}` is 1000000, not below the vocabulary size", tmp_path)
+
+
+def test_a_chat_template_that_does_not_parse_is_dropped_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    real = gguf.GGUFWriter.add_chat_template
+    monkeypatch.setattr(gguf.GGUFWriter, "add_chat_template", lambda self, text: real(self, "{% if %}"))
+    path = write_tiny_gguf("llama", tmp_path / "tiny.gguf")
+    code, err = run(capsys, path, "-o", tmp_path / "out")
+    assert code == 0, err
+    warning = caplog.text
+    assert "the chat template does not parse (line 1)" in warning and "exported without a chat template" in warning
+    assert json.loads((tmp_path / "out" / "pocketlm.json").read_text())["chat_template"] is None
