@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ExportError
-from .checks import check_finite, check_special_ids, usable_chat_template
+from .checks import check_finite, check_special_ids, check_tokenizer, usable_chat_template
 from .model import SourceModel
 
 
@@ -23,6 +23,7 @@ def load_source(path: Path) -> SourceModel:
         model = read_gguf(path)
     check_finite(model.weights, str(path))
     check_special_ids(model, str(path))
+    check_tokenizer(model, str(path))
     model.chat_template = usable_chat_template(model.chat_template, str(path))
     return model
 

@@ -179,3 +179,22 @@ def usable_chat_template(template: str | None, where: str) -> str | None:
         logging.getLogger("pocketlm").warning("%s: %s; the model is exported without a chat template", where, exc)
         return None
     return template
+
+
+def check_tokenizer(model: Any, where: str) -> None:
+    """The source's tokenizer builds (pocketlm_runtime.tokenizer) and fits the vocabulary."""
+    import json
+
+    from pocketlm_runtime.tokenizer import Tokenizer
+
+    key = "tokenizer.ggml.*" if model.source.get("kind") == "gguf" else "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_str(json.dumps(model.tokenizer))
+    except Exception as exc:  # noqa: BLE001 - any malformed spec: KeyError, TypeError, ValueError ...
+        raise ExportError(f"{where}: the tokenizer ({key}) is not usable ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:160]}); use the model's original files") from None
+    if tokenizer.model_vocab_size == 0:
+        raise ExportError(f"{where}: the tokenizer ({key}) has an empty vocabulary; use the model's original files")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ExportError(f"{where}: the tokenizer ({key}) has {tokenizer.vocab_size} tokens, more than the "
+                          f"model's vocabulary of {model.config.vocab_size}; the tokenizer belongs to another model")

@@ -279,3 +279,20 @@ def test_a_chat_template_that_does_not_parse_is_dropped_with_a_warning(
     warning = caplog.text
     assert "the chat template does not parse (line 1)" in warning and "exported without a chat template" in warning
     assert json.loads((tmp_path / "out" / "pocketlm.json").read_text())["chat_template"] is None
+
+
+@pytest.mark.parametrize("tokenizer, fragment", [
+    ({}, "has an empty vocabulary"),
+    ({"model": {"type": "WordPiece", "vocab": {"a": 0}}}, "unsupported tokenizer model 'WordPiece'"),
+    ({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}, "is not usable (ValueError: BPE merge #0"),
+    ([], "is not usable (AttributeError"),
+])
+def test_an_unusable_hf_tokenizer_is_refused_at_export(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       tokenizer: object, fragment: str) -> None:
+    folder = write_tiny_hf("llama", tmp_path / "hf")
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    code, err = run(capsys, folder, "-o", tmp_path / "out", "--quant", "fp32")
+    if isinstance(tokenizer, list):
+        fragment = "must hold a JSON object"
+    assert_clean_failure(code, err, fragment, tmp_path)
+    assert not (tmp_path / "out").exists()
