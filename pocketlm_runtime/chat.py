@@ -57,13 +57,18 @@ def _compile(template: str) -> Any:
         raise ValueError(f"the chat template does not parse (line {err.lineno}): {err.message}") from None
 
 
+def check_template(template: str) -> None:
+    """Raise ValueError (with the line) when ``template`` does not parse as a chat template."""
+    _compile(template)
+
+
 def render_chat(template: str, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
                 bos_token: str = "", eos_token: str = "", **extra: Any) -> str:
     """The prompt text for ``messages`` (dicts with ``role`` and ``content``).
 
     ``extra`` reaches the template as further variables (``tools``, ``documents``, ...).
-    A template that calls ``raise_exception`` (for instance on an unsupported role order)
-    raises ``ValueError`` with its message.
+    A template that calls ``raise_exception`` (for instance on an unsupported role order),
+    or fails in any other way while rendering, raises ``ValueError`` with its message.
     """
     import jinja2
 
@@ -74,4 +79,7 @@ def render_chat(template: str, messages: list[dict[str, str]], *, add_generation
             bos_token=bos_token, eos_token=eos_token, **variables)
     except jinja2.exceptions.TemplateError as err:
         raise ValueError(f"the chat template refused these messages: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a template is code: any error in it is the template's
+        raise ValueError(f"the chat template failed ({type(err).__name__}: {err}); "
+                         "fix `chat_template` in pocketlm.json") from None
     return rendered
