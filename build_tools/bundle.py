@@ -228,8 +228,8 @@ class Stage:
         """Every file the site serves: path, size, sha256 (and `lazy` for files the service
         worker caches when first used rather than at install), sorted by path."""
         entries: list[dict[str, str | int | bool]] = []
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
-            relative = path.relative_to(self.root).as_posix()
+        files = {p.relative_to(self.root).as_posix(): p for p in self.root.rglob("*") if p.is_file()}
+        for relative, path in sorted(files.items()):
             if relative in (MANIFEST_FILE, SW_FILE, *HOST_CONFIG_FILES):
                 continue
             sha256 = self.digests.get(relative) or hashlib.sha256(path.read_bytes()).hexdigest()

@@ -108,7 +108,9 @@ def test_gzip_copies_hold_the_listed_files_and_only_where_they_save(model_dir: P
         assert gzip.decompress(data) == files[name]
         assert len(data) <= 0.95 * listed[name]
     assert not any(name.endswith((".zip", ".png")) for name in copies)  # already compressed
-    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size for n, size in listed.items())
+    lazy = {entry["path"] for entry in manifest_of(dist)["files"] if entry.get("lazy")}
+    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size
+                                    for n, size in listed.items() if n not in lazy)
     assert result.gzip_bytes < result.total_bytes
 
 
@@ -158,7 +160,10 @@ def test_service_worker_precaches_exactly_the_manifest(model_dir: Path, node_mod
     line = next(line for line in text.splitlines() if line.startswith("const BUILD = "))
     embedded = json.loads(line.removeprefix("const BUILD = ").removesuffix(";"))
     assert embedded["build_id"] == manifest["build_id"]
-    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"]]
+    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    # onnxruntime-web is used only with WebGPU: cached when first fetched, not at install.
+    assert embedded["lazy"] == [e["path"] for e in manifest["files"] if e.get("lazy")]
+    assert embedded["lazy"] and all(path.startswith("runtime/ort/") for path in embedded["lazy"])
     assert "// pocketlm:build\n" not in text  # the marked line was replaced
 
 
