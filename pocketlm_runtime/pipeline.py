@@ -38,34 +38,51 @@ class Result:
 
 
 class StopStrings:
-    """Cuts the text at the first stop string; holds back a possible prefix of one."""
+    """Cuts the text at the earliest stop string; holds back a possible prefix of one.
+
+    The cut is at the smallest offset where any stop string occurs in the text streamed so
+    far (``stop=["re", "he"]`` on ``" there"`` gives ``" t"``), whatever the order of the
+    list and however the text arrives in pieces, as OpenAI-style APIs do. Hidden text (a
+    special token's own text, which the answer does not show) can be part of a match:
+    ``stop=["<|im_end|>"]`` ends the answer at that token.
+    """
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = [s for s in stops if s]
         self.buffer = ""
+        self.visible: list[bool] = []  # per character of the buffer
         self.hit = False
 
-    def feed(self, text: str) -> str:
+    def _take(self, n: int) -> str:
+        """Remove the first ``n`` characters of the buffer; returns the visible ones."""
+        head, shown = self.buffer[:n], self.visible[:n]
+        self.buffer, self.visible = self.buffer[n:], self.visible[n:]
+        if all(shown):
+            return head
+        return "".join(c for c, v in zip(head, shown) if v)
+
+    def feed(self, text: str, visible: bool = True) -> str:
+        """Add streamed text; returns the text now known to come before any stop string."""
+        if not text or self.hit:
+            return ""
         self.buffer += text
-        for stop in self.stops:
-            at = self.buffer.find(stop)
-            if at >= 0:
-                self.hit = True
-                out, self.buffer = self.buffer[:at], ""
-                return out
+        self.visible.extend([visible] * len(text))
+        found = [at for stop in self.stops if (at := self.buffer.find(stop)) >= 0]
+        if found:
+            self.hit = True
+            out = self._take(min(found))
+            self.buffer, self.visible = "", []
+            return out
         keep = 0
         for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.buffer)), 0, -1):
+            for n in range(min(len(stop) - 1, len(self.buffer)), keep, -1):
                 if self.buffer.endswith(stop[:n]):
-                    keep = max(keep, n)
+                    keep = n
                     break
-        out = self.buffer[: len(self.buffer) - keep]
-        self.buffer = self.buffer[len(out):]
-        return out
+        return self._take(len(self.buffer) - keep)
 
     def flush(self) -> str:
-        out, self.buffer = self.buffer, ""
-        return out
+        return self._take(len(self.buffer))
 
 
 class LanguageModel:
@@ -132,6 +149,7 @@ class LanguageModel:
         decoder = IncrementalDecoder(self.tokenizer, skip_special_tokens=True)
         stops = StopStrings(options.stop)
         pieces: list[str] = []
+        special = self.tokenizer.special_ids
 
         def emit(text: str) -> None:
             if text:
@@ -144,6 +162,8 @@ class LanguageModel:
             if token in self.info.eos_token_ids:
                 break
             emit(stops.feed(decoder.put(token)))
+            if token in special:  # its text is not shown, but a stop string may match it
+                emit(stops.feed(self.tokenizer.id_to_token(token) or "", visible=False))
             if stops.hit:
                 gen.stop("stop_string")
         if not stops.hit:
