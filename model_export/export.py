@@ -21,6 +21,7 @@ from pocketlm_runtime.tokenizer import Tokenizer
 from . import quality
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
+from .end_tokens import end_of_generation_ids, token_texts
 from .errors import ExportError
 from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
@@ -77,7 +78,8 @@ def model_json(src: SourceModel, quant: str, logits: str,
         },
         "bos_token_id": src.bos_token_id,
         "add_bos_token": src.add_bos_token,
-        "eos_token_ids": src.eos_token_ids,
+        # The end-of-generation set (end_tokens.py): the model's own eos first.
+        "eos_token_ids": end_of_generation_ids(src.eos_token_ids, src.tokenizer),
         "chat_template": src.chat_template,
         "source": src.source,
         "export_options": export_options or {},
@@ -200,6 +202,8 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
         checked = time.perf_counter()
         report = write_report(stage, src, config, {
             "parameters": count_parameters(src),
+            "end_of_generation": [{"id": i, "text": t} for i, t in
+                                  token_texts(config["eos_token_ids"], src.tokenizer).items()],
             "quality": gate,
             "accuracy_level": options.accuracy_level,
             "seconds": {"read_source": loaded - started, "build_and_gate": built - loaded,

@@ -156,6 +156,12 @@ def test_stops_at_an_eos_id(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     result = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12))
     first = plain.index(plain[5])
     assert result.tokens == plain[: first + 1] and result.stop_reason == "eos"
+    # Any id of the end-of-generation set ends the answer, not only the first one.
+    unseen = next(t for t in range(3, 200) if t not in plain)
+    config["eos_token_ids"] = [unseen, plain[first]]
+    (folder / "pocketlm.json").write_text(json.dumps(config))
+    again = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12))
+    assert again.tokens == plain[: first + 1] and again.stop_reason == "eos"
 
 
 def test_stop_string_cuts_the_text(tiny: tuple[Path, Path]) -> None:
