@@ -81,6 +81,7 @@ def model_json(src: SourceModel, quant: str, logits: str,
         # The end-of-generation set (end_tokens.py): the model's own eos first.
         "eos_token_ids": end_of_generation_ids(src.eos_token_ids, src.tokenizer),
         "chat_template": src.chat_template,
+        "chat_templates": src.chat_templates,
         "source": src.source,
         "export_options": export_options or {},
         "model_config": cfg.to_json(),

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .chat import render_chat
+from .chat import control_tokens, encode_marked, render_chat
 from .generator import Generator, Timing
 from .model_info import ModelInfo
 from .sampling import SamplingOptions
 from .session import Session
 from .tokenizer import IncrementalDecoder, Tokenizer
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 class Streamer(Protocol):
@@ -92,32 +92,50 @@ class LanguageModel:
         self.info = info
         self.tokenizer = tokenizer
         self.generator = Generator(session, info)
+        self._control: dict[str, tuple[str, ...]] = {}
 
     def special_text(self, token_id: int | None) -> str:
         if token_id is None:
             return ""
         return self.tokenizer.id_to_token(token_id) or ""
 
-    def prompt_text(self, prompt: str | list[Message], *, chat: bool | None = None) -> tuple[str, bool]:
-        """The text a prompt is tokenized from (chat messages through the chat template),
-        and whether the tokenizer adds its special tokens (plain prompts only)."""
+    def control_tokens(self, template: str) -> tuple[str, ...]:
+        """The added tokens only the chat template may write (:func:`chat.control_tokens`)."""
+        cached = self._control.get(template)
+        if cached is None:
+            cached = control_tokens(template, self.tokenizer.added_tokens, self.tokenizer.special_ids)
+            self._control[template] = cached
+        return cached
+
+    def prompt_text(self, prompt: str | list[Message], *, chat: bool | None = None,
+                    tools: list[dict[str, Any]] | None = None) -> tuple[str, bool]:
+        """The text a prompt is tokenized from (chat messages through the chat template, with
+        control-token text from the messages marked as data), and whether the tokenizer adds
+        its special tokens (plain prompts only)."""
         if isinstance(prompt, list):
             chat = True
         if chat:
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-            if not self.info.chat_template:
-                raise ValueError("this model has no chat template; pass a plain prompt instead")
+            template = self.info.template_for(tools)
             eos = self.info.eos_token_ids[0] if self.info.eos_token_ids else None
-            text = render_chat(self.info.chat_template, messages, add_generation_prompt=True,
+            text = render_chat(template, messages, add_generation_prompt=True,
                                bos_token=self.special_text(self.info.bos_token_id),
-                               eos_token=self.special_text(eos))
+                               eos_token=self.special_text(eos), control=self.control_tokens(template),
+                               tools=tools)
             return text, False
         return str(prompt), True
 
-    def prompt_ids(self, prompt: str | list[Message], *, chat: bool | None = None) -> list[int]:
+    def encode_prompt(self, text: str, special: bool) -> list[int]:
+        """Ids of :meth:`prompt_text`'s text (marked control-token text as plain text)."""
+        if special:
+            return self.tokenizer.encode(text, add_special_tokens=True)
+        return encode_marked(self.tokenizer, text)
+
+    def prompt_ids(self, prompt: str | list[Message], *, chat: bool | None = None,
+                   tools: list[dict[str, Any]] | None = None) -> list[int]:
         """Token ids for a plain prompt, or for chat messages through the chat template."""
-        text, special = self.prompt_text(prompt, chat=chat)
-        return self.tokenizer.encode(text, add_special_tokens=special)
+        text, special = self.prompt_text(prompt, chat=chat, tools=tools)
+        return self.encode_prompt(text, special)
 
     def prefill(self, prompt: str | list[Message], *, chat: bool | None = None) -> int:
         """Feed the part of a prompt being typed that more typing will not change: the text
@@ -134,14 +152,15 @@ class LanguageModel:
         cut = max(words.rfind(" "), words.rfind("\n"))  # keep the space with the next word
         if cut <= 0:
             return 0
-        stable = self.tokenizer.encode(text[: at + cut], add_special_tokens=special)
+        stable = self.encode_prompt(text[: at + cut], special)
         return self.generator.prefill(stable[:-1])  # the last token may merge with what follows
 
     def generate(self, prompt: str | list[Message], options: SamplingOptions | None = None,
-                 streamer: Streamer | None = None, *, chat: bool | None = None) -> Result:
+                 streamer: Streamer | None = None, *, chat: bool | None = None,
+                 tools: list[dict[str, Any]] | None = None) -> Result:
         options = options or SamplingOptions()
         gen = self.generator
-        ids = self.prompt_ids(prompt, chat=chat)
+        ids = self.prompt_ids(prompt, chat=chat, tools=tools)
         if not ids:
             raise ValueError("the prompt is empty; type something first")
         gen.begin(options)
