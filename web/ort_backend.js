@@ -1,9 +1,11 @@
 // The only module that touches onnxruntime-web. It loads the ORT build named in
 // site.json (the JSPI build: one WebAssembly file serving both the WebGPU and the WASM
 // execution providers), picks a backend, creates the session, and gives Python
-// (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, topK, dispose.
+// (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, pick,
+// distribution, dispose. Sampling runs here over the whole logits row (sampler.js).
 
 import { errorText } from './messenger.js';
+import * as sampler from './sampler.js';
 
 /** @typedef {import('onnxruntime-web').InferenceSession} InferenceSession */
 /** @typedef {import('onnxruntime-web').InferenceSession.SessionOptions} SessionOptions */
@@ -70,7 +72,7 @@ function sessionOptions(name, config = {}) {
     // are small, so plain allocations cost little and keep the tab's memory down.
     enableCpuMemArena: false,
   };
-  // Outputs stay on the GPU (KV cache); topK reads back only the logits it needs.
+  // Outputs stay on the GPU (KV cache); pick reads back only the logits it needs.
   if (name === 'webgpu') options.preferredOutputLocation = 'gpu-buffer';
   return options;
 }
@@ -362,56 +364,46 @@ export function liveTensors() {
 }
 
 /**
- * The k highest logits of the last position, best first; ties go to the lower id, like
- * numpy's stable sort in the native session. k <= 0 means all of them. Synchronous for
- * logits in CPU memory; a promise when they must be read back from the GPU first.
+ * The last position's logits as a Float32Array (a view where they already are float32).
+ * Synchronous for logits in CPU memory; a promise when they must be read back from the
+ * GPU first (undefined then if the device was lost, as from run()).
  * @param {number} handle the logits tensor
- * @param {number} k
- * @returns {TopK | Promise<TopK | undefined>}
+ * @returns {Float32Array | Promise<Float32Array | undefined>}
  */
-export function topK(handle, k) {
+export function logitsRow(handle) {
   const logits = tensorOf(handle);
   const vocab = logits.dims[logits.dims.length - 1];
-  if (logits.location === 'cpu') return best(/** @type {any} */ (logits.data), vocab, k);
-  // A read-back fails when the device was lost: undefined then, as from run().
-  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k), recover);
+  if (logits.location === 'cpu') return lastRow(/** @type {any} */ (logits.data), vocab);
+  return logits.getData().then((data) => lastRow(/** @type {any} */ (data), vocab), recover);
 }
-
-/** @typedef {{ids: Int32Array, values: Float32Array}} TopK */
-/** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */
 
 /**
- * @param {Float32Array | Uint16Array | TypedRow} data
- * @param {number} vocab
- * @param {number} k
- * @returns {TopK}
+ * The next token from the last position's logits: the logits processors over the whole
+ * row and the draw for `uniform` (sampler.js `pick`). A promise for logits on the GPU.
+ * @param {number} handle the logits tensor
+ * @param {sampler.SamplingSettings} settings
+ * @param {Int32Array} previous every token id of the sequence (read by the penalty only)
+ * @param {number} uniform in [0, 1)
+ * @returns {number | Promise<number | undefined>}
  */
-function best(data, vocab, k) {
-  const row = lastRow(data, vocab);
-  if (k <= 0 || k >= vocab) return sortAll(row);
-  if (k === 1) {
-    let top = 0;
-    for (let i = 1; i < vocab; i++) if (row[i] > row[top]) top = i;
-    return { ids: Int32Array.of(top), values: Float32Array.of(row[top]) };
-  }
-  // Insertion into a small sorted buffer: O(vocab) comparisons in the common case.
-  const ids = new Int32Array(k).fill(-1);
-  const values = new Float32Array(k).fill(-Infinity);
-  let filled = 0;
-  for (let i = 0; i < vocab; i++) {
-    const x = row[i];
-    if (filled === k && !(x > values[k - 1])) continue;
-    let j = filled < k ? filled++ : k - 1;
-    while (j > 0 && x > values[j - 1]) {
-      values[j] = values[j - 1];
-      ids[j] = ids[j - 1];
-      j--;
-    }
-    values[j] = x;
-    ids[j] = i;
-  }
-  return { ids: ids.subarray(0, filled), values: values.subarray(0, filled) };
+export function pick(handle, settings, previous, uniform) {
+  const row = logitsRow(handle);
+  if (row instanceof Float32Array) return sampler.pick(row, settings, previous, uniform);
+  return row.then((r) => (r === undefined ? undefined : sampler.pick(r, settings, previous, uniform)));
 }
+
+/**
+ * The kept (ids, probabilities) after the processors, most likely first (for tests).
+ * @param {number} handle the logits tensor
+ * @param {sampler.SamplingSettings} settings
+ * @param {Int32Array} previous
+ */
+export async function distribution(handle, settings, previous) {
+  const row = await logitsRow(handle);
+  return row === undefined ? undefined : sampler.distribution(row, settings, previous);
+}
+
+/** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */
 
 /**
  * The last `vocab` values as float32 (float16 logits arrive as Float16Array, or as raw
@@ -437,10 +429,4 @@ function halfToFloat(h) {
   if (exp === 0) return sign * frac * 2 ** -24;
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/** @param {Float32Array} row */
-function sortAll(row) {
-  const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
-  return { ids: Int32Array.from(order), values: Float32Array.from(order, (i) => row[i]) };
 }
