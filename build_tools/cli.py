@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", type=Path, help="GGUF file or HF folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model folder")
     p.add_argument("--quant", default="auto",
-                   help="auto (default: the smallest mode that passes the quality gate), exact, q4, q8, fp16, fp32")
+                   help="auto (default: a quantized GGUF's own blocks unchanged; other sources the smallest of mixed, q8, fp16 within +2%% perplexity), exact, mixed, q4, q8, fp16, fp32")
     p.add_argument("--block-size", type=int, default=32, help="q4/q8 block size (default 32)")
     p.add_argument("--symmetric", action="store_true", help="q4 without zero points (default: with zero points)")
     p.add_argument("--layout", default="dq", choices=["dq", "nbits"],

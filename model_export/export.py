@@ -126,13 +126,18 @@ def smoke_test(folder: Path) -> None:
 
 
 def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
-    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate."""
+    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate.
+
+    ``auto`` never rounds a weight twice where it can help it: a GGUF whose matrices are
+    Q4_0 / Q4_1 / Q8_0 blocks exports them unchanged (``exact``). Other sources (float
+    weights, K-quants) try ``mixed`` (4-bit matrices, 8-bit embedding/head), then ``q8``,
+    then ``fp16``; each must stay within +2% perplexity of the source.
+    """
     if options.quant != "auto":
         return [options.quant]
-    modes = ["q4"]
     if has_exact_blocks(src):
-        modes.append("exact")
-    return modes + ["q8", "fp16"]
+        return ["exact", "q8", "fp16"]
+    return ["mixed", "q8", "fp16"]
 
 
 def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
