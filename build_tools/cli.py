@@ -38,11 +38,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--top-k", type=int, default=50, help="keep the k most likely tokens (default 50; 0 = off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep the most likely tokens up to this mass (default 1 = off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages tokens already seen (default 1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the draws (same seed, same answer)")
+    p.add_argument("--stop", action="append", default=[], help="stop string, repeatable; the earliest match ends the answer")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
 
 
