@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from pocketlm_export.export import ExportOptions, export
 from pocketlm_runtime.native import load_native
-from tests.fixtures.tiny_models import write_tiny_hf
+from tests.fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
 
 DEFAULT = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}"
            "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
@@ -56,3 +56,14 @@ def test_named_templates_without_a_default_are_kept_and_refused_by_name(tmp_path
     model = load_native(tmp_path / "out")
     with pytest.raises(ValueError, match=r"several chat templates \(rag\) and none named default"):
         model.prompt_text(MESSAGES)
+
+
+def test_gguf_named_templates_as_llama_cpp_writes_them(tmp_path: Path) -> None:
+    gguf_path = write_tiny_gguf("llama", tmp_path / "t.gguf", chat_template=[
+        {"name": "default", "template": DEFAULT}, {"name": "tool_use", "template": TOOL_USE}])
+    export(gguf_path, tmp_path / "out", ExportOptions(quant="fp32", progress=False))
+    config = json.loads((tmp_path / "out" / "pocketlm.json").read_text())
+    assert config["chat_template"] == DEFAULT and config["chat_templates"] == {"tool_use": TOOL_USE}
+    model = load_native(tmp_path / "out")
+    assert "Tools: get_weather" in model.prompt_text(MESSAGES, tools=TOOLS)[0]
+    assert "Tools" not in model.prompt_text(MESSAGES)[0]
