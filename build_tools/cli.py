@@ -88,11 +88,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=finite_float, default=1.0)
-    p.add_argument("--repetition-penalty", type=finite_float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--top-k", type=int, default=50, help="keep the k most likely tokens (default 50; 0 = off)")
+    p.add_argument("--top-p", type=finite_float, default=1.0,
+                   help="nucleus: keep the most likely tokens up to this mass (default 1 = off)")
+    p.add_argument("--repetition-penalty", type=finite_float, default=1.0,
+                   help="> 1 discourages tokens already seen (default 1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the draws (same seed, same answer)")
+    p.add_argument("--stop", action="append", default=[],
+                   help="stop string, repeatable; the earliest match ends the answer")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="onnxruntime threads (default: all cores)")
 
@@ -105,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", type=Path, help="GGUF file or HF folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model folder")
     p.add_argument("--quant", default="auto",
-                   help="auto (default: the smallest mode that passes the quality gate), exact, q4, q8, fp16, fp32")
+                   help="auto (default: a quantized GGUF's own blocks unchanged; other sources the smallest of mixed, q8, fp16 within +2%% perplexity), exact, mixed, q4, q8, fp16, fp32")
     p.add_argument("--block-size", type=positive_int, default=32, help="q4/q8 block size (default 32)")
     p.add_argument("--symmetric", action="store_true", help="q4 without zero points (default: with zero points)")
     p.add_argument("--layout", default="nbits", choices=["nbits", "dq"],

@@ -27,6 +27,9 @@ Policy:
   (compress.py). A GET for NAME from a client whose `Accept-Encoding` allows gzip, without
   a `Range` header, gets those bytes with `Content-Encoding: gzip`; responses for such files
   carry `Vary: Accept-Encoding`. The `.gz` files have no URL of their own.
+- Range: only the `bytes` unit is understood (case-insensitive). A `Range` header in any
+  other unit (`items=0-9`) is ignored, as RFC 9110 section 14.2 requires of an origin
+  server: the answer is the whole file (200), and the gzip copy may be chosen.
 - Not served (404, never a listing): directories, any path with a segment starting with
   `.`, paths leaving the site folder, `.gz` copies, and the host config files themselves
   (`HOST_CONFIG_FILES`, which the hosts do not serve either).
@@ -137,6 +140,19 @@ def is_public(relative_path: str) -> bool:
     if any(segment == "" or segment.startswith(".") for segment in segments):
         return False
     return relative_path not in HOST_CONFIG_FILES and not relative_path.endswith(GZIP_SUFFIX)
+
+
+RANGE_UNIT: Final = "bytes"
+
+
+def byte_range(range_value: str) -> str | None:
+    """A Range header value with its unit written `bytes`, or None when the unit is not
+    `bytes` (RFC 9110 section 14.1: range units compare case-insensitively; section 14.2: a
+    server MUST ignore a Range header whose range unit it does not understand)."""
+    unit, equals, ranges = range_value.partition("=")
+    if not equals or unit.strip().lower() != RANGE_UNIT:
+        return None
+    return f"{RANGE_UNIT}={ranges}"
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

@@ -36,6 +36,7 @@ from .http_policy import (
     INDEX_FILE,
     SECURITY_HEADERS,
     accepts_gzip,
+    byte_range,
     cache_control_for,
     is_public,
     media_type_for,
@@ -183,7 +184,7 @@ class SiteFiles:
         self.root = dist.resolve()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope = without_invalid_range(scope)
+        scope = without_invalid_range(with_byte_range(scope))
         response = await self.respond(scope)
         await response(scope, receive, send)
 
@@ -215,6 +216,22 @@ class SiteFiles:
             kept = {name: response.headers[name] for name in _NOT_MODIFIED_HEADERS if name in response.headers}
             return Response(status_code=304, headers=kept)
         return response
+
+
+def with_byte_range(scope: Scope) -> Scope:
+    """The scope with its Range header in the `bytes` unit, or without it when its unit is
+    another (ignored, so the whole file is sent: RFC 9110 section 14.2)."""
+    if scope["type"] != "http":
+        return scope
+    headers = []
+    for key, value in scope["headers"]:
+        if key.lower() == b"range":
+            kept = byte_range(value.decode("latin-1"))
+            if kept is None:
+                continue
+            value = kept.encode("latin-1")
+        headers.append((key, value))
+    return {**scope, "headers": headers}
 
 
 def route_path(scope: Scope) -> str:

@@ -22,6 +22,7 @@ from pocketlm_runtime.tokenizer import Tokenizer
 from . import quality
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
+from .end_tokens import end_of_generation_ids, token_texts
 from .errors import ExportError
 from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
@@ -80,8 +81,10 @@ def model_json(src: SourceModel, quant: str, logits: str,
         },
         "bos_token_id": src.bos_token_id,
         "add_bos_token": src.add_bos_token,
-        "eos_token_ids": src.eos_token_ids,
+        # The end-of-generation set (end_tokens.py): the model's own eos first.
+        "eos_token_ids": end_of_generation_ids(src.eos_token_ids, src.tokenizer),
         "chat_template": src.chat_template,
+        "chat_templates": src.chat_templates,
         "source": src.source,
         "export_options": export_options or {},
         "model_config": cfg.to_json(),
@@ -157,13 +160,18 @@ def smoke_test(folder: Path) -> None:
 
 
 def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
-    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate."""
+    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate.
+
+    ``auto`` never rounds a weight twice where it can help it: a GGUF whose matrices are
+    Q4_0 / Q4_1 / Q8_0 blocks exports them unchanged (``exact``). Other sources (float
+    weights, K-quants) try ``mixed`` (4-bit matrices, 8-bit embedding/head), then ``q8``,
+    then ``fp16``; each must stay within +2% perplexity of the source.
+    """
     if options.quant != "auto":
         return [options.quant]
-    modes = ["q4"]
     if has_exact_blocks(src):
-        modes.append("exact")
-    return modes + ["q8", "fp16"]
+        return ["exact", "q8", "fp16"]
+    return ["mixed", "q8", "fp16"]
 
 
 def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
@@ -235,6 +243,8 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
         checked = time.perf_counter()
         report = write_report(stage, src, config, {
             "parameters": count_parameters(src),
+            "end_of_generation": [{"id": i, "text": t} for i, t in
+                                  token_texts(config["eos_token_ids"], src.tokenizer).items()],
             "quality": gate,
             "accuracy_level": options.accuracy_level,
             "seconds": {"read_source": loaded - started, "build_and_gate": built - loaded,

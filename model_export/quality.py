@@ -27,7 +27,7 @@ GREEDY_PROMPTS = (
 )
 GREEDY_TOKENS = 32
 # Largest allowed perplexity rise over fp32, per mode.
-PPL_LIMITS = {"exact": 0.02, "q8": 0.02, "fp16": 0.02, "q4": 0.08}
+PPL_LIMITS = {"exact": 0.02, "mixed": 0.02, "q8": 0.02, "fp16": 0.02, "q4": 0.08}
 
 
 def eval_text() -> str:

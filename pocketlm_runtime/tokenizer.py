@@ -399,6 +399,25 @@ class Tokenizer:
             ids = self._post(ids)
         return ids
 
+    @property
+    def added_tokens(self) -> dict[str, int]:
+        """Every added token's text -> id, special or not (``added_tokens`` of tokenizer.json)."""
+        return dict(self._added_ids)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of ``text`` as ordinary text: no added token (special or not) is matched
+        and no post-processor runs; normalizer, pre-tokenizer and model as usual. The same as
+        transformers' ``_encode_without_added_tokens`` (used for sanitized chat input)."""
+        if self._normalizer is not None:
+            text = self._normalizer(text)
+        pieces: list[pt.Piece] = [(text, True)]
+        if self._pre_tokenizer is not None:
+            pieces = self._pre_tokenizer(pieces)
+        ids: list[int] = []
+        for piece, _ in pieces:
+            ids.extend(self._model.tokenize(piece))
+        return ids
+
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``; unknown ids are dropped, as the library does."""
         tokens = [tok for i in ids if (tok := self._id_to_token.get(i)) is not None

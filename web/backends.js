@@ -194,7 +194,7 @@ export function pastNames(kv) {
 
 /**
  * Median milliseconds of a one-token step with an empty cache (after a warm-up run), the
- * logits' best token read back, so a GPU has finished the step.
+ * logits read back, so a GPU has finished the step.
  * @param {import('./model_backend.js').Runtime} runtime
  * @param {any} config the model's pocketlm.json
  */
@@ -211,7 +211,7 @@ async function timeStep(runtime, config) {
     const started = performance.now();
     const out = await runtime.run(feeds);
     if (!out) throw new Error('the runtime failed while being timed');
-    await runtime.topK(out[logitsAt], 1);
+    await runtime.logitsRow(out[logitsAt]);
     if (i > 0) times.push(performance.now() - started);
     runtime.dispose(feeds);
     runtime.dispose(out);

@@ -34,11 +34,11 @@ import { Messenger } from './messenger.js';
  * @typedef {object} GenerateOptions
  * @property {number} [maxNewTokens] default 256
  * @property {number} [temperature] 0 = greedy (default)
- * @property {number} [topK] default 50
- * @property {number} [topP] default 1
- * @property {number} [repetitionPenalty] default 1 (off)
- * @property {number} [seed]
- * @property {string[]} [stop] stop strings
+ * @property {number} [topK] keep the k most likely tokens; default 50, 0 = off
+ * @property {number} [topP] nucleus mass in (0, 1]; default 1 (off)
+ * @property {number} [repetitionPenalty] > 1 discourages tokens already seen; default 1 (off)
+ * @property {number} [seed] seed of the draws: the same seed gives the same answer
+ * @property {string[]} [stop] stop strings; the earliest match ends the answer
  * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
  *
  * @typedef {{role: string, content: string}} ChatMessage

@@ -3,7 +3,10 @@
 // (ort_backend.js: WebGPU, or its own WASM build as a reference), and can move the model
 // from one to the other. Python holds integer handles; this module maps them onto the
 // handles of whichever runtime owns the tensor, so a handle of a runtime that was dropped
-// is never mistaken for one of its successor.
+// is never mistaken for one of its successor. The next token is chosen here, over the whole
+// logits row of whichever runtime holds it (sampler.js).
+
+import * as sampler from './sampler.js';
 
 /**
  * The helpers every runtime gives Python (ort_backend.js, engine/cpu_engine.js).
@@ -14,11 +17,11 @@
  * @property {() => string[]} outputNames
  * @property {(bytes: Uint8Array, dims: ArrayLike<number>) => number} int64
  * @property {() => number} emptyKV
- * @property {(handle: number, k: number) => TopK | Promise<TopK | undefined>} topK
+ * @property {(handle: number) => Float32Array | Promise<Float32Array | undefined>} logitsRow the last
+ *   position's logits (a promise where they must be read back from a GPU; undefined when it failed)
  * @property {(handles: Int32Array) => void} dispose
  * @property {() => number} liveTensors
  */
-/** @typedef {{ids: Int32Array, values: Float32Array}} TopK */
 
 /** @typedef {{runtime: Runtime, handle: number}} Owned */
 
@@ -114,14 +117,42 @@ export class ModelBackend {
   }
 
   /**
+   * The last position's logits row of a logits tensor, or undefined after a failure that
+   * moved the model (the caller's tensors are gone then).
    * @param {number} mine
-   * @param {number} k
+   * @returns {Float32Array | Promise<Float32Array | undefined>}
    */
-  topK(mine, k) {
+  row(mine) {
     const entry = this.owned(mine);
-    const best = entry.runtime.topK(entry.handle, k);
-    if (best instanceof Promise) return best.then((value) => value ?? this.fail(new Error('read-back failed')));
-    return best;
+    const row = entry.runtime.logitsRow(entry.handle);
+    if (row instanceof Promise) return row.then((value) => value ?? this.fail(new Error('read-back failed')));
+    return row;
+  }
+
+  /**
+   * The next token id: the logits processors and the draw over the whole row
+   * (pocketlm_runtime/session.py's `pick`).
+   * @param {number} mine the logits tensor
+   * @param {sampler.SamplingSettings} settings
+   * @param {Int32Array} previous every token id of the sequence so far
+   * @param {number} uniform in [0, 1)
+   * @returns {number | Promise<number | undefined>}
+   */
+  pick(mine, settings, previous, uniform) {
+    const row = this.row(mine);
+    if (row instanceof Float32Array) return sampler.pick(row, settings, previous, uniform);
+    return row.then((r) => (r === undefined ? undefined : sampler.pick(r, settings, previous, uniform)));
+  }
+
+  /**
+   * The kept (ids, probabilities) after the processors, most likely first (for tests).
+   * @param {number} mine the logits tensor
+   * @param {sampler.SamplingSettings} settings
+   * @param {Int32Array} previous
+   */
+  async distribution(mine, settings, previous) {
+    const row = await this.row(mine);
+    return row === undefined ? undefined : sampler.distribution(row, settings, previous);
   }
 
   /** @param {Int32Array} handles */

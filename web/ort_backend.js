@@ -1,7 +1,7 @@
 // The only module that touches onnxruntime-web. It loads the ORT build named in
 // site.json (the JSPI build: one WebAssembly file serving both the WebGPU and the WASM
 // execution providers), creates the session, and gives Python (through model_backend.js)
-// the few helpers it calls: run, int64, emptyKV, topK, dispose. The page loads it only
+// the few helpers it calls: run, int64, emptyKV, logitsRow, dispose. The page loads it only
 // for WebGPU, or when onnxruntime-web's WASM build is asked for (`?backend=ort-wasm`).
 
 import { errorText } from './messenger.js';
@@ -43,7 +43,7 @@ function sessionOptions(name, config = {}) {
     // are small, so plain allocations cost little and keep the tab's memory down.
     enableCpuMemArena: false,
   };
-  // Outputs stay on the GPU (KV cache); topK reads back only the logits it needs.
+  // Outputs stay on the GPU (KV cache); pick reads back only the logits it needs.
   if (name === 'webgpu') options.preferredOutputLocation = 'gpu-buffer';
   return options;
 }
@@ -64,7 +64,7 @@ let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
 /**
  * Create the model's session on `name`. On WebGPU, one step must run and give finite
  * logits, or this throws (the caller then uses another runtime). A WebGPU session that
- * fails later (device lost, a step throws) answers `undefined` from `run`/`topK`: the
+ * fails later (device lost, a step throws) answers `undefined` from `run`/`logitsRow`: the
  * caller's tensors are gone and it moves the model elsewhere (model_backend.js).
  * @param {BackendName} name
  * @param {ModelBytes & {
@@ -258,56 +258,20 @@ export function liveTensors() {
 }
 
 /**
- * The k highest logits of the last position, best first; ties go to the lower id, like
- * numpy's stable sort in the native session. k <= 0 means all of them. Synchronous for
- * logits in CPU memory; a promise when they must be read back from the GPU first.
+ * The last position's logits as a Float32Array (a view where they already are float32).
+ * Synchronous for logits in CPU memory; a promise when they must be read back from the
+ * GPU first (undefined then if the device was lost, as from run()).
  * @param {number} handle the logits tensor
- * @param {number} k
- * @returns {TopK | Promise<TopK | undefined>}
+ * @returns {Float32Array | Promise<Float32Array | undefined>}
  */
-export function topK(handle, k) {
+export function logitsRow(handle) {
   const logits = tensorOf(handle);
   const vocab = logits.dims[logits.dims.length - 1];
-  if (logits.location === 'cpu') return best(/** @type {any} */ (logits.data), vocab, k);
-  // A read-back fails when the device was lost: undefined then, as from run().
-  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k), recover);
+  if (logits.location === 'cpu') return lastRow(/** @type {any} */ (logits.data), vocab);
+  return logits.getData().then((data) => lastRow(/** @type {any} */ (data), vocab), recover);
 }
 
-/** @typedef {{ids: Int32Array, values: Float32Array}} TopK */
 /** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */
-
-/**
- * @param {Float32Array | Uint16Array | TypedRow} data
- * @param {number} vocab
- * @param {number} k
- * @returns {TopK}
- */
-function best(data, vocab, k) {
-  const row = lastRow(data, vocab);
-  if (k <= 0 || k >= vocab) return sortAll(row);
-  if (k === 1) {
-    let top = 0;
-    for (let i = 1; i < vocab; i++) if (row[i] > row[top]) top = i;
-    return { ids: Int32Array.of(top), values: Float32Array.of(row[top]) };
-  }
-  // Insertion into a small sorted buffer: O(vocab) comparisons in the common case.
-  const ids = new Int32Array(k).fill(-1);
-  const values = new Float32Array(k).fill(-Infinity);
-  let filled = 0;
-  for (let i = 0; i < vocab; i++) {
-    const x = row[i];
-    if (filled === k && !(x > values[k - 1])) continue;
-    let j = filled < k ? filled++ : k - 1;
-    while (j > 0 && x > values[j - 1]) {
-      values[j] = values[j - 1];
-      ids[j] = ids[j - 1];
-      j--;
-    }
-    values[j] = x;
-    ids[j] = i;
-  }
-  return { ids: ids.subarray(0, filled), values: values.subarray(0, filled) };
-}
 
 /**
  * The last `vocab` values as float32 (float16 logits arrive as Float16Array, or as raw
@@ -333,10 +297,4 @@ function halfToFloat(h) {
   if (exp === 0) return sign * frac * 2 ** -24;
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/** @param {Float32Array} row */
-function sortAll(row) {
-  const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
-  return { ids: Int32Array.from(order), values: Float32Array.from(order, (i) => row[i]) };
 }

@@ -193,6 +193,9 @@ def read_gguf(path: Path) -> SourceModel:
         weights=weights,
         tokenizer=tokenizer,
         chat_template=meta.get("tokenizer.chat_template"),
+        # llama.cpp's converter writes named templates as tokenizer.chat_template.NAME.
+        chat_templates={key.removeprefix("tokenizer.chat_template."): str(value) for key, value in meta.items()
+                        if key.startswith("tokenizer.chat_template.")},
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
         add_bos_token=post_processor_adds_bos(tokenizer),

@@ -170,9 +170,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
     check_shapes(spec, config, weights, str(folder))
     tokenizer = _read_json(tokenizer_path)
     tok_config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-    template = tok_config.get("chat_template")
-    if template is None and (folder / "chat_template.jinja").is_file():
-        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    template, named = chat_templates(folder, tok_config)
     gen = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
     eos: list[int] = []
     for value in (raw.get("eos_token_id"), gen.get("eos_token_id")):
@@ -187,7 +185,8 @@ def read_hf_folder(folder: Path) -> SourceModel:
         config=config,
         weights=weights,
         tokenizer=tokenizer,
-        chat_template=template if isinstance(template, str) else None,
+        chat_template=template,
+        chat_templates=named,
         bos_token_id=int(bos) if isinstance(bos, int) else None,
         eos_token_ids=eos,
         add_bos_token=add_bos,
@@ -196,4 +195,31 @@ def read_hf_folder(folder: Path) -> SourceModel:
     )
 
 
-__all__ = ["read_hf_folder"]
+def chat_templates(folder: Path, tok_config: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The default chat template and the other named ones, as transformers reads them:
+    tokenizer_config.json ``chat_template`` is a string, or a list of ``{"name", "template"}``
+    (the one named "default" is the default); else ``chat_template.jinja``; named extras may
+    also sit in ``additional_chat_templates/NAME.jinja``. Any other form is refused."""
+    value = tok_config.get("chat_template")
+    named: dict[str, str] = {}
+    if isinstance(value, list):
+        for entry in value:
+            if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                    and isinstance(entry.get("template"), str)):
+                raise ExportError(f"{folder / 'tokenizer_config.json'}: chat_template list entries must be "
+                                  f"{{\"name\": ..., \"template\": ...}}, got {str(entry)[:80]!r}")
+            named[entry["name"]] = entry["template"]
+        value = named.pop("default", None)
+    elif value is not None and not isinstance(value, str):
+        raise ExportError(f"{folder / 'tokenizer_config.json'}: chat_template must be a string or a list of "
+                          f"named templates, got {type(value).__name__}")
+    if value is None and (folder / "chat_template.jinja").is_file():
+        value = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    extra = folder / "additional_chat_templates"
+    if extra.is_dir():
+        for path in sorted(extra.glob("*.jinja")):
+            named.setdefault(path.stem, path.read_text(encoding="utf-8"))
+    return value, named
+
+
+__all__ = ["chat_templates", "read_hf_folder"]

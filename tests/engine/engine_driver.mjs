@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createCpuEngine, relaxedSimdSupported } from '../../web/engine/cpu_engine.js';
+import * as sampler from '../../web/sampler.js';
 
 let engine = null;
 
@@ -228,6 +229,12 @@ const methods = {
   run: ({ handles }) => Array.from(engine.run(Int32Array.from(handles))),
   topK: ({ handle, k }) => { const t = engine.topK(handle, k); return { ids: Array.from(t.ids), values: Array.from(t.values) }; },
   logitsRow: ({ handle }) => Array.from(engine.logitsRow(handle)),
+  // The page's sampler over the engine's row, as web/model_backend.js runs it.
+  pick: ({ handle, settings, previous, uniform }) => sampler.pick(engine.logitsRow(handle), settings, Int32Array.from(previous), uniform),
+  distribution: ({ handle, settings, previous }) => {
+    const kept = sampler.distribution(engine.logitsRow(handle), settings, Int32Array.from(previous));
+    return { ids: Array.from(kept.ids), probs: Array.from(kept.probs) };
+  },
   dispose: ({ handles }) => engine.dispose(Int32Array.from(handles)),
   liveTensors: () => engine.liveTensors(),
   info: () => engine.info,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pocketlm_runtime.session import Candidates
+from pocketlm_runtime.sampling import Distribution, SamplingOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("engine_driver.mjs")
@@ -97,9 +98,20 @@ class EngineSession:
     def empty_kv(self) -> Any:
         return self.engine.call("emptyKV")
 
-    def candidates(self, logits: Any, k: int) -> Candidates:
-        best = self.engine.call("topK", handle=logits, k=k)
-        return best["ids"], best["values"]
+    @staticmethod
+    def settings(options: SamplingOptions) -> dict[str, float]:
+        return {"temperature": options.temperature, "topK": options.top_k, "topP": options.top_p,
+                "repetitionPenalty": options.repetition_penalty}
+
+    def pick(self, logits: Any, options: SamplingOptions, history: Sequence[int], uniform: float) -> int:
+        token: int = self.engine.call("pick", handle=logits, settings=self.settings(options),
+                                      previous=list(history), uniform=uniform)
+        return token
+
+    def distribution(self, logits: Any, options: SamplingOptions, history: Sequence[int]) -> Distribution:
+        kept = self.engine.call("distribution", handle=logits, settings=self.settings(options),
+                                previous=list(history))
+        return kept["ids"], kept["probs"]
 
     def release(self, tensors: list[Any]) -> None:
         if tensors:

@@ -85,8 +85,8 @@ def test_session_api_steps_match_native(node: NodeEngine, tiny: Path, refs: tupl
         out = session.run(feeds)
         session.release([feeds["input_ids"], feeds["attention_mask"], feeds["position_ids"], *kv.values()])
         row = node.call("logitsRow", handle=out["logits"])
-        best = session.candidates(out["logits"], 3)
-        assert best[0][0] == int(np.argmax(row)) and best[1][0] == pytest.approx(max(row))
+        best = node.call("topK", handle=out["logits"], k=3)
+        assert best["ids"][0] == int(np.argmax(row)) and best["values"][0] == pytest.approx(max(row))
         session.release([out["logits"]])
         pasts = [n for n in feeds if n.startswith("past_key_values.")]
         return row, {p: out[p.replace("past_key_values.", "present.")] for p in pasts}
