@@ -6,8 +6,8 @@ Two layouts of the same blocks (32 values along ``K`` of a weight ``W[N, K]``; `
   ``[N, K/bs, bs*bits/8]`` (codes packed low nibble first), ``scales`` float32
   ``[N, K/bs]``, ``zero_points`` packed uint8 ``[N, ceil(K/bs*bits/8)]``, float32
   ``[N, K/bs]`` or absent (meaning ``2**(bits-1)``); ``W = (code - zero_point) * scale``.
-  Its ``B`` is also the ``data`` of ``com.microsoft.GatherBlockQuantized``
-  (:func:`embedding_tables`), so a tied embedding and LM head can share one initializer.
+  A tied embedding's lookup gathers rows of the same ``B`` (standard operators, see
+  ``quantize.NBitsCodec.embed``), so the embedding and the LM head share one initializer.
 - :class:`DQWeight` feeds standard ``DequantizeLinear`` (opset 21, blocked, ``axis=0``) ->
   ``MatMul``: codes ``[K, N]`` as INT4 / UINT4 / INT8 / UINT8, ``scales`` ``[K/bs, N]``.
   Native onnxruntime fuses it into MatMulNBits; onnxruntime-web can fold it to fp32 at load
@@ -72,31 +72,6 @@ class NBitsWeight:
         """Bytes of all initializers together."""
         zp = 0 if self.zero_points is None else self.zero_points.nbytes
         return self.b.nbytes + self.scales.nbytes + zp
-
-
-@dataclass(frozen=True)
-class EmbeddingTables:
-    """The inputs of a ``com.microsoft.GatherBlockQuantized`` node (``gather_axis=0``).
-
-    ``data`` is rank 3 ``[vocab, k_blocks, blob]`` -- the same array as ``NBitsWeight.b`` --
-    and ``scales`` is ``[vocab, k_blocks, 1]``; use ``quantize_axis=2`` and Reshape the
-    gathered ``[..., k_blocks, block_size]`` to ``[..., hidden]``.
-    """
-
-    bits: int
-    block_size: int
-    data: ByteArray
-    scales: FloatArray
-    zero_points: ByteArray | None  # uint8 [vocab, k_blocks, 1] (one code a byte) or None
-
-    def attributes(self) -> dict[str, int]:
-        """The node attributes for this layout."""
-        return {
-            "bits": self.bits,
-            "block_size": self.block_size,
-            "gather_axis": 0,
-            "quantize_axis": 2,
-        }
 
 
 # --------------------------------------------------------------------------- GGUF blocks
@@ -195,27 +170,6 @@ def gguf_to_nbits(raw: NDArray[np.uint8], type_name: str, n: int, k: int) -> NBi
             f"{', '.join(converters)} (dequantize it and use quantize_q4/quantize_q8)"
         )
     return converters[type_name](raw, n, k)
-
-
-def embedding_tables(weight: NBitsWeight) -> EmbeddingTables:
-    """GatherBlockQuantized inputs that reuse ``weight.b`` (no copy) for a tied embedding.
-
-    Float zero points cannot be expressed (GatherBlockQuantized takes codes only): such a
-    weight raises.  Packed 4-bit zero points are re-laid one a byte, ``[vocab, k_blocks, 1]``.
-    """
-    zp = weight.zero_points
-    zero_points: ByteArray | None = None
-    if zp is not None:
-        if zp.dtype != np.uint8:
-            raise ExportError("GatherBlockQuantized needs uint8 zero points, got float ones")
-        # 4-bit: one zero point a byte, in the low nibble (packing along a quantize axis of
-        # one block leaves a single nibble per byte).
-        zp_codes = np.asarray(zp, dtype=np.uint8)
-        unpacked = _unpack_nibbles(zp_codes) if weight.bits == 4 else zp_codes
-        zero_points = np.ascontiguousarray(unpacked[:, : weight.k_blocks, None])
-    return EmbeddingTables(
-        weight.bits, weight.block_size, weight.b, weight.scales[:, :, None], zero_points
-    )
 
 
 # --------------------------------------------------------------------------- float weights

@@ -34,7 +34,6 @@ from .quant_blocks import (
     GGUF_BLOCK_SIZE,
     DQWeight,
     NBitsWeight,
-    embedding_tables,
     gguf_to_nbits,
     join_dq,
     nbits_to_dq,
@@ -105,13 +104,13 @@ def has_exact_blocks(src: SourceModel) -> bool:
 
 
 class NBitsCodec(FloatCodec):
-    """Matrices as MatMulNBits, the embedding as GatherBlockQuantized."""
+    """Matrices as MatMulNBits; the embedding's rows gathered from its blocks (:meth:`embed`)."""
 
     def __init__(self, source: SourceModel, options: QuantOptions) -> None:
         super().__init__(source)
         self.options = options
         self.embed_weight: NBitsWeight | None = None
-        self.embed_names: tuple[str, str] = ("", "")  # GatherBlockQuantized data, scales
+        self.embed_names: tuple[str, str, str | None] = ("", "", None)  # codes, scales, zero points
         self.requantized: dict[str, int] = {}
 
     # -- choosing the stored form ---------------------------------------------------------
@@ -182,30 +181,56 @@ class NBitsCodec(FloatCodec):
         return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
+        """Rows of the MatMulNBits blocks ``[vocab, k_blocks, blob]`` widened with standard
+        operators (Gather, then nibbles and zero points by float arithmetic), so every runtime
+        runs the lookup: onnxruntime natively, its WebGPU backend, and its WASM build, which
+        has no GatherBlockQuantized kernel. The tied head reads the same initializers."""
         q, offsets = self.quantized("embed")
         if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
-            # A Q4_1 embedding has no GatherBlockQuantized form: store it as 8-bit blocks.
+            # Q4_1's float block minima have no integer zero point: store 8-bit blocks instead.
             q = quantize_q8(self.src.float32("embed"))
-        tables = embedding_tables(q)
-        data = b.initializer("embed/qweight", tables.data)
-        scales = self.half(b, "embed/scales", tables.scales)
-        inputs = [data, ids, scales]
-        if tables.zero_points is not None:
-            inputs.append(b.initializer("embed/zero_points", tables.zero_points))
-        self.embed_weight, self.embed_names = q, (data, scales)
-        rows = b.op("GatherBlockQuantized", inputs, domain=MS_DOMAIN, name="embed", **tables.attributes())
-        return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+        data = b.initializer("embed/qweight", q.b)
+        scales = self.half(b, "embed/scales", q.scales)  # [vocab, k_blocks]
+        zero_points = None
+        if q.zero_points is not None:
+            zero_points = b.initializer("embed/zero_points", q.zero_points.reshape(q.n, -1))
+        self.embed_weight, self.embed_names = q, (data, scales, zero_points)
+        rows = b.op("Gather", [data, ids], axis=0, name="embed/gather")  # [B, S, kb, blob]
+        codes = b.op("Cast", [rows], to=FLOAT, name="embed/codes")
+        if q.bits == 4:
+            codes = self.nibbles(b, codes, "embed/unpack")  # [B, S, kb, bs]
+        block_scales = b.op("Unsqueeze", [b.op("Gather", [scales, ids], axis=0, name="embed/scales_of"),
+                                          b.const([-1], np.int64)])  # [B, S, kb, 1]
+        if zero_points is None:
+            zero = b.const(np.float32(1 << (q.bits - 1)))
+        else:
+            zp = b.op("Cast", [b.op("Gather", [zero_points, ids], axis=0)], to=FLOAT, name="embed/zp_of")
+            if q.bits == 4:  # packed two a row's blocks a byte: [B, S, ceil(kb/2)] -> [B, S, kb]
+                zp = b.op("Slice", [self.nibbles(b, zp, "embed/zp_unpack"), b.const([0], np.int64),
+                                    b.const([q.k_blocks], np.int64), b.const([-1], np.int64)])
+            zero = b.op("Unsqueeze", [zp, b.const([-1], np.int64)])
+        values = b.op("Mul", [b.op("Sub", [codes, zero]), block_scales], name="embed/dequantize")
+        return b.op("Reshape", [values, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+
+    @staticmethod
+    def nibbles(b: GraphBuilder, packed: str, path: str) -> str:
+        """Bytes (as floats) ``[..., n]`` -> their 4-bit codes ``[..., 2n]``, low nibble first
+        (MatMulNBits' packing), by ``high = floor(x / 16)``, ``low = x - 16 * high``."""
+        high = b.op("Floor", [b.op("Div", [packed, b.const(np.float32(16))])], name=path + "/high")
+        low = b.op("Sub", [packed, b.op("Mul", [high, b.const(np.float32(16))])], name=path + "/low")
+        axis = b.const([-1], np.int64)
+        pairs = b.op("Concat", [b.op("Unsqueeze", [low, axis]), b.op("Unsqueeze", [high, axis])], axis=-1)
+        shape = b.op("Concat", [b.op("Shape", [packed], end=-1), b.const([-1], np.int64)], axis=0)
+        return b.op("Reshape", [pairs, shape], name=path)
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         q = self.embed_weight
         if q is None:
             raise RuntimeError("embed() must run before tied_head()")
-        data, scales = self.embed_names
+        data, scales, zero_points = self.embed_names
         # MatMulNBits wants scales as [N * k_blocks]: a Reshape of the shared table.
         flat_scales = b.op("Reshape", [scales, b.const([-1], np.int64)], name="lm_head/scales")
-        inputs = [flat, data, flat_scales]
-        if q.zero_points is not None:
-            inputs.append(b.initializer("lm_head/zero_points", q.zero_points.reshape(q.n, -1)))
+        inputs = [flat, data, flat_scales] + ([zero_points] if zero_points else [])
         return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name="lm_head",
                     accuracy_level=self.options.accuracy_level, **q.attributes())
 
