@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from pocketlm_runtime.native import load_native
-
 from tests.engine import reference
 from tests.engine.node_engine import BUILDS, NodeEngine, build_engine
 

@@ -16,8 +16,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 from starlette.testclient import TestClient
 
