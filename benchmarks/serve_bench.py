@@ -8,7 +8,8 @@ random Llama (tests/fixtures) with the real node_modules. Requests cycle through
 file of the manifest up to --max-file-bytes (the page, scripts, the model, the runtime's
 smaller files); the multi-megabyte WebAssembly files are left out so the test measures
 request handling rather than loopback copying. Reported: throughput, latency percentiles,
-errors, hash mismatches, and the server's memory and open descriptors before and after.
+errors, hash mismatches, the server's memory and open descriptors before and after, and
+how the server deals with --held connections that send half a request head and stall.
 """
 
 from __future__ import annotations
@@ -103,12 +104,41 @@ async def load(address: tuple[str, int], files: list[tuple[str, str, int]], requ
     return seconds, latencies, failures, sum(sizes[p] for plan in plans for p, _ in plan)
 
 
+def held_connections(address: tuple[str, int], count: int, wait: float) -> tuple[int, float]:
+    """Open `count` connections that send half a request head and never finish it; how many
+    the server has closed after `wait` seconds, and when the last one closed."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(address, timeout=5)
+        sock.sendall(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n")  # no blank line
+        sock.setblocking(False)
+        sockets.append(sock)
+    started = time.monotonic()
+    closed: dict[int, float] = {}
+    while time.monotonic() - started < wait and len(closed) < count:
+        for index, sock in enumerate(sockets):
+            if index in closed:
+                continue
+            try:
+                if sock.recv(4096) == b"":
+                    closed[index] = time.monotonic() - started
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed[index] = time.monotonic() - started
+        time.sleep(0.2)
+    for sock in sockets:
+        sock.close()
+    return len(closed), max(closed.values(), default=0.0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, help="a built site (default: build a tiny one)")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--max-file-bytes", type=int, default=1 << 20)
+    parser.add_argument("--held", type=int, default=1000, help="half-sent requests held open")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pocketlm-serve-bench-") as tmp:
         site = args.site or build_tiny_site(Path(tmp))
@@ -132,6 +162,7 @@ def main() -> int:
                 load(("127.0.0.1", port), files, args.requests, args.connections))
             time.sleep(6)  # past the keep-alive timeout: idle connections are closed
             rss_after, fds_after = process_figures(server.pid)
+            held_closed, last_closed = held_connections(("127.0.0.1", port), args.held, 30.0)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -144,6 +175,8 @@ def main() -> int:
           f"p99 {quantiles[98] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
     print(f"  errors {len(failures)} (hash mismatches {sum('sha256' in f for f in failures)})")
     print(f"  server RSS {rss_before:.0f} MB -> {rss_after:.0f} MB, open descriptors {fds_before} -> {fds_after}")
+    print(f"  {args.held} half-sent requests held open: {held_closed} closed by the server within 30 s "
+          f"(the last after {last_closed:.1f} s)")
     for failure in failures[:10]:
         print(f"  ! {failure}")
     return 1 if failures else 0

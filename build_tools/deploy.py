@@ -13,7 +13,9 @@ with its Cache-Control: each path matches exactly one rule that sets Cache-Contr
 types cannot be set there; both hosts already send application/wasm for .wasm.
 
 pocketlm-nginx.conf: included inside the user's `server { }` block (which sets `listen`
-and `root`). The hashed-file rule is a regex location using `HASHED_PATH_REGEX` itself.
+and `root`). The hashed-file rule is a regex location using `HASHED_PATH_REGEX` itself. The
+security headers are set at server level too, for the answers nginx gives before any
+location is chosen (a 400 for a malformed or escaping path, a 405 for TRACE).
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ def render_nginx_conf() -> str:
         "",
         "autoindex off;",
         "server_tokens off;",
+        "# For responses no location handles (requests nginx rejects before matching one):",
+        *[f'add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS],
         "disable_symlinks on from=$document_root;",
         "etag on;",
         "# The build's gzip copies (NAME.gz beside NAME) go to browsers that accept gzip.",

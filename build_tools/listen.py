@@ -58,6 +58,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except (socket.gaierror, UnicodeError) as exc:
         raise ServeError(f"cannot listen on {host!r}: unknown host ({exc}); pass an address such as "
                          "--host 127.0.0.1") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # "localhost": 127.0.0.1 before ::1
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:

@@ -5,10 +5,11 @@ A folder is usable when (docs/model-folder.md):
 1. ``pocketlm.json`` is a JSON object of the expected shape (``check_config``);
 2. every file it names (``named_files``) is a regular file inside the folder: no symlink,
    no path with ``/``, ``\\`` or ``..``;
-3. ``model.onnx`` parses as an ONNX model with the inputs and outputs pocketlm.json lists,
-   and every external-data reference in it points at the ``external_data`` file, inside
-   it, with the byte length its shape and type imply; the data file is exactly as long as
-   the tensors it holds (``check_graph``);
+3. ``model.onnx`` parses as an ONNX model with the inputs and outputs pocketlm.json lists
+   (past key/value inputs of the declared dtype, KV heads and head size), and every
+   external-data reference in it points at the ``external_data`` file, inside it, with the
+   byte length its shape and type imply; the data file is exactly as long as the tensors it
+   holds (``check_graph``);
 4. ``tokenizer.json`` builds a tokenizer whose ids fit the model's vocabulary.
 
 Each problem raises :class:`ModelFolderError`, one line naming the file or key and the

@@ -2,8 +2,10 @@
 
 The headers, media types and cache rules come from http_policy.py (shared with the host
 configs that deploy.py writes). Range requests (206/416) and HEAD are Starlette's
-`FileResponse`; this module adds the path resolution, ETag/304, the policy headers, and
-the choice of a file's gzip copy (compress.py) for browsers that accept it.
+`FileResponse`; this module adds the path resolution, ETag/304 (a date without a zone is
+read as GMT), the policy headers on every response (500s included), an invalid Range
+header ignored rather than refused (RFC 9110 section 14.2), and the choice of a file's
+gzip copy (compress.py) for browsers that accept it. How it listens: listen.py.
 
 Why not `StaticFiles`: it serves dotfiles, and needs `html=True` to map `/` to index.html,
 which also serves every folder's index.html, redirects `/model` to `/model/` and serves

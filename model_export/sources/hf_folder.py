@@ -62,7 +62,8 @@ def _config(spec: ArchSpec, raw: dict[str, Any], name: str, where: str = "config
     for key, target in HF_KEYS.items():
         if raw.get(key) is not None:
             values[target] = raw[key]
-    missing = [k for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size") if k not in raw]
+    missing = [k for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+               if raw.get(k) is None]
     if missing:
         raise ExportError(f"{where} lacks {', '.join(missing)}; it does not describe a decoder model")
     check_fields(values, {field: key for key, field in HF_KEYS.items()}, where)

@@ -1,7 +1,8 @@
 """Generate cli_mutations.json: damaged model folders for `generate`, `chat` and `build`.
 
 Each entry names one damage to an exported model folder (tests/corpus/test_cli_mutations.py
-applies it to a copy of a real export) and the command that must refuse it. Every damage
+applies it to a copy of a real export) and the command that must refuse it; the `export`
+entries damage a source instead (a tiny GGUF file or Hugging Face folder). Every damage
 is invalid by the folder's specification (docs/model-folder.md), chosen without running
 pocketlm: truncations and appended bytes (the graph's external data no longer adds up),
 removed or replaced files, symlinks and paths leaving the folder, random bytes where a
@@ -66,6 +67,29 @@ TOKENIZER_FIELDS: dict[str, list[Any]] = {
 }
 WHOLE_JSON = [[], [1, 2], "text", 3, None, {}]
 
+# `pocketlm export` sources: a tiny GGUF file, a tiny Hugging Face folder (tests/fixtures).
+GGUF, HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER = "tiny.gguf", "config.json", "model.safetensors", "tokenizer.json"
+HF_FIELDS: dict[str, list[Any]] = {
+    "num_attention_heads": [0, -1, "4", 1.5, None, 3],
+    "num_key_value_heads": [0, "2", 3],
+    "hidden_size": [0, "64", 63, None, True],
+    "num_hidden_layers": [0, -1, "2", 10**6],
+    "intermediate_size": [0, "128", 7],
+    "vocab_size": [0, "320", 10**12, 5],
+    "head_dim": [0, "16", 7],
+    "max_position_embeddings": [0, -5, "big", 10**12],
+    "rms_norm_eps": [0, -1e-5, "eps", [1]],
+    "rope_theta": [0, "x", -1, [10000]],
+    "rope_scaling": [[1], "linear", {"rope_type": "linear", "factor": "two"},
+                     {"rope_type": "linear", "factor": 0}, {"rope_type": "nonsense", "factor": 2},
+                     {"rope_type": "longrope", "factor": 2, "short_factor": [1], "long_factor": [1]}],
+    "tie_word_embeddings": ["no", 2],
+    "model_type": ["bert", 5, None],
+    "eos_token_id": [10**6],
+    "bos_token_id": [10**6],
+}
+HF_REQUIRED = ["num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size"]
+
 
 def generate() -> list[dict[str, Any]]:
     rng = random.Random(SEED)
@@ -105,6 +129,35 @@ def generate() -> list[dict[str, Any]]:
     for index, entry in enumerate(entries):
         entry["id"] = index
         entry["command"] = COMMANDS[index % len(COMMANDS)]
+    return entries + export_mutations(rng, len(entries))
+
+
+def export_mutations(rng: random.Random, first_id: int) -> list[dict[str, Any]]:
+    """Damaged sources for `pocketlm export` (the GGUF file or files of the HF folder)."""
+    entries: list[dict[str, Any]] = []
+
+    def add(source: str, **damage: Any) -> None:
+        entries.append({"command": "export", "source": source, **damage})
+
+    for _ in range(10):
+        add("gguf", op="truncate", file=GGUF, fraction=round(rng.uniform(0.0, 0.999), 4))
+    for size in (0, 3, 4096):
+        add("gguf", op="random_bytes", file=GGUF, size=size, seed=rng.randrange(1 << 30))
+    add("gguf", op="directory", file=GGUF)
+    for key, values in HF_FIELDS.items():
+        for value in values:
+            add("hf", op="json_set", file=HF_CONFIG, key=key, value=value)
+    for key in HF_REQUIRED:
+        add("hf", op="json_delete", file=HF_CONFIG, key=key)
+    for value in WHOLE_JSON:
+        add("hf", op="json_whole", file=HF_CONFIG, value=value)
+        add("hf", op="json_whole", file=HF_TOKENIZER, value=value)
+    for name in (HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER):
+        add("hf", op="remove", file=name)
+        add("hf", op="invalid_utf8" if name != HF_WEIGHTS else "empty", file=name)
+        add("hf", op="truncate", file=name, fraction=round(rng.uniform(0.01, 0.99), 4))
+    for index, entry in enumerate(entries):
+        entry["id"] = first_id + index
     return entries
 
 

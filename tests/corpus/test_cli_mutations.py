@@ -1,5 +1,6 @@
-"""Every damaged model folder of cli_mutations.json is refused by `generate`, `chat` and `build`:
-exit status 2, one line on stderr, no traceback, and the previous site left intact.
+"""Every damaged model folder of cli_mutations.json is refused by `generate`, `chat` and `build`,
+and every damaged source by `export`: exit status 2, one line on stderr, no traceback, and the
+previous site or export left intact.
 
 The corpus is written by make_cli_mutations.py (seeded); the first test checks the committed
 file is what the script writes.
@@ -30,7 +31,8 @@ CANARY = b"CANARY-outside-the-model-folder"
 
 def test_the_committed_corpus_is_what_the_script_writes() -> None:
     assert CORPUS == make_cli_mutations.generate()
-    assert len(CORPUS) >= 100
+    assert len([e for e in CORPUS if e["command"] != "export"]) >= 100
+    assert len([e for e in CORPUS if e["command"] == "export"]) >= 50
 
 
 def _set(data: Any, dotted: str, value: Any, delete: bool = False) -> Any:
@@ -48,13 +50,13 @@ def _set(data: Any, dotted: str, value: Any, delete: bool = False) -> Any:
 
 
 def damage(folder: Path, entry: dict[str, Any], canary: Path) -> None:
-    """Apply one corpus entry to the model folder `folder`."""
+    """Apply one corpus entry to the model folder (or source folder) `folder`."""
     path = folder / entry["file"]
     op = entry["op"]
     if op == "remove":
         path.unlink()
     elif op == "directory":
-        path.unlink()
+        path.unlink(missing_ok=True)
         path.mkdir()
         (path / "x").write_bytes(b"x")
     elif op == "symlink_outside":
@@ -94,7 +96,15 @@ def good_site(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return build_site(tiny_export, root / "dist", node_modules=modules).out
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=[f"{e['id']}-{e['command']}-{e['op']}-{e['file']}" for e in CORPUS])
+FOLDER_DAMAGE = [e for e in CORPUS if e["command"] != "export"]
+SOURCE_DAMAGE = [e for e in CORPUS if e["command"] == "export"]
+
+
+def _id(entry: dict[str, Any]) -> str:
+    return f"{entry['id']}-{entry['command']}-{entry['op']}-{entry['file']}"
+
+
+@pytest.mark.parametrize("entry", FOLDER_DAMAGE, ids=[_id(e) for e in FOLDER_DAMAGE])
 def test_a_damaged_model_folder_is_refused_in_one_line(
         entry: dict[str, Any], tiny_export: Path, good_site: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +128,35 @@ def test_a_damaged_model_folder_is_refused_in_one_line(
     assert "Traceback" not in err
     assert tree_digest(site) == before  # the previous site is untouched
     assert sorted(os.listdir(tmp_path)) == ["canary.txt", "model", "site"]  # no temporary folders
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pristine tiny sources: tiny.gguf and hf/ (config.json, model.safetensors, tokenizer.json)."""
+    from tests.fixtures.tiny_models import write_tiny_gguf, write_tiny_hf
+
+    root = tmp_path_factory.mktemp("sources")
+    (root / "gguf").mkdir()
+    write_tiny_gguf("llama", root / "gguf" / "tiny.gguf", seed=0)
+    write_tiny_hf("llama", root / "hf", seed=0)
+    return root
+
+
+@pytest.mark.parametrize("entry", SOURCE_DAMAGE, ids=[_id(e) for e in SOURCE_DAMAGE])
+def test_a_damaged_source_is_refused_and_the_previous_export_kept(
+        entry: dict[str, Any], sources: Path, tiny_export: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    canary = tmp_path / "canary.txt"
+    canary.write_bytes(CANARY)
+    source_dir = Path(shutil.copytree(sources / entry["source"], tmp_path / "source"))
+    damage(source_dir, entry, canary)
+    source = source_dir / "tiny.gguf" if entry["source"] == "gguf" else source_dir
+    previous = Path(shutil.copytree(tiny_export, tmp_path / "previous"))
+    before = tree_digest(previous)
+    code = main(["export", str(source), "-o", str(previous), "--force", "--quant", "fp32", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (entry, err)
+    assert err.startswith("pocketlm: error: ") and "\n" not in err, err
+    assert "Traceback" not in err
+    assert tree_digest(previous) == before  # the previous export is untouched
+    assert sorted(os.listdir(tmp_path)) == ["canary.txt", "previous", "source"]

@@ -3,7 +3,8 @@
 The site is served by `pocketlm serve`'s server with its headers unchanged but for one
 directive added to the policy, `report-uri`, pointing at a collector in the test: Chromium
 reports every violation there, from the page and from its workers alike. The page also
-records `securitypolicyviolation` events and the console's CSP errors. A control at the end
+records `securitypolicyviolation` events and the console's CSP errors (and any complaint
+about the Permissions-Policy header, such as a feature name Chromium does not know). A control at the end
 of the WASM run breaks the policy on purpose and checks each channel sees it.
 """
 
@@ -72,13 +73,18 @@ def reporting_server(tiny_site: Path) -> Iterator[tuple[str, CSPReports]]:
         yield f"http://{host}:{port}", collector[0]
 
 
+def _about_policy(text: str) -> bool:
+    """A console line about the CSP or the Permissions-Policy (a violation, an unknown feature)."""
+    return "Content Security Policy" in text or "Permissions-Policy" in text
+
+
 def open_page(open_browser: BrowserFactory, origin: str, query: str, webgpu: bool) -> tuple[Any, list[str]]:
     context, _ = open_browser(origin, webgpu=webgpu)
     page = context.new_page()
     console: list[str] = []
-    page.on("console", lambda m: console.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("console", lambda m: console.append(m.text) if _about_policy(m.text) else None)
     page.on("worker", lambda w: w.on("console", lambda m: console.append(m.text)
-                                     if "Content Security Policy" in m.text else None))
+                                     if _about_policy(m.text) else None))
     page.add_init_script(f"({WATCH})()")
     page.goto(origin + "/" + query)
     return page, console

@@ -322,17 +322,18 @@ def test_a_new_build_downloads_only_what_changed(open_browser: BrowserFactory, t
         page = context.new_page()
         page.goto(server.url + "/")
         wait_ready(page)
-        (model / "export_report.md").write_text("a new report\n")
+        tokenizer = json.loads((model / "tokenizer.json").read_text())  # a change the tokens ignore
+        (model / "tokenizer.json").write_text(json.dumps({**tokenizer, "version": "changed"}))
         build_site(model, dist, force=True)
         new = json.loads((dist / "manifest.json").read_text())
         renamed = {e["path"] for e in new["files"]} - {e["path"] for e in old["files"]}
-        assert len(renamed) == 1 and renamed.pop().startswith("model/export_report.")
+        assert len(renamed) == 1 and renamed.pop().startswith("model/tokenizer.")
         traffic.seen.clear()
         page.reload()
         page.wait_for_selector("#update", state="visible", timeout=60_000)
         fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
         assert "manifest.json" in fetched
-        assert any(path.startswith("model/export_report.") for path in fetched)  # by the sw
+        assert any(path.startswith("model/tokenizer.") for path in fetched)  # by the sw
         unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
         assert not fetched & unchanged_big, "the update downloaded files it already had"
         with page.expect_navigation():
