@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant clean
+.PHONY: setup browser-deps demo test check bench bench-export bench-quant unicode-tables clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench-export: setup
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench
+
+# Regenerate pocketlm_runtime/unicode_data.py from pinned unicodedata2 (PyPI) and
+# @unicode/unicode-9.0.0 (npm) data; commit the result.
+unicode-tables: setup
+	$(BIN)/python tools/gen_unicode_tables.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache
