@@ -132,7 +132,7 @@ def test_add_bos_and_eos_flags_become_a_template(smollm_meta: dict[str, Any], ad
 
 @pytest.mark.parametrize(("key", "value", "named"), [
     ("tokenizer.ggml.model", "bert", "'bert'"),
-    ("tokenizer.ggml.pre", "deepseek-coder", "'deepseek-coder'"),
+    ("tokenizer.ggml.pre", "kimi-k2", "'kimi-k2'"),
 ])
 def test_unknown_tokenizer_kinds_raise_export_error(key: str, value: str, named: str) -> None:
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "smollm",
@@ -140,7 +140,7 @@ def test_unknown_tokenizer_kinds_raise_export_error(key: str, value: str, named:
     with pytest.raises(ExportError) as caught:
         tokenizer_json_from_gguf(meta)
     message = str(caught.value)
-    assert named in message and "supported" in message and "\n" not in message
+    assert named in message and "gpt2" in message and "\n" not in message
 
 
 def test_missing_vocabulary_raises_export_error() -> None:
