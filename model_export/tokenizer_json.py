@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
+from .gguf_header import read_metadata
 from .gguf_pre_tokenizers import LLAMA3_SPLIT, PRE_TOKENIZERS, QWEN2_SPLIT
 
 __all__ = ["LLAMA3_SPLIT", "PRE_TOKENIZERS", "QWEN2_SPLIT", "read_tokenizer_metadata",
@@ -40,7 +41,10 @@ __all__ = ["LLAMA3_SPLIT", "PRE_TOKENIZERS", "QWEN2_SPLIT", "read_tokenizer_meta
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 TOKENIZER_MODELS = ("gpt2", "llama")
-_UNSUPPORTED_SENTENCEPIECE_ARCHS = ("gemma", "gemma2", "gemma3", "gemma3n")
+# Gemma GGUF vocabularies: merges follow token order (their scores do not), and runs of spaces
+# are stored as spaces though the model spells them with "▁" (as transformers reads them).
+_GEMMA_ARCHS = ("gemma", "gemma2", "gemma3")
+_UNSUPPORTED_SENTENCEPIECE_ARCHS = ("gemma3n",)
 
 
 def decode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,10 +61,9 @@ def decode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_tokenizer_metadata(path: str | Path) -> dict[str, Any]:
-    """The tokenizer metadata of a GGUF file, as plain Python values."""
-    import gguf  # export-time dependency only
-
-    return decode_fields(gguf.GGUFReader(str(path)).fields)
+    """The tokenizer metadata of a GGUF file (``tokenizer.*`` and ``general.architecture``), as
+    plain Python values, read from the file's header only."""
+    return read_metadata(path, lambda key: key.startswith("tokenizer.") or key == "general.architecture")
 
 
 def _required(meta: Mapping[str, Any], key: str) -> Any:
@@ -158,20 +161,26 @@ def _byte_level(meta: Mapping[str, Any], tokens: list[str], types: list[int]) ->
     }
 
 
-def merges_from_scores(tokens: list[str], scores: list[float], types: list[int]) -> list[list[str]]:
+def merges_from_scores(tokens: list[str], scores: list[float],
+                       types: list[int] | None) -> list[list[str]]:
     """SentencePiece BPE as ranked merges: every split of a token into two vocabulary tokens,
     ranked by the merged token's score (highest first), then longer left part, then longer
-    right part, then vocabulary order."""
+    right part, then vocabulary order. With ``types``, only normal and user-defined tokens
+    take part (llama.cpp's rule); with None, every token does (transformers' for Gemma)."""
     vocab = {t: i for i, t in reversed(list(enumerate(tokens)))}
     mergeable = {NORMAL, USER_DEFINED}
+
+    def takes_part(i: int) -> bool:
+        return types is None or types[i] in mergeable
+
     ranked = []
     for i, tok in enumerate(tokens):
-        if types[i] not in mergeable:
+        if not takes_part(i):
             continue
         for k in range(1, len(tok)):
             left, right = tok[:k], tok[k:]
             li, ri = vocab.get(left), vocab.get(right)
-            if li is not None and ri is not None and types[li] in mergeable and types[ri] in mergeable:
+            if li is not None and ri is not None and takes_part(li) and takes_part(ri):
                 ranked.append((-float(scores[i]), -len(left), -len(right), i, li, ri, left, right))
     ranked.sort()
     return [[r[6], r[7]] for r in ranked]
@@ -180,14 +189,24 @@ def merges_from_scores(tokens: list[str], scores: list[float], types: list[int])
 def _sentencepiece(meta: Mapping[str, Any], tokens: list[str], types: list[int]) -> dict[str, Any]:
     arch = meta.get("general.architecture")
     if arch in _UNSUPPORTED_SENTENCEPIECE_ARCHS:
-        raise ExportError(f"the {arch!r} SentencePiece vocabulary is not supported yet "
-                          "(its merges follow token order, not scores); supported: llama-style")
+        raise ExportError(f"the {arch!r} SentencePiece vocabulary is not supported yet; supported: "
+                          f"llama-style and {', '.join(_GEMMA_ARCHS)}")
+    gemma = arch in _GEMMA_ARCHS
+    added = _added_tokens(tokens, types)
+    if gemma:
+        spelled = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
+        added = [a for a in added if spelled[a["id"]] == a["content"]]  # respelled: plain tokens
+        tokens = spelled
     scores = _required(meta, "tokenizer.ggml.scores")
     if len(scores) != len(tokens):
         raise ExportError(f"GGUF has {len(scores)} token scores for {len(tokens)} tokens")
     vocab = _vocab(tokens)
-    merges = (_file_merges(meta, vocab) if meta.get("tokenizer.ggml.merges")
-              else merges_from_scores(tokens, scores, types))
+    if meta.get("tokenizer.ggml.merges"):
+        merges = _file_merges(meta, vocab)
+    elif gemma:
+        merges = merges_from_scores(tokens, [-float(i) for i in range(len(tokens))], None)
+    else:
+        merges = merges_from_scores(tokens, scores, types)
     unk_id = meta.get("tokenizer.ggml.unknown_token_id")
     unk = tokens[int(unk_id)] if unk_id is not None and 0 <= int(unk_id) < len(tokens) else None
     prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
@@ -202,9 +221,10 @@ def _sentencepiece(meta: Mapping[str, Any], tokens: list[str], types: list[int])
     add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", True))  # llama.cpp's default for SPM
     return {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": _added_tokens(tokens, types),
+        "added_tokens": added,
         "normalizer": normalizer,
-        "pre_tokenizer": None,
+        "pre_tokenizer": ({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                           "invert": False} if gemma else None),
         "post_processor": _post_processor(meta, tokens, add_bos),
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": _bpe_model(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True),

@@ -274,7 +274,7 @@ def test_sentencepiece_prefixes_a_space_like_llama_cpp() -> None:
     assert first.startswith("\u2581") and tok.encode("hi")[0] == 1
 
 
-def test_gemma_sentencepiece_is_refused_by_name() -> None:
-    meta = {**sentencepiece_meta(), "general.architecture": "gemma3"}
-    with pytest.raises(ExportError, match="'gemma3'"):
+def test_gemma3n_sentencepiece_is_refused_by_name() -> None:
+    meta = {**sentencepiece_meta(), "general.architecture": "gemma3n"}
+    with pytest.raises(ExportError, match="'gemma3n'"):
         tokenizer_json_from_gguf(meta)
