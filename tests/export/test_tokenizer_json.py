@@ -18,8 +18,10 @@ from tokenizers import models, pre_tokenizers, trainers
 from transformers import AutoTokenizer
 
 from pocketlm_export.errors import ExportError
+from pocketlm_export.gguf_header import read_metadata
 from pocketlm_export.tokenizer_json import (
     QWEN2_SPLIT,
+    read_tokenizer_metadata,
     tokenizer_json_from_gguf,
 )
 from pocketlm_runtime.tokenizer import Tokenizer
@@ -278,3 +280,52 @@ def test_gemma3n_sentencepiece_is_refused_by_name() -> None:
     meta = {**sentencepiece_meta(), "general.architecture": "gemma3n"}
     with pytest.raises(ExportError, match="'gemma3n'"):
         tokenizer_json_from_gguf(meta)
+
+
+# ---- the header reader against the gguf package's reader ------------------------------------
+
+def every_field(path: Path) -> dict[str, Any]:
+    return {key: field.contents() for key, field in gguf.GGUFReader(str(path)).fields.items()
+            if not key.startswith("GGUF.")}
+
+
+def test_header_reader_matches_gguf_package(tmp_path: Path) -> None:
+    path = tmp_path / "kinds.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint8("t.u8", 200)
+    writer.add_int8("t.i8", -5)
+    writer.add_uint16("t.u16", 60000)
+    writer.add_int16("t.i16", -300)
+    writer.add_uint32("t.u32", 4_000_000_000)
+    writer.add_int32("t.i32", -70000)
+    writer.add_float32("t.f32", 0.25)
+    writer.add_uint64("t.u64", 2**40)
+    writer.add_int64("t.i64", -(2**40))
+    writer.add_float64("t.f64", 1e-300)
+    writer.add_bool("t.bool", True)
+    writer.add_string("t.str", "héllo ▁ 😀")
+    writer.add_array("t.strs", ["a", "", "ĠĠ", "<0x0A>"])
+    writer.add_array("t.floats", [0.5, -1000.0, 3.25])
+    writer.add_array("t.ints", [1, 2, 3])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert read_metadata(path) == every_field(path)
+
+
+def test_header_reader_reads_the_default_model_like_gguf_package() -> None:
+    path = default_gguf()
+    fields = every_field(path)
+    assert read_metadata(path) == fields
+    assert read_tokenizer_metadata(path) == {k: v for k, v in fields.items()
+                                             if k.startswith("tokenizer.") or k == "general.architecture"}
+
+
+def test_header_reader_refuses_other_and_cut_files(tmp_path: Path) -> None:
+    (tmp_path / "x.gguf").write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ExportError, match="not a GGUF file"):
+        read_metadata(tmp_path / "x.gguf")
+    (tmp_path / "cut.gguf").write_bytes(default_gguf().read_bytes()[:5000])
+    with pytest.raises(ExportError, match="truncated"):
+        read_metadata(tmp_path / "cut.gguf")
