@@ -48,6 +48,11 @@ def ours(name: str) -> str:
 
 
 @cache
+def runtime_tokenizer(name: str) -> Tokenizer:
+    return Tokenizer.from_str(ours(name))
+
+
+@cache
 def transformers_tokenizer(name: str) -> tokenizers.Tokenizer:
     path = gguf_path(name)
     backend: tokenizers.Tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).backend_tokenizer
@@ -89,7 +94,7 @@ def test_ids_and_text_match_transformers(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_runtime_matches_library_natively(name: str) -> None:
-    library, runtime = tokenizers.Tokenizer.from_str(ours(name)), Tokenizer.from_str(ours(name))
+    library, runtime = tokenizers.Tokenizer.from_str(ours(name)), runtime_tokenizer(name)
     lines = CORPUS + unicode_texts()
     assert differing(lines, runtime.encode, lambda s: library.encode(s).ids) == []
     for line in lines[:300]:
@@ -110,7 +115,7 @@ def test_qwen_runtime_matches_library_under_pyodide(tmp_path: Path) -> None:
 
 
 def test_gemma_adds_bos_and_keeps_turn_markers_whole() -> None:
-    runtime = Tokenizer.from_str(ours("gemma3"))
+    runtime = runtime_tokenizer("gemma3")
     ids = runtime.encode("<start_of_turn>user\nhi  there<end_of_turn>")
     meta: dict[str, Any] = read_tokenizer_metadata(gguf_path("gemma3"))
     assert ids[0] == meta["tokenizer.ggml.bos_token_id"]
