@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant unicode-tables clean
+.PHONY: setup browser-deps demo test check bench bench-export bench-quant bench-tokenizer unicode-tables clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-export: setup
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench
+
+bench-tokenizer: setup
+	$(BIN)/python -m benchmarks.tokenizer_bench
 
 # Regenerate pocketlm_runtime/unicode_data.py from pinned unicodedata2 (PyPI) and
 # @unicode/unicode-9.0.0 (npm) data; commit the result.
