@@ -329,3 +329,26 @@ def test_header_reader_refuses_other_and_cut_files(tmp_path: Path) -> None:
     (tmp_path / "cut.gguf").write_bytes(default_gguf().read_bytes()[:5000])
     with pytest.raises(ExportError, match="truncated"):
         read_metadata(tmp_path / "cut.gguf")
+
+
+# ---- what `pocketlm export` writes ------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_exported_tokenizer_json_loads_in_library_and_gives_transformers_ids(tmp_path: Path,
+                                                                            arch: str) -> None:
+    from pocketlm_export.export import ExportOptions, export
+    from tests.fixtures.tiny_models import write_tiny_gguf
+
+    src = write_tiny_gguf(arch, tmp_path / "tiny.gguf", seed=0)
+    export(src, tmp_path / "out", ExportOptions(quant="fp32", progress=False))
+    text = (tmp_path / "out" / "tokenizer.json").read_text(encoding="utf-8")
+    library, runtime = tokenizers.Tokenizer.from_str(text), Tokenizer.from_str(text)
+    backend = AutoTokenizer.from_pretrained(tmp_path, gguf_file="tiny.gguf").backend_tokenizer
+
+    def reference(line: str) -> list[int]:  # the file's pre is "smollm": digits split first
+        return [i for part in NUMERIC.split(line) if part
+                for i in backend.encode(part, add_special_tokens=False).ids]
+
+    lines = CORPUS[:800]
+    assert mismatches(lines, lambda s: library.encode(s, add_special_tokens=False).ids, reference) == []
+    assert mismatches(lines, runtime.encode, lambda s: library.encode(s).ids) == []
