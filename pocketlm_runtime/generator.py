@@ -16,7 +16,7 @@ from typing import Any
 
 from .model_info import ModelInfo
 from .sampling import Sampler, SamplingOptions
-from .session import Candidates, Session, SessionLost
+from .session import Session, SessionLost
 
 Clock = Callable[[], float]
 
@@ -81,7 +81,7 @@ class Generator:
         self.sampler = Sampler(options)
         self.pending: list[int] = []
         self.generated: list[int] = []
-        self.candidates: Candidates | None = None
+        self.chosen: int | None = None  # the token picked from the last step's logits
         self.done = False
         self.timing = Timing()
         self.stop_reason = ""
@@ -123,22 +123,23 @@ class Generator:
         if not self.pending:
             return 0
         fed = len(self.pending)
-        self._feed()
-        self.candidates = None
+        self._feed(None)
+        self.chosen = None
         return fed
 
-    def _feed(self) -> None:
+    def _feed(self, uniform: float | None) -> None:
+        """Run the pending tokens; with ``uniform`` (not None), pick the next token too."""
         try:
-            self._run_pending()
+            self._run_pending(uniform)
         except SessionLost:
             # A new session holds nothing: feed every token again (once; a second loss raises).
             self.session.release(list(self.kv.values()))
             self.kv = {name: self.session.empty_kv() for name in self.info.kv.past_names()}
             self.pending = self.cached + self.pending
             self.cached = []
-            self._run_pending()
+            self._run_pending(uniform)
 
-    def _run_pending(self) -> None:
+    def _run_pending(self, uniform: float | None) -> None:
         ids = self.pending
         start = len(self.cached)
         total = start + len(ids)
@@ -165,7 +166,10 @@ class Generator:
         }
         logits = outputs[self.info.outputs.get("logits", "logits")]
         try:
-            self.candidates = s.candidates(logits, self.options.needed_candidates())
+            if uniform is not None:
+                # The penalty looks at every token of the sequence, this step's included.
+                seen = (self.cached + ids) if self.options.repetition_penalty != 1.0 else []
+                self.chosen = s.pick(logits, self.options, seen, uniform)
         finally:
             s.release([logits])
         self.cached.extend(ids)
@@ -175,12 +179,13 @@ class Generator:
         if self.done:
             raise RuntimeError("generation is done; call begin() for a new answer")
         started = self.clock()
-        if self.pending:
-            self._feed()
-        if self.candidates is None:
+        if not self.pending:
             raise RuntimeError("no tokens to continue from; append_tokens() first")
-        token = self.sampler(self.candidates, self.cached)
-        self.candidates = None
+        self._feed(self.sampler.uniform())
+        token = self.chosen
+        if token is None:
+            raise RuntimeError("the session picked no token")
+        self.chosen = None
         elapsed = self.clock() - started
         if self.generated:
             self.timing.decode_seconds += elapsed
