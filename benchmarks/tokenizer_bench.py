@@ -4,7 +4,7 @@ and for the same vocabulary with a Qwen2-style split and NFC normalizer.
 
     python -m benchmarks.tokenizer_bench [--runtime DIR]   # DIR: another pocketlm_runtime
 
-Prints, per runtime and tokenizer: load time, and the fastest of 9 encodes of each prompt with
+Prints, per runtime and tokenizer: load time, and the fastest of 15 encodes of each prompt with
 a fresh tokenizer (cold: no word cache) and of the same encode again (warm), garbage
 collection off while timed. Times in milliseconds (wall clock: the fastest run is the one
 least disturbed by other work on a shared machine).
@@ -76,7 +76,7 @@ def tokenizer_files(folder: Path) -> dict[str, str]:
     for label, text in (("english", ENGLISH), ("mixed", MIXED)):
         prompts[f"{label}-256"] = tok.decode(tok.encode(text, add_special_tokens=False)[:256])
     (folder / "job.json").write_text(json.dumps({"tokenizers": list(names), "prompts": prompts,
-                                                 "repeats": 9}), encoding="utf-8")
+                                                 "repeats": 15}), encoding="utf-8")
     return {name: str(folder / f"{name}.json") for name in names}
 
 
