@@ -337,7 +337,7 @@ def build_normalizer(spec: dict[str, Any] | None) -> Normalizer | None:
         form = forms[kind]
         return lambda s: unicode_norm.normalize(form, s)
     if kind == "Lowercase":
-        return str.lower
+        return unicode_norm.lowercase
     if kind == "Prepend":
         prefix = spec["prepend"]
         return lambda s: prefix + s if s else s

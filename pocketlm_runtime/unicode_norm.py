@@ -131,6 +131,24 @@ def _hangul(first: str, second: str) -> str | None:
     return None
 
 
+@cache
+def _lowercase_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for entry in unicode_data.LOWERCASE.split():
+        cp, parts = entry.split("=")
+        table[int(cp, 16)] = "".join(chr(int(p, 16)) for p in parts.split("."))
+    return table
+
+
+def lowercase(text: str) -> str:
+    """Each character's full lowercase mapping on its own (Unicode 17.0.0, no final-sigma
+    context), as the ``Lowercase`` normalizer of ``tokenizers`` 0.23 (Rust's
+    ``char::to_lowercase``) does; Python's ``str.lower`` differs on final sigma and by version."""
+    if text.isascii():
+        return text.lower()
+    return text.translate(_lowercase_table())
+
+
 def normalize(form: Form, text: str) -> str:
     """``text`` in normalization form ``form`` (UAX #15), Unicode 9.0.0 repertoire.
 

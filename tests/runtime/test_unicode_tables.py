@@ -80,6 +80,23 @@ def test_normalizers_match_library_on_mark_sequences(form: Any) -> None:
     assert [[f"U+{ord(c):04X}" for c in t] for t in wrong[:5]] == []
 
 
+def test_lowercase_matches_library_on_every_code_point() -> None:
+    text = "\n".join(EVERY_CHARACTER)
+    ours, theirs = unicode_norm.lowercase(text), normalizers.Lowercase().normalize_str(text)
+    if ours != theirs:
+        wrong = [f"U+{ord(c):04X}" for c, a, b in zip(EVERY_CHARACTER, ours.split("\n"),
+                                                       theirs.split("\n")) if a != b]
+        assert wrong[:10] == []
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("text", ["ΟΔΟΣ ΚΑΙ ΟΔΟΣ.", "İSTANBUL ẞ ǅ", "\uA7CB \U00010D50 Garay",
+                                  "HELLO world"])
+def test_lowercase_maps_each_character_alone_like_library(text: str) -> None:
+    # Python's str.lower turns a word-final capital sigma into ς; the library does not.
+    assert unicode_norm.lowercase(text) == normalizers.Lowercase().normalize_str(text)
+
+
 def test_unknown_normalization_form_is_refused() -> None:
     with pytest.raises(ValueError, match="'NFX'"):
         unicode_norm.normalize("NFX", "text")  # type: ignore[arg-type]
