@@ -64,7 +64,7 @@ bench-tokenizer: setup
 	$(BIN)/python -m benchmarks.tokenizer_bench
 
 # Regenerate pocketlm_runtime/unicode_data.py from pinned unicodedata2 (PyPI) and
-# @unicode/unicode-9.0.0 (npm) data; commit the result.
+# @unicode/unicode-9.0.0 and -17.0.0 (npm) data; commit the result.
 unicode-tables: setup
 	$(BIN)/python tools/gen_unicode_tables.py
 

@@ -7,8 +7,8 @@ White_Space. :func:`translate_regex` rewrites such a pattern for Python's ``re``
 expanding every ``\p{..}``, ``\s`` and ``\d`` into explicit code-point ranges, read from
 pocketlm's generated tables (:mod:`.unicode_data`: Unicode 16.0.0, the version of the
 Oniguruma in ``tokenizers`` 0.23), never from the running Python's :mod:`unicodedata`, whose
-version differs between CPython 3.11 (14.0) and Pyodide (16.0). The NFC/NFKC normalizers
-come from :mod:`.unicode_norm`, on the same principle. Python's own ``\s``/``\d``/``\w``
+version differs between CPython 3.11 (14.0) and Pyodide (16.0). The NFC/NFKC and Lowercase
+normalizers come from :mod:`.unicode_norm`, on the same principle. Python's own ``\s``/``\d``/``\w``
 are never used: they differ from Oniguruma's (``\s`` also matches U+001C..U+001F).
 
 A piece is ``(text, at_start)``: ``at_start`` is true when the piece begins at offset 0 of
