@@ -335,6 +335,7 @@ def build_normalizer(spec: dict[str, Any] | None) -> Normalizer | None:
         "NFC": "NFC", "NFD": "NFD", "NFKC": "NFKC", "NFKD": "NFKD"}
     if kind in forms:
         form = forms[kind]
+        unicode_norm.prepare(form)
         return lambda s: unicode_norm.normalize(form, s)
     if kind == "Lowercase":
         return unicode_norm.lowercase

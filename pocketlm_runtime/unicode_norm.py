@@ -149,6 +149,12 @@ def lowercase(text: str) -> str:
     return text.translate(_lowercase_table())
 
 
+def prepare(form: Form) -> None:
+    """Parse the tables ``form`` needs now (at tokenizer load) rather than at the first text."""
+    _tables()
+    _changeable(form)
+
+
 def normalize(form: Form, text: str) -> str:
     """``text`` in normalization form ``form`` (UAX #15), Unicode 9.0.0 repertoire.
 
