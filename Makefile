@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps engine demo test check bench bench-engine bench-export bench-quant bench-serve clean
+.PHONY: setup browser-deps engine demo test check bench bench-engine bench-export bench-quant bench-serve bench-tokenizer unicode-tables clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +59,14 @@ bench-quant: setup
 
 bench-serve: setup
 	$(BIN)/python -m benchmarks.serve_bench
+
+bench-tokenizer: setup
+	$(BIN)/python -m benchmarks.tokenizer_bench
+
+# Regenerate pocketlm_runtime/unicode_data.py from pinned unicodedata2 (PyPI) and
+# @unicode/unicode-9.0.0 and -17.0.0 (npm) data; commit the result.
+unicode-tables: setup
+	$(BIN)/python tools/gen_unicode_tables.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

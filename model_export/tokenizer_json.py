@@ -13,7 +13,8 @@ Input: a mapping from GGUF key to a plain Python value (``str``, ``int``, ``bool
 
 - ``"gpt2"``: byte-level BPE. The vocabulary is already spelled in the byte alphabet;
   ``tokenizer.ggml.pre`` picks the split, mirroring llama.cpp's regex list for that keyword
-  (see ``PRE_TOKENIZERS``) and the pre-tokenizer of the model's original ``tokenizer.json``.
+  and the pre-tokenizer of the model's original ``tokenizer.json``
+  (:mod:`.gguf_pre_tokenizers`); an unknown keyword is refused with the list of known ones.
 - ``"llama"``: SentencePiece BPE. Merges are rebuilt from the token scores (a merge's rank
   is its merged token's score, best first), ``byte_fallback`` and ``fuse_unk`` on. The space
   prefix is a ``Prepend("▁")`` normalizer, which, like llama.cpp and SentencePiece, also
@@ -27,60 +28,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
+from .gguf_header import read_metadata
+from .gguf_pre_tokenizers import LLAMA3_SPLIT, PRE_TOKENIZERS, QWEN2_SPLIT
+
+__all__ = ["LLAMA3_SPLIT", "PRE_TOKENIZERS", "QWEN2_SPLIT", "read_tokenizer_metadata",
+           "tokenizer_json_from_gguf"]
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
-GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-
-_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-_BYTES_ONLY = {**_BYTE_LEVEL, "use_regex": False}
-
-
-def _split_then_bytes(pattern: str) -> dict[str, Any]:
-    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
-    return {"type": "Sequence", "pretokenizers": [split, _BYTES_ONLY]}
-
-
-@dataclass(frozen=True)
-class PreTokenizerSpec:
-    """How text is split for one ``tokenizer.ggml.pre`` keyword of a byte-level vocabulary."""
-
-    pre_tokenizer: dict[str, Any]
-    normalizer: dict[str, Any] | None = None
-    ignore_merges: bool = False  # llama.cpp: whole pieces found in the vocab skip merging
-    add_bos_default: bool = False  # llama.cpp's default when the file has no add_bos_token
-
-
-_GPT2 = PreTokenizerSpec(_BYTE_LEVEL)
-# llama.cpp "\p{N}" then the GPT-2 regex == HF Digits(individual) then ByteLevel.
-_DIGITS_GPT2 = PreTokenizerSpec({"type": "Sequence", "pretokenizers": [
-    {"type": "Digits", "individual_digits": True}, _BYTE_LEVEL]})
-_LLAMA3 = PreTokenizerSpec(_split_then_bytes(LLAMA3_SPLIT), ignore_merges=True, add_bos_default=True)
-_QWEN2 = PreTokenizerSpec(_split_then_bytes(QWEN2_SPLIT), normalizer={"type": "NFC"})
-
-PRE_TOKENIZERS: dict[str, PreTokenizerSpec] = {
-    "default": _GPT2, "gpt2": _GPT2, "gpt-2": _GPT2, "phi-2": _GPT2, "mpt": _GPT2, "olmo": _GPT2,
-    "smollm": _DIGITS_GPT2, "starcoder": _DIGITS_GPT2, "refact": _DIGITS_GPT2,
-    "command-r": _DIGITS_GPT2, "codeshell": _DIGITS_GPT2, "exaone": _DIGITS_GPT2,
-    "minerva-7b": _DIGITS_GPT2,
-    "llama3": _LLAMA3, "llama-v3": _LLAMA3, "llama-bpe": _LLAMA3, "falcon3": _LLAMA3,
-    "dbrx": PreTokenizerSpec(_split_then_bytes(LLAMA3_SPLIT)),
-    "smaug-bpe": PreTokenizerSpec(_split_then_bytes(LLAMA3_SPLIT)),
-    "qwen2": _QWEN2,
-    "deepseek-r1-qwen": PreTokenizerSpec(_split_then_bytes(QWEN2_SPLIT)),
-    "megrez": PreTokenizerSpec(_split_then_bytes(QWEN2_SPLIT)),
-}
 TOKENIZER_MODELS = ("gpt2", "llama")
-_UNSUPPORTED_SENTENCEPIECE_ARCHS = ("gemma", "gemma2", "gemma3", "gemma3n")
+# Gemma GGUF vocabularies: merges follow token order (their scores do not), and runs of spaces
+# are stored as spaces though the model spells them with "▁" (as transformers reads them).
+_GEMMA_ARCHS = ("gemma", "gemma2", "gemma3")
+_UNSUPPORTED_SENTENCEPIECE_ARCHS = ("gemma3n",)
 
 
 def decode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,10 +61,9 @@ def decode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_tokenizer_metadata(path: str | Path) -> dict[str, Any]:
-    """The tokenizer metadata of a GGUF file, as plain Python values."""
-    import gguf  # export-time dependency only
-
-    return decode_fields(gguf.GGUFReader(str(path)).fields)
+    """The tokenizer metadata of a GGUF file (``tokenizer.*`` and ``general.architecture``), as
+    plain Python values, read from the file's header only."""
+    return read_metadata(path, lambda key: key.startswith("tokenizer.") or key == "general.architecture")
 
 
 def _required(meta: Mapping[str, Any], key: str) -> Any:
@@ -178,12 +141,13 @@ def _file_merges(meta: Mapping[str, Any], vocab: Mapping[str, int]) -> list[list
 def _byte_level(meta: Mapping[str, Any], tokens: list[str], types: list[int]) -> dict[str, Any]:
     pre_name = meta.get("tokenizer.ggml.pre")
     if pre_name is None:
-        warnings.warn("GGUF has no tokenizer.ggml.pre; splitting text like GPT-2", stacklevel=3)
+        warnings.warn("GGUF has no tokenizer.ggml.pre; splitting text like llama.cpp's 'default'",
+                      stacklevel=3)
         pre_name = "default"
     spec = PRE_TOKENIZERS.get(str(pre_name))
     if spec is None:
-        raise ExportError(f"GGUF tokenizer.ggml.pre {pre_name!r} is not supported; "
-                          f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
+        raise ExportError(f"GGUF tokenizer.ggml.pre {pre_name!r} is not a split rule pocketlm knows; "
+                          f"known: {', '.join(sorted(PRE_TOKENIZERS))}")
     vocab = _vocab(tokens)
     add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", spec.add_bos_default))
     return {
@@ -192,25 +156,31 @@ def _byte_level(meta: Mapping[str, Any], tokens: list[str], types: list[int]) ->
         "normalizer": spec.normalizer,
         "pre_tokenizer": spec.pre_tokenizer,
         "post_processor": _post_processor(meta, tokens, add_bos),
-        "decoder": {**_BYTE_LEVEL, "add_prefix_space": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": _bpe_model(vocab, _file_merges(meta, vocab), ignore_merges=spec.ignore_merges),
     }
 
 
-def merges_from_scores(tokens: list[str], scores: list[float], types: list[int]) -> list[list[str]]:
+def merges_from_scores(tokens: list[str], scores: list[float],
+                       types: list[int] | None) -> list[list[str]]:
     """SentencePiece BPE as ranked merges: every split of a token into two vocabulary tokens,
     ranked by the merged token's score (highest first), then longer left part, then longer
-    right part, then vocabulary order."""
+    right part, then vocabulary order. With ``types``, only normal and user-defined tokens
+    take part (llama.cpp's rule); with None, every token does (transformers' for Gemma)."""
     vocab = {t: i for i, t in reversed(list(enumerate(tokens)))}
     mergeable = {NORMAL, USER_DEFINED}
+
+    def takes_part(i: int) -> bool:
+        return types is None or types[i] in mergeable
+
     ranked = []
     for i, tok in enumerate(tokens):
-        if types[i] not in mergeable:
+        if not takes_part(i):
             continue
         for k in range(1, len(tok)):
             left, right = tok[:k], tok[k:]
             li, ri = vocab.get(left), vocab.get(right)
-            if li is not None and ri is not None and types[li] in mergeable and types[ri] in mergeable:
+            if li is not None and ri is not None and takes_part(li) and takes_part(ri):
                 ranked.append((-float(scores[i]), -len(left), -len(right), i, li, ri, left, right))
     ranked.sort()
     return [[r[6], r[7]] for r in ranked]
@@ -219,14 +189,24 @@ def merges_from_scores(tokens: list[str], scores: list[float], types: list[int])
 def _sentencepiece(meta: Mapping[str, Any], tokens: list[str], types: list[int]) -> dict[str, Any]:
     arch = meta.get("general.architecture")
     if arch in _UNSUPPORTED_SENTENCEPIECE_ARCHS:
-        raise ExportError(f"the {arch!r} SentencePiece vocabulary is not supported yet "
-                          "(its merges follow token order, not scores); supported: llama-style")
+        raise ExportError(f"the {arch!r} SentencePiece vocabulary is not supported yet; supported: "
+                          f"llama-style and {', '.join(_GEMMA_ARCHS)}")
+    gemma = arch in _GEMMA_ARCHS
+    added = _added_tokens(tokens, types)
+    if gemma:
+        spelled = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
+        added = [a for a in added if spelled[a["id"]] == a["content"]]  # respelled: plain tokens
+        tokens = spelled
     scores = _required(meta, "tokenizer.ggml.scores")
     if len(scores) != len(tokens):
         raise ExportError(f"GGUF has {len(scores)} token scores for {len(tokens)} tokens")
     vocab = _vocab(tokens)
-    merges = (_file_merges(meta, vocab) if meta.get("tokenizer.ggml.merges")
-              else merges_from_scores(tokens, scores, types))
+    if meta.get("tokenizer.ggml.merges"):
+        merges = _file_merges(meta, vocab)
+    elif gemma:
+        merges = merges_from_scores(tokens, [-float(i) for i in range(len(tokens))], None)
+    else:
+        merges = merges_from_scores(tokens, scores, types)
     unk_id = meta.get("tokenizer.ggml.unknown_token_id")
     unk = tokens[int(unk_id)] if unk_id is not None and 0 <= int(unk_id) < len(tokens) else None
     prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
@@ -241,9 +221,10 @@ def _sentencepiece(meta: Mapping[str, Any], tokens: list[str], types: list[int])
     add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", True))  # llama.cpp's default for SPM
     return {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": _added_tokens(tokens, types),
+        "added_tokens": added,
         "normalizer": normalizer,
-        "pre_tokenizer": None,
+        "pre_tokenizer": ({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                           "invert": False} if gemma else None),
         "post_processor": _post_processor(meta, tokens, add_bos),
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": _bpe_model(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True),

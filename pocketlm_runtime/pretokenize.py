@@ -5,8 +5,11 @@ Standard library only (it runs unchanged in Pyodide). The pre-tokenizer regexes 
 library: they use ``\p{L}``, ``\p{N}``, ``(?i:...)`` and a ``\s`` that means Unicode
 White_Space. :func:`translate_regex` rewrites such a pattern for Python's ``re`` by
 expanding every ``\p{..}``, ``\s`` and ``\d`` into explicit code-point ranges, read from
-:mod:`unicodedata` once, on first use. Python's own ``\s``/``\d``/``\w`` are never used:
-they differ from Oniguruma's (``\s`` also matches U+001C..U+001F).
+pocketlm's generated tables (:mod:`.unicode_data`: Unicode 16.0.0, the version of the
+Oniguruma in ``tokenizers`` 0.23), never from the running Python's :mod:`unicodedata`, whose
+version differs between CPython 3.11 (14.0) and Pyodide (16.0). The NFC/NFKC and Lowercase
+normalizers come from :mod:`.unicode_norm`, on the same principle. Python's own ``\s``/``\d``/``\w``
+are never used: they differ from Oniguruma's (``\s`` also matches U+001C..U+001F).
 
 A piece is ``(text, at_start)``: ``at_start`` is true when the piece begins at offset 0 of
 the original input, which is what ``Metaspace(prepend_scheme="first")`` looks at.
@@ -14,12 +17,12 @@ the original input, which is what ``Metaspace(prepend_scheme="first")`` looks at
 
 from __future__ import annotations
 
-import itertools
 import re
-import unicodedata
 from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any, Literal, TypeVar
+
+from . import unicode_data, unicode_norm
 
 Piece = tuple[str, bool]
 PreTokenizer = Callable[[list[Piece]], list[Piece]]
@@ -36,11 +39,6 @@ WHITE_SPACE: Ranges = (
 )
 WHITE_SPACE_CHARS = "".join(chr(c) for lo, hi in WHITE_SPACE for c in range(lo, hi + 1))
 
-# Planes 4-13 hold no assigned character and planes 15-16 only private use, so scanning
-# planes 0-3 and 14 finds every letter, mark, number, punctuation, symbol and separator.
-_SCANNED = ((0x0, 0x3FFFF), (0xE0000, 0xEFFFF))
-_UNSCANNED = ((0x40000, 0xDFFFF, "Cn"), (0xF0000, 0xFFFFD, "Co"), (0xFFFFE, 0xFFFFF, "Cn"),
-              (0x100000, 0x10FFFD, "Co"), (0x10FFFE, 0x10FFFF, "Cn"))
 _LONG_NAMES = {"letter": "L", "casedletter": "LC", "l&": "LC", "mark": "M", "number": "N",
                "punctuation": "P", "symbol": "S", "separator": "Z", "other": "C",
                "uppercaseletter": "Lu", "lowercaseletter": "Ll", "decimalnumber": "Nd"}
@@ -49,15 +47,11 @@ _UNSUPPORTED_ESCAPES = "wWbBhHRXKGzZyYO"
 
 @lru_cache(maxsize=1)
 def _category_runs() -> tuple[tuple[int, int, str], ...]:
-    """(first, last, general category) for every run of code points, in order."""
-    runs: list[tuple[int, int, str]] = []
-    for lo, hi in _SCANNED:
-        pos = lo
-        for cat, group in itertools.groupby(map(unicodedata.category, map(chr, range(lo, hi + 1)))):
-            n = sum(1 for _ in group)
-            runs.append((pos, pos + n - 1, cat))
-            pos += n
-    return tuple(sorted(runs + list(_UNSCANNED)))
+    """(first, last, general category) for every run of code points, in order (Unicode 16.0.0)."""
+    names = unicode_data.CATEGORIES
+    starts = [entry.split(":") for entry in unicode_data.CATEGORY_RUNS.split()]
+    bounds = [int(cp, 16) for cp, _ in starts] + [0x110000]
+    return tuple((bounds[k], bounds[k + 1] - 1, names[int(index)]) for k, (_, index) in enumerate(starts))
 
 
 def _merge(ranges: list[tuple[int, int]]) -> Ranges:
@@ -341,9 +335,10 @@ def build_normalizer(spec: dict[str, Any] | None) -> Normalizer | None:
         "NFC": "NFC", "NFD": "NFD", "NFKC": "NFKC", "NFKD": "NFKD"}
     if kind in forms:
         form = forms[kind]
-        return lambda s: unicodedata.normalize(form, s)
+        unicode_norm.prepare(form)
+        return lambda s: unicode_norm.normalize(form, s)
     if kind == "Lowercase":
-        return str.lower
+        return unicode_norm.lowercase
     if kind == "Prepend":
         prefix = spec["prepend"]
         return lambda s: prefix + s if s else s

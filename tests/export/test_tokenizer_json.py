@@ -18,8 +18,10 @@ from tokenizers import models, pre_tokenizers, trainers
 from transformers import AutoTokenizer
 
 from pocketlm_export.errors import ExportError
+from pocketlm_export.gguf_header import read_metadata
 from pocketlm_export.tokenizer_json import (
     QWEN2_SPLIT,
+    read_tokenizer_metadata,
     tokenizer_json_from_gguf,
 )
 from pocketlm_runtime.tokenizer import Tokenizer
@@ -132,7 +134,7 @@ def test_add_bos_and_eos_flags_become_a_template(smollm_meta: dict[str, Any], ad
 
 @pytest.mark.parametrize(("key", "value", "named"), [
     ("tokenizer.ggml.model", "bert", "'bert'"),
-    ("tokenizer.ggml.pre", "deepseek-coder", "'deepseek-coder'"),
+    ("tokenizer.ggml.pre", "kimi-k2", "'kimi-k2'"),
 ])
 def test_unknown_tokenizer_kinds_raise_export_error(key: str, value: str, named: str) -> None:
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "smollm",
@@ -140,7 +142,7 @@ def test_unknown_tokenizer_kinds_raise_export_error(key: str, value: str, named:
     with pytest.raises(ExportError) as caught:
         tokenizer_json_from_gguf(meta)
     message = str(caught.value)
-    assert named in message and "supported" in message and "\n" not in message
+    assert named in message and "gpt2" in message and "\n" not in message
 
 
 def test_missing_vocabulary_raises_export_error() -> None:
@@ -274,7 +276,79 @@ def test_sentencepiece_prefixes_a_space_like_llama_cpp() -> None:
     assert first.startswith("\u2581") and tok.encode("hi")[0] == 1
 
 
-def test_gemma_sentencepiece_is_refused_by_name() -> None:
-    meta = {**sentencepiece_meta(), "general.architecture": "gemma3"}
-    with pytest.raises(ExportError, match="'gemma3'"):
+def test_gemma3n_sentencepiece_is_refused_by_name() -> None:
+    meta = {**sentencepiece_meta(), "general.architecture": "gemma3n"}
+    with pytest.raises(ExportError, match="'gemma3n'"):
         tokenizer_json_from_gguf(meta)
+
+
+# ---- the header reader against the gguf package's reader ------------------------------------
+
+def every_field(path: Path) -> dict[str, Any]:
+    return {key: field.contents() for key, field in gguf.GGUFReader(str(path)).fields.items()
+            if not key.startswith("GGUF.")}
+
+
+def test_header_reader_matches_gguf_package(tmp_path: Path) -> None:
+    path = tmp_path / "kinds.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint8("t.u8", 200)
+    writer.add_int8("t.i8", -5)
+    writer.add_uint16("t.u16", 60000)
+    writer.add_int16("t.i16", -300)
+    writer.add_uint32("t.u32", 4_000_000_000)
+    writer.add_int32("t.i32", -70000)
+    writer.add_float32("t.f32", 0.25)
+    writer.add_uint64("t.u64", 2**40)
+    writer.add_int64("t.i64", -(2**40))
+    writer.add_float64("t.f64", 1e-300)
+    writer.add_bool("t.bool", True)
+    writer.add_string("t.str", "héllo ▁ 😀")
+    writer.add_array("t.strs", ["a", "", "ĠĠ", "<0x0A>"])
+    writer.add_array("t.floats", [0.5, -1000.0, 3.25])
+    writer.add_array("t.ints", [1, 2, 3])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert read_metadata(path) == every_field(path)
+
+
+def test_header_reader_reads_the_default_model_like_gguf_package() -> None:
+    path = default_gguf()
+    fields = every_field(path)
+    assert read_metadata(path) == fields
+    assert read_tokenizer_metadata(path) == {k: v for k, v in fields.items()
+                                             if k.startswith("tokenizer.") or k == "general.architecture"}
+
+
+def test_header_reader_refuses_other_and_cut_files(tmp_path: Path) -> None:
+    (tmp_path / "x.gguf").write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ExportError, match="not a GGUF file"):
+        read_metadata(tmp_path / "x.gguf")
+    (tmp_path / "cut.gguf").write_bytes(default_gguf().read_bytes()[:5000])
+    with pytest.raises(ExportError, match="truncated"):
+        read_metadata(tmp_path / "cut.gguf")
+
+
+# ---- what `pocketlm export` writes ------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_exported_tokenizer_json_loads_in_library_and_gives_transformers_ids(tmp_path: Path,
+                                                                            arch: str) -> None:
+    from pocketlm_export.export import ExportOptions, export
+    from tests.fixtures.tiny_models import write_tiny_gguf
+
+    src = write_tiny_gguf(arch, tmp_path / "tiny.gguf", seed=0)
+    export(src, tmp_path / "out", ExportOptions(quant="fp32", progress=False))
+    text = (tmp_path / "out" / "tokenizer.json").read_text(encoding="utf-8")
+    library, runtime = tokenizers.Tokenizer.from_str(text), Tokenizer.from_str(text)
+    backend = AutoTokenizer.from_pretrained(tmp_path, gguf_file="tiny.gguf").backend_tokenizer
+
+    def reference(line: str) -> list[int]:  # the file's pre is "smollm": digits split first
+        return [i for part in NUMERIC.split(line) if part
+                for i in backend.encode(part, add_special_tokens=False).ids]
+
+    lines = CORPUS[:800]
+    assert mismatches(lines, lambda s: library.encode(s, add_special_tokens=False).ids, reference) == []
+    assert mismatches(lines, runtime.encode, lambda s: library.encode(s).ids) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import unicodedata
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -221,23 +220,7 @@ def test_streaming_concatenates_to_decode(name: str) -> None:
             assert "".join(pieces) == tok.decode(ids, skip_special_tokens=skip), line
 
 
-# ---- regex dialect: \p{..}, \s and \d exactly as Oniguruma --------------------------------
-
-def assigned_characters() -> str:
-    planes = [*range(0x30000), *range(0xE0000, 0xE0200)]
-    return "".join(c for c in map(chr, planes) if unicodedata.category(c) not in ("Cn", "Cs"))
-
-
-@pytest.mark.parametrize("pattern", [r"\p{L}", r"\p{N}", r"\p{P}", r"\p{S}", r"\p{M}", r"\p{Lu}",
-                                     r"\p{Nd}", r"\s", r"\S", r"\d", r"[^\s\p{L}\p{N}]", r"\P{L}",
-                                     r"[\p{Zs}\t]", r"[^\r\n\p{L}\p{N}]"])
-def test_unicode_classes_match_oniguruma(pattern: str) -> None:
-    text = assigned_characters()
-    split = pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
-    theirs = {c for piece, _ in split.pre_tokenize_str(text) for c in piece}
-    ours = set(compile_regex(pattern).findall(text))
-    assert sorted(theirs ^ ours) == []
-
+# ---- regex dialect: \s exactly as Oniguruma (classes: test_unicode_tables.py) ----------------
 
 def test_python_whitespace_quirks_are_not_inherited() -> None:
     regex = compile_regex(r"\s+")
