@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant clean
+.PHONY: setup browser-deps demo test check bench bench-export bench-quant bench-serve clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-export: setup
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench
+
+bench-serve: setup
+	$(BIN)/python -m benchmarks.serve_bench
 
 clean:
 	rm -rf $(OUT) .pytest_cache

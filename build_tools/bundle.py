@@ -42,6 +42,7 @@ from pocketlm_runtime.model_info import CONFIG_FILE, ModelInfo
 from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
+from .model_folder import ModelFolderError, check_inside, named_files, validate_model_folder
 from .server import MANIFEST_FILE, SITE_FORMAT  # what `pocketlm serve` checks for
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -137,25 +138,11 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
 # ---- checks ------------------------------------------------------------------------------
 
 def check_model_folder(model_dir: Path) -> ModelInfo:
-    """The folder's pocketlm.json, after checking every file it names is there."""
-    export_hint = f"run `pocketlm export SOURCE -o {model_dir}` first"
-    if not model_dir.is_dir():
-        raise BuildError(f"model folder {model_dir} does not exist or is not a folder; {export_hint}")
-    config = model_dir / CONFIG_FILE
-    if not config.is_file():
-        raise BuildError(f"{model_dir} has no {CONFIG_FILE}, so it is not an exported model folder; "
-                         f"{export_hint}")
+    """The folder's pocketlm.json, after model_folder.py's checks of everything it names."""
     try:
-        info = ModelInfo.from_text(config.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BuildError(f"{config} is not a usable model description ({exc}); re-export the model") from None
-    needed = [info.model_file, "tokenizer.json"]
-    if info.raw.get("external_data"):
-        needed.append(str(info.raw["external_data"]))
-    for name in needed:
-        if not (model_dir / name).is_file():
-            raise BuildError(f"{model_dir} lacks {name}, which the model needs; re-export the model")
-    return info
+        return validate_model_folder(model_dir)
+    except ModelFolderError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def check_node_modules(modules: Path, lock_file: Path) -> None:
@@ -284,12 +271,12 @@ def _version(modules: Path, package: str) -> str:
 
 
 def copy_model(stage: Stage, model_dir: Path, info: ModelInfo) -> dict[str, Any]:
-    """The model folder under model/; every file but pocketlm.json gets a hashed name."""
+    """The files pocketlm.json names (model_folder.named_files), under model/; every one but
+    pocketlm.json gets a hashed name. Nothing else in the folder reaches the site."""
     files: dict[str, str] = {}
-    for path in sorted(model_dir.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        files[path.name] = stage.copy(path, f"model/{path.name}", hashed=path.name != CONFIG_FILE)
+    for name in sorted(named_files(info.raw)):
+        source = check_inside(model_dir, name)  # again: no symlink swapped in since the check
+        files[name] = stage.copy(source, f"model/{name}", hashed=name != CONFIG_FILE)
     return {"config": files[CONFIG_FILE], "name": info.name, "files": files}
 
 

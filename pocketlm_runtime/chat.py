@@ -73,6 +73,11 @@ def _compile(template: str) -> Any:
         raise ValueError(f"the chat template does not parse (line {err.lineno}): {err.message}") from None
 
 
+def check_template(template: str) -> None:
+    """Raise ValueError (with the line) when ``template`` does not parse as a chat template."""
+    _compile(template)
+
+
 def template_literals(template: str) -> str:
     """The template's literal text and string constants, joined by NUL (so a search for a
     token cannot match across two of them)."""
@@ -158,7 +163,8 @@ def render_chat(template: str, messages: list[dict[str, Any]], *, add_generation
     Keys whose value is None are dropped from each message. With ``control`` (from
     :func:`control_tokens`), those tokens' texts in the messages and ``extra`` are marked
     for :func:`encode_marked`. A template that calls ``raise_exception`` (for instance on an
-    unsupported role order) raises ``ValueError`` with its message.
+    unsupported role order), or fails in any other way while rendering, raises
+    ``ValueError`` with its message.
     """
     import jinja2
 
@@ -173,4 +179,7 @@ def render_chat(template: str, messages: list[dict[str, Any]], *, add_generation
             bos_token=bos_token, eos_token=eos_token, **variables)
     except jinja2.exceptions.TemplateError as err:
         raise ValueError(f"the chat template refused these messages: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a template is code: any error in it is the template's
+        raise ValueError(f"the chat template failed ({type(err).__name__}: {err}); "
+                         "fix `chat_template` in pocketlm.json") from None
     return rendered

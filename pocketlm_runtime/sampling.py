@@ -58,10 +58,12 @@ class SamplingOptions:
     def validate(self) -> SamplingOptions:
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
-            (self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}"),
+            (math.isfinite(self.temperature) and self.temperature >= 0,
+             f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"),
+            (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+             f"repetition_penalty must be a finite number > 0 (1 = off), got {self.repetition_penalty}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -345,6 +345,11 @@ class Tokenizer:
         return cls.from_str(Path(path).read_text(encoding="utf-8"))
 
     @property
+    def model_vocab_size(self) -> int:
+        """Number of ids in the model's own vocabulary (``model.vocab``), added tokens excluded."""
+        return len(self._model.vocab)
+
+    @property
     def vocab_size(self) -> int:
         """Number of ids, added tokens included (``get_vocab_size(with_added_tokens=True)``)."""
         return len(self._id_to_token)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.nginx_runner import nginx_serving
-from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready, wait_until
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
@@ -101,11 +101,10 @@ def test_the_chat_page_answers(open_browser: BrowserFactory, default_server: Sit
     page, _ = open_page(open_browser, default_server, "")
     page.fill("#prompt", "Write a haiku about the sea.")
     page.click("#send")
-    page.wait_for_function(
-        "document.querySelector('#messages li.assistant p')?.textContent.length > 20")
+    wait_until(page, "document.querySelector('#messages li.assistant p')?.textContent.length > 20", 300)
     # The README shows this picture.
     page.screenshot(path=str(SCREENSHOT))
-    page.wait_for_function("!document.getElementById('send').disabled", timeout=300_000)
+    wait_until(page, "!document.getElementById('send').disabled", 300)
     status = page.inner_text("#status")
     assert "tokens/s" in status and "first token" in status
     answer = page.evaluate("window.pocketlm.history[1].content")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -121,7 +121,7 @@ def test_chat_messages_go_through_the_chat_template_like_native(engine_page: Any
 def test_streamed_text_appears_in_the_answer_bubble(page: Any) -> None:
     page.fill("#prompt", "hello world")
     page.click("#send")
-    page.wait_for_function("!document.getElementById('send').disabled")
+    wait_until(page, "!document.getElementById('send').disabled")
     shown = page.evaluate("document.querySelector('#messages li.assistant p').textContent")
     history = page.evaluate("window.pocketlm.history")
     assert [m["role"] for m in history] == ["user", "assistant"]
@@ -132,7 +132,7 @@ def test_streamed_text_appears_in_the_answer_bubble(page: Any) -> None:
 def test_markup_in_messages_is_shown_as_text(page: Any) -> None:
     page.fill("#prompt", '<img src=x onerror="window.injected=1"><b>bold</b>')
     page.click("#send")
-    page.wait_for_function("!document.getElementById('send').disabled")
+    wait_until(page, "!document.getElementById('send').disabled")
     user = page.locator("#messages li.user p")
     assert user.inner_text() == '<img src=x onerror="window.injected=1"><b>bold</b>'
     assert page.locator("#messages img, #messages b").count() == 0
