@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant bench-serve clean
+.PHONY: setup browser-deps engine demo test check bench bench-engine bench-export bench-quant bench-serve clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,11 +17,22 @@ $(STAMP): pyproject.toml package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-setup: $(STAMP)
+ENGINE_SOURCES := $(wildcard web/engine/*.c web/engine/*.h web/engine/kernels/*.c web/engine/build.sh)
+ENGINE := build/engine/engine-relaxed.wasm build/engine/engine-simd.wasm
+
+# pocketlm's WebAssembly CPU engine, compiled from source (clang-19 + lld-19, no libc).
+$(ENGINE) &: $(ENGINE_SOURCES)
+	@command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 lld-19 >/dev/null; }
+	sh web/engine/build.sh build/engine
+
+engine: $(ENGINE)
+
+setup: $(STAMP) $(ENGINE)
 
 browser-deps:
-	@command -v chromium >/dev/null && command -v nginx >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx >/dev/null; }
+	@command -v chromium >/dev/null && command -v nginx >/dev/null && command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx clang-19 lld-19 >/dev/null; }
 
 demo: setup
 	$(BIN)/pocketlm demo --workdir $(OUT)
@@ -36,6 +47,9 @@ check: setup
 
 bench: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench
+
+bench-engine: setup
+	$(BIN)/python -m benchmarks.engine_bench
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --quant fp32

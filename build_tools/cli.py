@@ -108,13 +108,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", type=Path, help="GGUF file or HF folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model folder")
     p.add_argument("--quant", default="auto",
-                   help="auto (default: a quantized GGUF's own blocks unchanged; other sources the smallest "
-                        "of mixed, q8, fp16 within +2%% perplexity), exact, mixed, q4, q8, fp16, fp32")
+                   help="auto (default: a quantized GGUF's own blocks unchanged; other sources the smallest of mixed, q8, fp16 within +2%% perplexity), exact, mixed, q4, q8, fp16, fp32")
     p.add_argument("--block-size", type=positive_int, default=32, help="q4/q8 block size (default 32)")
     p.add_argument("--symmetric", action="store_true", help="q4 without zero points (default: with zero points)")
-    p.add_argument("--layout", default="dq", choices=["dq", "nbits"],
-                   help="quantized weights as DequantizeLinear -> MatMul, widened at load (default; fast in "
-                        "every runtime) or as MatMulNBits nodes (compact in memory natively; slow in WASM)")
+    p.add_argument("--layout", default="nbits", choices=["nbits", "dq"],
+                   help="quantized weights as MatMulNBits blocks (default: read as they are by native "
+                        "onnxruntime, WebGPU and the page's CPU engine) or as DequantizeLinear -> MatMul "
+                        "(widened to float32 when a session loads)")
     p.add_argument("--accuracy-level", type=int, default=0,
                    help="with --layout nbits: 0 float activations (default), 4 int8 activations")
     p.add_argument("--allow-quality-loss", action="store_true",

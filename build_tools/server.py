@@ -184,7 +184,7 @@ class SiteFiles:
         self.root = dist.resolve()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope = with_byte_range(without_invalid_range(scope))
+        scope = without_invalid_range(with_byte_range(scope))
         response = await self.respond(scope)
         await response(scope, receive, send)
 

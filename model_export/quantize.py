@@ -66,8 +66,10 @@ class QuantOptions:
     symmetric: bool = False
     # MatMulNBits accuracy_level: 0 = float activations, 4 = int8 activations (CPU).
     accuracy_level: int = 0
-    # "dq": DequantizeLinear -> MatMul (the page's layout); "nbits": MatMulNBits nodes.
-    layout: str = "dq"
+    # "nbits": MatMulNBits nodes (the default: native onnxruntime, onnxruntime-web's WebGPU
+    # backend and the page's CPU engine all read these blocks as they are);
+    # "dq": DequantizeLinear -> MatMul (widened to float32 when a session loads).
+    layout: str = "nbits"
     notes: list[str] = field(default_factory=list)
 
 

@@ -1,18 +1,19 @@
-"""The session protocol over onnxruntime-web, called from Python inside Pyodide.
+"""The session protocol over the page's model runtime, called from Python inside Pyodide.
 
 The only Python module that imports ``js`` or ``pyodide``. Tensors never cross into
-Python: they live in JavaScript (or on the GPU with WebGPU) and Python holds integer
-handles to them, so the KV cache goes from one step's outputs to the next step's feeds
-without being copied or even proxied. The logits row stays in JavaScript too: the logits
-processors and the draw run there over the whole row (``web/sampler.js``, the same rules as
-:mod:`pocketlm_runtime.sampling`), and Python receives one token id per step.
+Python: they live in JavaScript, in the CPU engine's memory or on the GPU, and Python holds
+integer handles to them, so the KV cache goes from one step's outputs to the next step's
+feeds without being copied or even proxied. The logits row stays on the JS side too: the
+logits processors and the draw run there over the whole row (``web/sampler.js``, the same
+rules as :mod:`pocketlm_runtime.sampling`), and Python receives one token id per step.
 
-``run`` blocks on the ``session.run`` promise with :func:`pyodide.ffi.run_sync`, which
+The CPU engine (``web/engine/``) answers ``run`` synchronously; onnxruntime-web (WebGPU)
+answers with a promise, which ``run`` blocks on with :func:`pyodide.ffi.run_sync`. That
 needs JavaScript Promise Integration (JSPI) and a call stack entered through
 ``callPromising`` (the worker calls :meth:`BrowserModel.generate` that way). So the one
 generation loop of :mod:`pocketlm_runtime.generator` runs unchanged, synchronously.
 
-The JS side is ``web/ort_backend.js``; the module passed in as ``backend`` exposes
+The JS side is ``web/model_backend.js``; the object passed in as ``backend`` exposes
 ``setFeedNames(names)``, ``run(handles)``, ``outputNames()``, ``int64(bytes, dims)``,
 ``emptyKV()``, ``pick(handle, settings, previous, uniform)``,
 ``distribution(handle, settings, previous)`` and ``dispose(handles)``.
@@ -50,7 +51,7 @@ OPTION_NAMES = {
 
 @dataclass
 class StepClock:
-    """Where a decode step's time goes: waiting for onnxruntime-web, or everything else.
+    """Where a decode step's time goes: waiting for the model runtime, or everything else.
 
     "Everything else" is Python's share: the generation loop, sampling, detokenizing,
     streaming and the calls across to JS. Waiting covers ``session.run`` and, on WebGPU,
@@ -80,7 +81,7 @@ class StepClock:
 
 
 class BrowserSession:
-    """:class:`pocketlm_runtime.session.Session` over onnxruntime-web (see the module doc).
+    """:class:`pocketlm_runtime.session.Session` over the page's runtime (see the module doc).
 
     Tensors are integer handles into a table in ``ort_backend.js``: a step sends the feed
     handles as one Int32Array and gets the output handles back as one, instead of making
@@ -105,7 +106,9 @@ class BrowserSession:
             self.feed_names = names
         handles = to_js(array.array("i", feeds.values()))
         before = time.perf_counter()
-        outputs = run_sync(self.backend.run(handles))
+        outputs = self.backend.run(handles)
+        if inspect.isawaitable(outputs):  # onnxruntime-web; the CPU engine answers at once
+            outputs = run_sync(outputs)
         if outputs is None or outputs is jsnull:
             raise SessionLost("the GPU failed and the model moved to WASM")
         self.clock.starts.append(started)
@@ -268,5 +271,5 @@ def _to_js(value: Any) -> JsProxy:
 
 
 def load_model(config_json: str, tokenizer_json: str, backend: JsProxy) -> BrowserModel:
-    """Entry point for the worker: the model description, tokenizer and ORT backend."""
+    """Entry point for the worker: the model description, tokenizer and model backend."""
     return BrowserModel(config_json, tokenizer_json, backend)

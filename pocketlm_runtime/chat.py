@@ -163,8 +163,8 @@ def render_chat(template: str, messages: list[dict[str, Any]], *, add_generation
     Keys whose value is None are dropped from each message. With ``control`` (from
     :func:`control_tokens`), those tokens' texts in the messages and ``extra`` are marked
     for :func:`encode_marked`. A template that calls ``raise_exception`` (for instance on an
-    unsupported role order), or fails in any other way while rendering, raises
-    ``ValueError`` with its message.
+    unsupported role order), or fails in any other way while rendering, raises ``ValueError``
+    with its message.
     """
     import jinja2
 

@@ -1,7 +1,7 @@
 // The chat page. It only renders: the model runs in the engine's worker. Streamed text is
 // inserted as text (never HTML), batched once per animation frame.
 
-import { createEngine, unsupportedReason } from './engine.js';
+import { createEngine, describeBackend, unsupportedReason } from './engine.js';
 import { prepareOffline } from './offline.js';
 
 /** @typedef {import('./engine.js').Engine} Engine */
@@ -75,14 +75,14 @@ async function load() {
   engine = await createEngine({
     onProgress: (progress) => { read = progress.loaded; show(progress.message || 'Loading'); },
     onBackendChange: (moved) => {
-      setStatus(`The GPU failed; going on with WASM, ${moved.threads} thread${moved.threads === 1 ? '' : 's'}…`);
+      setStatus(`The GPU failed; going on with ${describeBackend(moved)}…`);
       ui.status.title = moved.reason;
     },
   });
   ui.progress.value = 1;
   ui.loading.hidden = true;
   const b = engine.backend;
-  const where = b.name === 'webgpu' ? `WebGPU (${b.adapter})` : `WASM, ${b.threads} thread${b.threads === 1 ? '' : 's'}`;
+  const where = describeBackend(b);
   const isolation = b.crossOriginIsolated ? '' : ' (not cross-origin isolated, so no threads)';
   setStatus(`Ready: ${engine.model.name} on ${where}${isolation}; ${offline.message}; loaded in ${engine.loadSeconds.toFixed(1)} s`);
   ui.status.title = b.reason;

@@ -1,24 +1,15 @@
 // The only module that touches onnxruntime-web. It loads the ORT build named in
 // site.json (the JSPI build: one WebAssembly file serving both the WebGPU and the WASM
-// execution providers), picks a backend, creates the session, and gives Python
-// (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, pick,
-// distribution, dispose. Sampling runs here over the whole logits row (sampler.js).
+// execution providers), creates the session, and gives Python (through model_backend.js)
+// the few helpers it calls: run, int64, emptyKV, logitsRow, dispose. The page loads it only
+// for WebGPU, or when onnxruntime-web's WASM build is asked for (`?backend=ort-wasm`).
 
 import { errorText } from './messenger.js';
-import * as sampler from './sampler.js';
 
 /** @typedef {import('onnxruntime-web').InferenceSession} InferenceSession */
 /** @typedef {import('onnxruntime-web').InferenceSession.SessionOptions} SessionOptions */
 /** @typedef {import('onnxruntime-web').Tensor} Tensor */
-/** @typedef {'wasm' | 'webgpu'} BackendName */
-/**
- * @typedef {object} BackendInfo
- * @property {BackendName} name
- * @property {number} threads WASM threads (1 unless cross-origin isolated)
- * @property {boolean} crossOriginIsolated
- * @property {string} reason why this backend: forced, probe figures, or a fallback error
- * @property {string} [adapter] the WebGPU adapter, when one exists
- */
+/** @typedef {'wasm' | 'webgpu'} BackendName onnxruntime-web's execution providers */
 
 /** @type {typeof import('onnxruntime-web')} */
 let ort;
@@ -36,26 +27,6 @@ export async function loadOrt({ module, glue, wasm, threads }) {
   ort.env.wasm.proxy = false;
   ort.env.logLevel = 'error';
   return ort.env.versions?.web ?? '';
-}
-
-/** WASM threads to use: min(cores, 4) when cross-origin isolated, else 1. */
-export function defaultThreads() {
-  return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 1;
-}
-
-/** @returns {Promise<string | null>} the WebGPU adapter's description, or null without one */
-export async function webgpuAdapter() {
-  const gpu = /** @type {any} */ (navigator).gpu;
-  if (!gpu) return null;
-  try {
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return null;
-    const info = adapter.info || {};
-    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown GPU';
-    return adapter.isFallbackAdapter || info.isFallbackAdapter ? `${name} (software)` : name;
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -77,83 +48,12 @@ function sessionOptions(name, config = {}) {
   return options;
 }
 
-/**
- * @typedef {object} Probe a tiny graph (MatMuls shaped like one decoder step) for timing
- * @property {Uint8Array} model
- * @property {number[]} shape its one input's shape
- */
-
-/**
- * Median milliseconds of a few runs of the probe graph on one backend.
- * @param {Probe} probe
- * @param {BackendName} name
- */
-async function timeProbe(probe, name) {
-  const probeSession = await ort.InferenceSession.create(probe.model, sessionOptions(name));
-  try {
-    const size = probe.shape.reduce((a, b) => a * b, 1);
-    const x = new ort.Tensor('float32', new Float32Array(size).fill(0.5), probe.shape);
-    const times = [];
-    for (let i = 0; i < 7; i++) {
-      const started = performance.now();
-      const out = await probeSession.run({ [probeSession.inputNames[0]]: x });
-      const y = out[probeSession.outputNames[0]];
-      await y.getData();
-      y.dispose();
-      if (i >= 2) times.push(performance.now() - started); // the first runs warm up
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
-  } finally {
-    await probeSession.release();
-  }
-}
-
-/**
- * Pick WebGPU or WASM. Forced by the caller, else WebGPU only when an adapter exists and
- * the probe graph runs faster there than on WASM.
- * @param {{forced?: string | null, threads: number, probe: Probe}} options
- * @returns {Promise<BackendInfo>}
- */
-export async function chooseBackend({ forced, threads, probe }) {
-  const base = { threads, crossOriginIsolated: self.crossOriginIsolated };
-  if (forced && forced !== 'wasm' && forced !== 'webgpu') {
-    throw new Error(`unknown backend ${JSON.stringify(forced)}; use backend=wasm or backend=webgpu`);
-  }
-  const adapter = forced === 'wasm' ? null : await webgpuAdapter();
-  if (forced === 'wasm') return { ...base, name: 'wasm', reason: 'forced' };
-  if (forced === 'webgpu') {
-    if (!adapter) return { ...base, name: 'wasm', reason: 'WebGPU forced but no adapter; using WASM' };
-    return { ...base, name: 'webgpu', adapter, reason: 'forced' };
-  }
-  if (!adapter) return { ...base, name: 'wasm', reason: 'no WebGPU adapter' };
-  try {
-    const gpuMs = await timeProbe(probe, 'webgpu');
-    const wasmMs = await timeProbe(probe, 'wasm');
-    const figures = `probe: WebGPU ${gpuMs.toFixed(1)} ms, WASM ${wasmMs.toFixed(1)} ms`;
-    const name = gpuMs < wasmMs ? 'webgpu' : 'wasm';
-    return { ...base, name, adapter, reason: figures };
-  } catch (error) {
-    return { ...base, name: 'wasm', adapter, reason: `WebGPU probe failed (${String(error)}); using WASM` };
-  }
-}
-
 /** @type {InferenceSession | null} */
 let session = null;
-/**
- * On WebGPU: moves the model to WASM after a failure (a lost device, an error in a step).
- * @type {((reason: string) => Promise<void>) | null}
- */
-let fallBack = null;
+/** Whether the session runs on WebGPU (whose failures are reported, not thrown). */
+let onGpu = false;
 /** Why the WebGPU device was lost, once it is. @type {string | null} */
 let gpuLost = null;
-/** Told the new backend when the model moves to WASM. @type {(backend: BackendInfo) => void} */
-let backendChanged = () => {};
-
-/** @param {(backend: BackendInfo) => void} listener */
-export function onBackendChange(listener) {
-  backendChanged = listener;
-}
 /** @type {{type: 'float32' | 'float16', dims: number[]}} */
 let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
 
@@ -162,48 +62,41 @@ let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
  */
 
 /**
- * Create the model's session on the chosen backend; on WebGPU, check one step runs and
- * gives finite logits, and fall back to WASM when it does not. A WebGPU session that
- * fails later (device lost, a step throws) moves to WASM too: `reload` fetches the model
- * bytes again then (the bytes given here are not kept, to spare memory).
- * @param {BackendInfo} backend
+ * Create the model's session on `name`. On WebGPU, one step must run and give finite
+ * logits, or this throws (the caller then uses another runtime). A WebGPU session that
+ * fails later (device lost, a step throws) answers `undefined` from `run`/`logitsRow`: the
+ * caller's tensors are gone and it moves the model elsewhere (model_backend.js).
+ * @param {BackendName} name
  * @param {ModelBytes & {
  *   config: Record<string, string>,
  *   kv: {dtype: string, num_kv_heads: number, head_dim: number, past_names: string[]},
  *   inputs: {input_ids: string, attention_mask: string, position_ids: string}, logits: string}} spec
- * @param {() => Promise<ModelBytes>} reload
- * @returns {Promise<BackendInfo>}
  */
-export async function createSession(backend, spec, reload) {
+export async function createSession(name, spec) {
   kvLayout = {
     type: spec.kv.dtype === 'float16' ? 'float16' : 'float32',
     dims: [1, spec.kv.num_kv_heads, 0, spec.kv.head_dim],
   };
-  const config = spec.config;
-  const create = (/** @type {BackendName} */ name, /** @type {ModelBytes} */ bytes) => ort.InferenceSession.create(
-    bytes.model, { ...sessionOptions(name, config), ...(bytes.externalData ? { externalData: bytes.externalData } : {}) });
-  if (backend.name === 'webgpu') {
-    try {
-      session = await create('webgpu', spec);
-      await checkOneStep(spec);
-      watchDevice(await ort.env.webgpu.device);
-      fallBack = async (reason) => {
-        fallBack = null;
-        const lost = session;
-        session = null;
-        await lost?.release().catch(() => undefined);
-        session = await create('wasm', await reload());
-        backendChanged({ ...backend, name: 'wasm', reason: `WebGPU failed during generation (${reason}); using WASM` });
-      };
-      return backend;
-    } catch (error) {
-      if (session) await session.release();
-      session = null;
-      backend = { ...backend, name: 'wasm', reason: `WebGPU failed (${String(error)}); using WASM` };
-    }
+  const options = { ...sessionOptions(name, spec.config), ...(spec.externalData ? { externalData: spec.externalData } : {}) };
+  session = await ort.InferenceSession.create(spec.model, options);
+  onGpu = name === 'webgpu';
+  if (!onGpu) return;
+  try {
+    await checkOneStep(spec);
+    watchDevice(await ort.env.webgpu.device);
+  } catch (error) {
+    await releaseSession();
+    throw error;
   }
-  session = await create('wasm', spec);
-  return backend;
+}
+
+/** Free the session (and its GPU buffers). */
+export async function releaseSession() {
+  const old = session;
+  session = null;
+  onGpu = false;
+  for (const handle of [...table.keys()]) dispose(Int32Array.of(handle));
+  await old?.release().catch(() => undefined);
 }
 
 /** Remember when the device goes away, so the next step moves to WASM. @param {any} device */
@@ -215,18 +108,19 @@ function watchDevice(device) {
 
 /** For tests: lose the WebGPU device, as a driver reset or a sleeping laptop would. */
 export async function loseGpuDevice() {
-  if (!fallBack) throw new Error('the model is not running on WebGPU');
+  if (!onGpu) throw new Error('the model is not running on WebGPU');
   (await ort.env.webgpu.device).destroy();
 }
 
 /**
- * After a WebGPU failure: move to WASM and tell the caller its tensors are gone
- * (undefined, which Python sees as None), or rethrow when there is nowhere to go.
+ * After a WebGPU failure: answer undefined (Python sees None: its tensors are gone and the
+ * model moves to another runtime), or rethrow a failure that is not the GPU's.
  * @param {unknown} error
+ * @returns {undefined}
  */
-async function recover(error) {
-  if (!fallBack) throw error;
-  await fallBack(gpuLost ?? errorText(error).split('\n')[0]);
+function recover(error) {
+  if (!onGpu) throw error;
+  console.warn(`WebGPU failed: ${gpuLost ?? errorText(error).split('\n')[0]}`);
   return undefined;
 }
 
@@ -300,7 +194,7 @@ export function setFeedNames(names) {
  *   to WASM: the caller's tensors are gone, and it feeds its tokens again
  */
 export async function run(handles) {
-  if (gpuLost !== null && fallBack) return recover(new Error(gpuLost));
+  if (gpuLost !== null && onGpu) return recover(new Error(gpuLost));
   /** @type {Record<string, Tensor>} */
   const feeds = {};
   feedNames.forEach((name, i) => { feeds[name] = tensorOf(handles[i]); });
@@ -375,32 +269,6 @@ export function logitsRow(handle) {
   const vocab = logits.dims[logits.dims.length - 1];
   if (logits.location === 'cpu') return lastRow(/** @type {any} */ (logits.data), vocab);
   return logits.getData().then((data) => lastRow(/** @type {any} */ (data), vocab), recover);
-}
-
-/**
- * The next token from the last position's logits: the logits processors over the whole
- * row and the draw for `uniform` (sampler.js `pick`). A promise for logits on the GPU.
- * @param {number} handle the logits tensor
- * @param {sampler.SamplingSettings} settings
- * @param {Int32Array} previous every token id of the sequence (read by the penalty only)
- * @param {number} uniform in [0, 1)
- * @returns {number | Promise<number | undefined>}
- */
-export function pick(handle, settings, previous, uniform) {
-  const row = logitsRow(handle);
-  if (row instanceof Float32Array) return sampler.pick(row, settings, previous, uniform);
-  return row.then((r) => (r === undefined ? undefined : sampler.pick(r, settings, previous, uniform)));
-}
-
-/**
- * The kept (ids, probabilities) after the processors, most likely first (for tests).
- * @param {number} handle the logits tensor
- * @param {sampler.SamplingSettings} settings
- * @param {Int32Array} previous
- */
-export async function distribution(handle, settings, previous) {
-  const row = await logitsRow(handle);
-  return row === undefined ? undefined : sampler.distribution(row, settings, previous);
 }
 
 /** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */

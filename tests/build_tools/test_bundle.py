@@ -62,12 +62,17 @@ def test_build_writes_the_page_runtime_model_and_host_configs(model_dir: Path, n
     dist = tmp_path / "dist"
     result = build(model_dir, node_modules, dist)
     files = site_files(dist)
-    for name in ["index.html", "app.js", "engine.js", "worker.js", "ort_backend.js", "style.css",
+    for name in ["index.html", "app.js", "engine.js", "worker.js", "ort_backend.js", "backends.js",
+                 "model_backend.js", "engine/cpu_engine.js", "style.css",
                  "site.json", "sw.js", "manifest.json", "_headers", "pocketlm-nginx.conf",
                  "runtime/ort/ort.jspi.min.mjs", "runtime/pyodide/pyodide.asm.wasm",
-                 "runtime/probe.onnx", "model/pocketlm.json"]:
+                 "model/pocketlm.json"]:
         assert name in files, name
     assert "service_worker.js" not in files  # the template becomes sw.js
+    site = json.loads((dist / "site.json").read_text())
+    for kind in ("relaxed", "plain"):
+        assert site["engine"][kind] in files and site["engine"][kind].startswith("runtime/engine/")
+    assert not [n for n in files if n.endswith((".c", ".h"))]  # the engine's sources stay home
     assert not any(name.endswith((".map", ".wasm")) and "jsep" in name for name in files)
     assert result.files == len(manifest_of(dist)["files"])
     assert result.build_id in result.summary
@@ -103,7 +108,9 @@ def test_gzip_copies_hold_the_listed_files_and_only_where_they_save(model_dir: P
         assert gzip.decompress(data) == files[name]
         assert len(data) <= 0.95 * listed[name]
     assert not any(name.endswith((".zip", ".png")) for name in copies)  # already compressed
-    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size for n, size in listed.items())
+    lazy = {entry["path"] for entry in manifest_of(dist)["files"] if entry.get("lazy")}
+    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size
+                                    for n, size in listed.items() if n not in lazy)
     assert result.gzip_bytes < result.total_bytes
 
 
@@ -153,7 +160,10 @@ def test_service_worker_precaches_exactly_the_manifest(model_dir: Path, node_mod
     line = next(line for line in text.splitlines() if line.startswith("const BUILD = "))
     embedded = json.loads(line.removeprefix("const BUILD = ").removesuffix(";"))
     assert embedded["build_id"] == manifest["build_id"]
-    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"]]
+    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    # onnxruntime-web is used only with WebGPU: cached when first fetched, not at install.
+    assert embedded["lazy"] == [e["path"] for e in manifest["files"] if e.get("lazy")]
+    assert embedded["lazy"] and all(path.startswith("runtime/ort/") for path in embedded["lazy"])
     assert "// pocketlm:build\n" not in text  # the marked line was replaced
 
 
@@ -178,14 +188,6 @@ def test_python_zip_is_pure_python_sorted_and_dated_1980() -> None:
     assert any(n.startswith("markupsafe-") and "LICENSE" in n for n in names)
     infos = zipfile.ZipFile(BytesIO(data)).infolist()
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
-
-
-def test_probe_graph_runs_in_onnxruntime() -> None:
-    session = ort.InferenceSession(bundle.probe_model(), providers=["CPUExecutionProvider"])
-    x = np.full(bundle.PROBE_SHAPE, 0.5, dtype=np.float32)
-    (y,) = session.run(None, {session.get_inputs()[0].name: x})
-    assert y.shape == bundle.PROBE_SHAPE
-    assert np.isfinite(y).all() and np.abs(y).max() > 0
 
 
 def test_an_existing_output_needs_force(model_dir: Path, node_modules: Path, tmp_path: Path) -> None:
