@@ -138,6 +138,7 @@ TOP_LEVEL: Final[tuple[_Rule, ...]] = (
     ("bos_token_id", False, lambda v: v is None or (_is_int(v) and v >= 0), "a token id or null"),
     ("add_bos_token", False, lambda v: isinstance(v, bool), "true or false"),
     ("chat_template", False, lambda v: v is None or isinstance(v, str), "a string or null"),
+    ("chat_templates", False, lambda v: v is None or _str_map(v), "an object of named templates"),
     ("inputs", False, lambda v: v is None or _str_map(v), "an object of strings"),
     ("outputs", False, _str_map, "an object of strings"),
     ("session_config", False, lambda v: v is None or _str_map(v), "an object of strings"),

@@ -71,7 +71,7 @@ export function argmax(row) {
  * @param {number} k
  */
 function kthHighest(values, k) {
-  if (k > 64) return Float32Array.from(values).sort()[values.length - k];
+  if (k > 64) return values.slice().sort()[values.length - k];
   // A small sorted buffer of the k highest: one comparison per value in the common case.
   const top = new Float32Array(k).fill(-Infinity);
   for (let i = 0; i < values.length; i++) {
@@ -87,9 +87,14 @@ function kthHighest(values, k) {
   return top[k - 1];
 }
 
+/** Reused between calls: the kept ids before they are copied out. */
+let keptBuffer = new Int32Array(0);
+
 /**
  * Steps 1-5 without the draw: the kept ids (increasing) and their probabilities.
- * Greedy settings keep the argmax alone.
+ * Greedy settings keep the argmax alone. Scaling by a positive temperature keeps the order
+ * (float32 rounding is monotonic), so the k-th highest scaled logit is the scaled k-th
+ * highest logit, and no scaled copy of the row is made.
  * @param {Float32Array} row the last position's logits, one per token id
  * @param {SamplingSettings} settings
  * @param {ArrayLike<number>} previous every id of the sequence so far
@@ -100,29 +105,33 @@ export function kept(row, settings, previous) {
   if (settings.temperature === 0) return { ids: Int32Array.of(argmax(logits)), probs: Float64Array.of(1) };
   const t = Math.fround(settings.temperature);
   const size = logits.length;
-  const scaled = new Float32Array(size);
-  for (let i = 0; i < size; i++) scaled[i] = logits[i] / t;
-  let ids;
-  if (settings.topK > 0 && settings.topK < size) {
-    const kth = kthHighest(scaled, settings.topK);
-    let n = 0;
-    for (let i = 0; i < size; i++) if (scaled[i] >= kth) n++;
-    ids = new Int32Array(n);
-    n = 0;
-    for (let i = 0; i < size; i++) if (scaled[i] >= kth) ids[n++] = i;
-  } else {
-    ids = new Int32Array(size);
-    for (let i = 0; i < size; i++) ids[i] = i;
-  }
+  if (keptBuffer.length < size) keptBuffer = new Int32Array(size);
+  let n = 0;
   let top = -Infinity;
-  for (const id of ids) if (scaled[id] > top) top = scaled[id];
-  const probs = new Float64Array(ids.length);
+  if (settings.topK > 0 && settings.topK < size) {
+    const threshold = Math.fround(kthHighest(logits, settings.topK) / t);
+    for (let i = 0; i < size; i++) {
+      const x = Math.fround(logits[i] / t);
+      if (x >= threshold) {
+        keptBuffer[n++] = i;
+        if (x > top) top = x;
+      }
+    }
+  } else {
+    for (let i = 0; i < size; i++) {
+      keptBuffer[n++] = i;
+      const x = Math.fround(logits[i] / t);
+      if (x > top) top = x;
+    }
+  }
+  const ids = keptBuffer.slice(0, n);
+  const probs = new Float64Array(n);
   let total = 0;
-  for (let j = 0; j < ids.length; j++) {
-    probs[j] = Math.exp(scaled[ids[j]] - top);
+  for (let j = 0; j < n; j++) {
+    probs[j] = Math.exp(Math.fround(logits[ids[j]] / t) - top);
     total += probs[j];
   }
-  for (let j = 0; j < probs.length; j++) probs[j] /= total;
+  for (let j = 0; j < n; j++) probs[j] /= total;
   return settings.topP < 1 ? nucleus(ids, probs, settings.topP) : { ids, probs };
 }
 

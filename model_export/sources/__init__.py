@@ -25,6 +25,9 @@ def load_source(path: Path) -> SourceModel:
     check_special_ids(model, str(path))
     check_tokenizer(model, str(path))
     model.chat_template = usable_chat_template(model.chat_template, str(path))
+    named = {name: usable_chat_template(text, f"{path} (chat template {name!r})")
+             for name, text in model.chat_templates.items()}
+    model.chat_templates = {name: text for name, text in named.items() if text is not None}
     return model
 
 
