@@ -4,8 +4,8 @@ The model is exported with ``--layout nbits`` twice: ``--quant exact`` (the GGUF
 Q4_1 / Q8_0 blocks) and ``--quant q4`` (4-bit blocks with zero points). On the same folder:
 
 - over the held-out text (pocketlm_export.quality's evaluation windows): teacher-forced
-  top-1 agreement and perplexity against onnxruntime with float activations, and against
-  onnxruntime with int8 activations (accuracy_level 4, the engine's arithmetic);
+  top-1 agreement >= 97% and perplexity within +1% of onnxruntime with float activations
+  (onnxruntime with int8 activations, accuracy_level 4, is printed beside: it misses both);
 - the logits of the first window within ``reference.logit_bound``;
 - greedy answers to the page's parity prompts (tests/web/test_default_model.py) through the
   one generation loop (pocketlm_runtime), first 16 tokens equal to native onnxruntime's.
@@ -98,17 +98,15 @@ def test_held_out_text_matches_native(node: NodeEngine, model: Path,
     native_int8_top1 = agreement(int8_tops, float_tops, targets)
     print(f"\n{model.name}: engine top-1 vs float {top1_float:.4f}, vs int8 {top1_int8:.4f}; native int8 vs float "
           f"{native_int8_top1:.4f}; perplexity engine {ppl:.4f}, native float {float_ppl:.4f}, native int8 {int8_ppl:.4f}")
-    # int8 activations are the engine's design: it must keep what onnxruntime's int8
-    # kernels keep, to within 1% (agreement) and 1% (perplexity).
-    assert top1_float >= native_int8_top1 - 0.01
-    assert ppl <= int8_ppl * 1.01
-    assert top1_int8 >= 0.95
+    # The targets of the engine (int16 activation blocks, its default).
+    assert top1_float >= 0.97
+    assert ppl <= float_ppl * 1.01
 
     w0 = windows[0]
     float_ref = reference.window_logits(reference.session(model, 0, 2), model, w0)
     int8_ref = reference.window_logits(reference.session(model, 4, 2), model, w0)
     logits = np.fromfile(dump, np.float32).reshape(float_ref.shape)
-    bound = reference.logit_bound(float_ref, int8_ref)
+    bound = reference.logit_bound(float_ref, int8_ref, 16)
     assert float(np.abs(logits - float_ref).max()) <= bound
 
 

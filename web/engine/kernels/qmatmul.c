@@ -108,6 +108,21 @@ static inline v128_t dot32_q8(v128_t w0, v128_t w1, const int8_t *aq, v128_t acc
   return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_i16x8_extend_high_i8x16(a1)));
 }
 
+// int16 activations: codes widened to int16, i32x4.dot_i16x8_s (the same in both builds).
+static inline v128_t dot32_q4_16(v128_t lo, v128_t hi, const int16_t *aq, v128_t acc) {
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), wasm_v128_load(aq)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), wasm_v128_load(aq + 8)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), wasm_v128_load(aq + 16)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), wasm_v128_load(aq + 24)));
+}
+
+static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t acc) {
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_v128_load(aq)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), wasm_v128_load(aq + 8)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), wasm_v128_load(aq + 16)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_v128_load(aq + 24)));
+}
+
 #define TOKENS_A_TILE 8
 
 // CB: 32-value chunks a block (bs / 32); BITS: 4 or 8. Constants at every call site, so
@@ -169,8 +184,10 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
 }
 
 // One token (decode): two rows at a time share every activation load.
+// ABITS: activation bits (8 or 16).
 static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
-                                                              int n0, int n1, const int CB, const int BITS) {
+                                                              int n0, int n1, const int CB, const int BITS,
+                                                              const int ABITS) {
   const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
   const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
   const int zp_row = (kb + 1) / 2;
@@ -181,6 +198,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
     v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
     for (int g = 0; g < groups; g++) {
       const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
+      const int16_t *aq16 = a->q16 + (size_t)(4 * g) * CB * 32;
       v128_t as = wasm_v128_load(a->scale + 4 * g);
       v128_t isum = wasm_v128_load(a->isum + 4 * g);
       for (int r = 0; r < 2; r++) {
@@ -195,12 +213,15 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
           for (int c = 0; c < CB; c++) {
             const uint8_t *p = wq + (size_t)(j * CB + c) * 32 * BITS / 8;
             const int8_t *ap = aq + (j * CB + c) * 32;
+            const int16_t *ap16 = aq16 + (j * CB + c) * 32;
             if (BITS == 4) {
               v128_t v = wasm_v128_load(p);
-              d[j] = dot32_q4(wasm_v128_and(v, wasm_i8x16_splat(0x0f)), wasm_u8x16_shr(v, 4), ap, d[j]);
+              v128_t lo = wasm_v128_and(v, wasm_i8x16_splat(0x0f)), hi = wasm_u8x16_shr(v, 4);
+              d[j] = ABITS == 8 ? dot32_q4(lo, hi, ap, d[j]) : dot32_q4_16(lo, hi, ap16, d[j]);
             } else {
-              d[j] = dot32_q8(wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80)),
-                              wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80)), ap, d[j]);
+              v128_t w0 = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
+              v128_t w1 = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
+              d[j] = ABITS == 8 ? dot32_q8(w0, w1, ap, d[j]) : dot32_q8_16(w0, w1, ap16, d[j]);
             }
           }
         }
@@ -217,21 +238,6 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
     y[n] = hsumf(acc[0]);
     if (rows == 2) y[n + 1] = hsumf(acc[1]);
   }
-}
-
-// int16 activations: codes widened to int16, i32x4.dot_i16x8_s (the same in both builds).
-static inline v128_t dot32_q4_16(v128_t lo, v128_t hi, const int16_t *aq, v128_t acc) {
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), wasm_v128_load(aq)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), wasm_v128_load(aq + 8)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), wasm_v128_load(aq + 16)));
-  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), wasm_v128_load(aq + 24)));
-}
-
-static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t acc) {
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_v128_load(aq)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), wasm_v128_load(aq + 8)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), wasm_v128_load(aq + 16)));
-  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_v128_load(aq + 24)));
 }
 
 // As rows_simd, with int16 activations. Each i32 lane of a block's dot sums 8 products of
@@ -316,14 +322,14 @@ void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1)
     return;
   }
   int cb = w->bs / 32;
-  if (a->bits == 16) {
+  if (a->m == 1 && cb == 1) {
+    if (a->bits == 16) w->bits == 4 ? rows_simd_1(w, a, y, n0, n1, 1, 4, 16) : rows_simd_1(w, a, y, n0, n1, 1, 8, 16);
+    else w->bits == 4 ? rows_simd_1(w, a, y, n0, n1, 1, 4, 8) : rows_simd_1(w, a, y, n0, n1, 1, 8, 8);
+  } else if (a->bits == 16) {
     if (cb == 1) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 1, 4) : rows_simd16(w, a, y, ldy, n0, n1, 1, 8);
     else if (cb == 2) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 2, 4) : rows_simd16(w, a, y, ldy, n0, n1, 2, 8);
     else if (cb == 4) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 4, 4) : rows_simd16(w, a, y, ldy, n0, n1, 4, 8);
     else { qmatmul_ref(w, a, y, ldy, n0, n1); return; }
-  } else if (a->m == 1 && cb == 1) {
-    if (w->bits == 4) rows_simd_1(w, a, y, n0, n1, 1, 4);
-    else rows_simd_1(w, a, y, n0, n1, 1, 8);
   } else if (w->bits == 4) {
     if (cb == 1) rows_simd(w, a, y, ldy, n0, n1, 1, 4);
     else if (cb == 2) rows_simd(w, a, y, ldy, n0, n1, 2, 4);
