@@ -49,15 +49,18 @@ typedef struct {
 } QLinear;
 
 // Activations x[m][k] quantized per block of bs: x ~ scale[b] * q, q in -127..127 (int8,
-// as native MatMulNBits at accuracy_level 4) or -32767..32767 (int16: float-like accuracy).
+// as native MatMulNBits at accuracy_level 4) or -32639..32639 (int16: float-like accuracy;
+// 32639 = 127 * 257, the largest magnitude whose two signed bytes both fit int8).
+#define ACT16_MAX 32639
 // For 4-bit weights each 32-value chunk is stored even positions first, then odd ones,
 // matching the weights' two nibbles of a byte. Arrays are padded to whole groups of 4
 // blocks with zeros.
 typedef struct {
   int m, k, bs, kb, kbpad, kpad, nibble_order;
   int bits;        // 8: q holds the codes; 16: q16 does (scale amax / 32767)
-  int8_t *q;       // [m][kpad]
+  int8_t *q;       // [m][kpad] int8 codes; with bits 16: the high bytes of q16 (see below)
   int16_t *q16;    // [m][kpad]
+  int8_t *qlo;     // [m][kpad] with bits 16: q16 = 256 * q + qlo, both int8 (|q16| <= 32639)
   float *scale;    // [m][kbpad]
   int32_t *isum;   // [m][kbpad] sum of q over each block
   float *fsum;     // [m][kbpad] sum of x over each block (for Q4_1's minima)

@@ -141,7 +141,9 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
   int kbpad = (k / bs + 3) & ~3;
   uint8_t *p = scratch;
   QAct a;
-  a.q = (int8_t *)p, a.q16 = (int16_t *)p, p += (size_t)m * kbpad * bs * 2;
+  a.q = (int8_t *)p, p += (size_t)m * kbpad * bs;
+  a.q16 = (int16_t *)p, p += (size_t)m * kbpad * bs * 2;
+  a.qlo = (int8_t *)p, p += (size_t)m * kbpad * bs;
   a.scale = (float *)p, p += sizeof(float) * m * kbpad;
   a.isum = (int32_t *)p, p += sizeof(int32_t) * m * kbpad;
   a.fsum = (float *)p;

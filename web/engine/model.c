@@ -29,6 +29,7 @@ int model_init(void) {
   for (int i = 0; i < 2; i++) {
     s->act[i].q = mem_alloc((size_t)CHUNK * kpad);
     s->act[i].q16 = mem_alloc(sizeof(int16_t) * CHUNK * kpad);
+    s->act[i].qlo = mem_alloc((size_t)CHUNK * kpad);
     s->act[i].scale = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
     s->act[i].isum = mem_alloc(sizeof(int32_t) * CHUNK * (kpad / 16));
     s->act[i].fsum = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));

@@ -123,6 +123,27 @@ static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t
   return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_v128_load(aq + 24)));
 }
 
+// 32 codes . 32 int16 activations given as high and low signed bytes (a = 256 hi + lo):
+// two int8 dot products, so the relaxed build keeps its one-instruction dot product.
+static inline v128_t dot32_q4_split(v128_t lo, v128_t hi, const int8_t *ahi, const int8_t *alo, v128_t acc) {
+#ifdef __wasm_relaxed_simd__
+  v128_t dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi), lo, wasm_i32x4_splat(0));
+  dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi + 16), hi, dh);
+  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo), lo, acc);
+  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo + 16), hi, acc);
+  return wasm_i32x4_add(acc, wasm_i32x4_shl(dh, 8));
+#else
+  (void)alo;
+  return acc;  // not used: the plain build reads q16
+#endif
+}
+
+#ifdef __wasm_relaxed_simd__
+#define SPLIT16 1
+#else
+#define SPLIT16 0
+#endif
+
 #define TOKENS_A_TILE 8
 
 // CB: 32-value chunks a block (bs / 32); BITS: 4 or 8. Constants at every call site, so
@@ -199,6 +220,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
     for (int g = 0; g < groups; g++) {
       const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
       const int16_t *aq16 = a->q16 + (size_t)(4 * g) * CB * 32;
+      const int8_t *alo = a->qlo + (size_t)(4 * g) * CB * 32;
       v128_t as = wasm_v128_load(a->scale + 4 * g);
       v128_t isum = wasm_v128_load(a->isum + 4 * g);
       for (int r = 0; r < 2; r++) {
@@ -217,7 +239,9 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
             if (BITS == 4) {
               v128_t v = wasm_v128_load(p);
               v128_t lo = wasm_v128_and(v, wasm_i8x16_splat(0x0f)), hi = wasm_u8x16_shr(v, 4);
-              d[j] = ABITS == 8 ? dot32_q4(lo, hi, ap, d[j]) : dot32_q4_16(lo, hi, ap16, d[j]);
+              d[j] = ABITS == 8 ? dot32_q4(lo, hi, ap, d[j])
+                     : SPLIT16 ? dot32_q4_split(lo, hi, ap, alo + (j * CB + c) * 32, d[j])
+                               : dot32_q4_16(lo, hi, ap16, d[j]);
             } else {
               v128_t w0 = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
               v128_t w1 = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
@@ -276,13 +300,16 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
         for (int tt = 0; tt < tokens; tt++) {
           int t = t0 + tt;
           const int16_t *aq = a->q16 + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          const int8_t *ahi = a->q + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          const int8_t *alo = a->qlo + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
           v128_t d[4];
           for (int j = 0; j < 4; j++) {
             d[j] = wasm_i32x4_splat(0);
             for (int c = 0; c < CB; c++) {
               int idx = j * CB + c;
-              d[j] = BITS == 4 ? dot32_q4_16(lo[idx], hi[idx], aq + idx * 32, d[j])
-                               : dot32_q8_16(lo[idx], hi[idx], aq + idx * 32, d[j]);
+              d[j] = BITS == 8 ? dot32_q8_16(lo[idx], hi[idx], aq + idx * 32, d[j])
+                     : SPLIT16 ? dot32_q4_split(lo[idx], hi[idx], ahi + idx * 32, alo + idx * 32, d[j])
+                               : dot32_q4_16(lo[idx], hi[idx], aq + idx * 32, d[j]);
             }
           }
           v128_t di = hsum4(d[0], d[1], d[2], d[3]);
