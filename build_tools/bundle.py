@@ -48,6 +48,8 @@ REPO: Final = Path(__file__).resolve().parent.parent
 WEB_DIR: Final = REPO / "web"
 SW_TEMPLATE: Final = "service_worker.js"
 WEB_NOT_SHIPPED: Final = (SW_TEMPLATE, "jsconfig.json")  # a template; the type-check settings
+# The CPU engine's C sources and build script; the page does not load the engine yet.
+WEB_DIRS_NOT_SHIPPED: Final = ("engine/",)
 SW_MARKER: Final = "// pocketlm:build"
 SW_FILE: Final = "sw.js"
 SITE_CONFIG: Final = "site.json"
@@ -250,10 +252,11 @@ def build_id_of(entries: list[dict[str, str | int]]) -> str:
 
 
 def copy_web(stage: Stage, web: Path) -> None:
-    """The page: every file of web/ but the sw template, the tsc settings and hidden files."""
+    """The page: every file of web/ but the sw template, the tsc settings, web/engine/ and
+    hidden files."""
     for path in sorted(web.rglob("*")):
         relative = path.relative_to(web).as_posix()
-        if path.is_file() and relative not in WEB_NOT_SHIPPED and not any(
+        if path.is_file() and relative not in WEB_NOT_SHIPPED and not relative.startswith(WEB_DIRS_NOT_SHIPPED) and not any(
                 part.startswith(".") for part in relative.split("/")):
             stage.copy(path, relative)
 
