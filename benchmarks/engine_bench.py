@@ -40,8 +40,8 @@ def export_model(workdir: Path, quant: str) -> Path:
 
 
 def engine_figures(node: NodeEngine, model: Path, build: str, threads: int, short: list[int],
-                   long: list[int], repeats: int) -> dict[str, float]:
-    info = node.load(model, build, threads)
+                   long: list[int], repeats: int, activations: int = 16) -> dict[str, float]:
+    info = node.load(model, build, threads, activations)
     node.call("generate", prompt_ids=short, new_tokens=4)  # warm-up: compile tiers, grow the cache
     decode, prefill = [], []
     for _ in range(repeats):
@@ -50,7 +50,14 @@ def engine_figures(node: NodeEngine, model: Path, build: str, threads: int, shor
         r = node.call("generate", prompt_ids=long, new_tokens=1)
         prefill.append(len(long) / (r["prefill_ms"] / 1000))
     return {"decode tok/s": statistics.median(decode), "prefill tok/s": statistics.median(prefill),
-            "load s": info["load_ms"] / 1000, "memory MB": r["bytes"] / 1e6}
+            "decode CPU ms/token": r_decode_cpu(node, short), "load s": info["load_ms"] / 1000,
+            "memory MB": r["bytes"] / 1e6}
+
+
+def r_decode_cpu(node: NodeEngine, short: list[int]) -> float:
+    """CPU time of the process a decode step (every thread's time added up)."""
+    r = node.call("generate", prompt_ids=short, new_tokens=32)
+    return float(r["decode_cpu_ms"]) / 31
 
 
 def native_figures(model: Path, threads: int, accuracy_level: int, repeats: int) -> dict[str, float]:
@@ -74,10 +81,11 @@ def native_figures(model: Path, threads: int, accuracy_level: int, repeats: int)
 def kernel_figures(node: NodeEngine) -> list[tuple[str, dict[str, Any]]]:
     rows = []
     for build, wasm in BUILDS.items():
-        for tokens in (1, 16):
+        for tokens, act_bits in ((1, 8), (16, 8), (1, 16), (16, 16)):
             runs = [node.call("kernel", wasm=str(wasm), bits=4, bs=32, n=1536, k=576, m=tokens, zero_points=True,
-                              mins=False, bias=False, seed=1, reps=max(20, 400 // tokens)) for _ in range(3)]
-            rows.append((f"{build}, {tokens} token{'s' if tokens > 1 else ''}",
+                              mins=False, bias=False, seed=1, reps=max(20, 400 // tokens), act_bits=act_bits)
+                    for _ in range(3)]
+            rows.append((f"{build}, int{act_bits} activations, {tokens} token{'s' if tokens > 1 else ''}",
                          {"GMAC/s wall": max(r["gmacs"] for r in runs), "GMAC/s CPU": max(r["cpu_gmacs"] for r in runs)}))
     return rows
 
@@ -96,9 +104,10 @@ def main() -> None:
     parser.add_argument("--quant", default="q4", choices=["q4", "exact", "q8"])
     parser.add_argument("--workdir", type=Path, default=Path("out/engine-bench"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", type=Path, help="an existing --layout nbits export (default: export one)")
     args = parser.parse_args()
     build_engine()
-    model = export_model(args.workdir, args.quant)
+    model = args.model or export_model(args.workdir, args.quant)
     tokenizer = load_native(model, threads=1).tokenizer
     short = tokenizer.encode("Once upon a time", add_special_tokens=False)
     long = tokenizer.encode(prompt_of(model, PROMPT_TOKENS), add_special_tokens=False)[:PROMPT_TOKENS]
@@ -109,13 +118,16 @@ def main() -> None:
             for build in BUILDS:
                 rows.append((f"engine {build} {threads}T",
                              engine_figures(node, model, build, threads, short, long, args.repeats)))
+            rows.append((f"engine relaxed {threads}T, int8 activations",
+                         engine_figures(node, model, "relaxed", threads, short, long, args.repeats, 8)))
             for level in (0, 4):
                 rows.append((f"native onnxruntime acc{level} {threads}T",
                              native_figures(model, threads, level, args.repeats)))
         kernels = kernel_figures(node)
     finally:
         node.close()
-    print(f"default model, --quant {args.quant} --layout nbits; {len(long)}-token prompt, {NEW_TOKENS} greedy tokens\n")
+    print(f"{model}: {len(long)}-token prompt, {NEW_TOKENS} greedy tokens, medians of {args.repeats}; "
+          "engine rows: int16 activations unless said\n")
     print(table(rows))
     print("\n4-bit kernel (zero points, blocks of 32), 1536x576:\n")
     print(table(kernels))

@@ -10,11 +10,11 @@ import * as sampler from '../../web/sampler.js';
 
 let engine = null;
 
-async function init({ wasm, model_dir, threads }) {
+async function init({ wasm, model_dir, threads, activations }) {
   const config = JSON.parse(readFileSync(`${model_dir}/pocketlm.json`, 'utf8'));
   const data = new Uint8Array(readFileSync(`${model_dir}/model.onnx.data`));
   const started = performance.now();
-  engine = await createCpuEngine({ wasm, config, data, threads });
+  engine = await createCpuEngine({ wasm, config, data, threads, activations });
   return { ...engine.info, load_ms: performance.now() - started, outputs: engine.outputNames().length };
 }
 
@@ -81,14 +81,20 @@ function generate({ prompt_ids, new_tokens }) {
     cached = total;
     return next;
   };
+  const cpuMs = (/** @type {any} */ since) => { const u = process.cpuUsage(since); return (u.user + u.system) / 1000; };
   let t0 = performance.now();
+  let c0 = process.cpuUsage();
   tokens.push(step(prompt_ids));
   const prefill_ms = performance.now() - t0;
+  const prefill_cpu_ms = cpuMs(c0);
   t0 = performance.now();
+  c0 = process.cpuUsage();
   while (tokens.length < new_tokens) tokens.push(step([tokens[tokens.length - 1]]));
   const decode_ms = performance.now() - t0;
+  const decode_cpu_ms = cpuMs(c0);
   e.dispose(Int32Array.from(kv));
-  return { tokens, prefill_ms, decode_ms, bytes: e.info.bytes };
+  // CPU time counts every thread of the process: with n threads it is up to n x the wall time.
+  return { tokens, prefill_ms, decode_ms, prefill_cpu_ms, decode_cpu_ms, bytes: e.info.bytes };
 }
 
 // ---- kernels ---------------------------------------------------------------------------
@@ -123,7 +129,7 @@ function fromHalf(h) {
 // Random blocks of one kind in a fresh engine instance; SIMD kernel, scalar reference and
 // a float computation here (dequantized weights . the activations as the kernels quantize
 // them: an independent check of the integer arithmetic).
-async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps }) {
+async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps, act_bits = 8 }) {
   const { instance, memory } = await bare(wasm);
   const x = instance.exports;
   const rand = rng(seed);
@@ -145,15 +151,15 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   for (let i = 0; i < xs.length; i++) xs[i] = (rand() * 2 - 1) * (i % 7 === 0 ? 4 : 1);
   void u8;
   const args = [bits, bs, n, k, pq, ps, pz, pm, pb, px, m];
-  x.engine_test_matmul(0, 1, ...args, py, scratch);  // warm-up
+  x.engine_test_matmul(0, act_bits, 1, ...args, py, scratch);  // warm-up
   let started = performance.now();
   const cpu = process.cpuUsage();
-  if (x.engine_test_matmul(0, reps, ...args, py, scratch) !== 0) throw new Error('kernel rejected the shape');
+  if (x.engine_test_matmul(0, act_bits, reps, ...args, py, scratch) !== 0) throw new Error('kernel rejected the shape');
   const simdMs = (performance.now() - started) / reps;
   const used = process.cpuUsage(cpu);
   const cpuMs = (used.user + used.system) / 1000 / reps;
   started = performance.now();
-  x.engine_test_matmul(1, 1, ...args, pr, scratch);
+  x.engine_test_matmul(1, act_bits, 1, ...args, pr, scratch);
   const refMs = performance.now() - started;
   const y = new Float32Array(memory.buffer, py, m * n), r = new Float32Array(memory.buffer, pr, m * n);
   // Float check: W dequantized here, activations quantized here the same way (round half even).
@@ -172,8 +178,9 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
     for (let b = 0; b < kb; b++) {
       let amax = 0;
       for (let i = 0; i < bs; i++) { amax = Math.max(amax, Math.abs(xa[b * bs + i])); fsum[b] += xa[b * bs + i]; }
-      asc[b] = Math.fround(amax / 127);
-      const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+      const top = act_bits === 16 ? 32639 : 127;
+      asc[b] = Math.fround(amax / top);
+      const inv = amax > 0 ? Math.fround(top / amax) : 0;
       for (let i = 0; i < bs; i++) {
         const v = Math.fround(xa[b * bs + i] * inv);
         let r0 = Math.round(v);

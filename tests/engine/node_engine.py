@@ -61,9 +61,9 @@ class NodeEngine:
             raise EngineError(reply["error"])
         return reply["result"]
 
-    def load(self, model_dir: Path, build: str = "relaxed", threads: int = 1) -> dict[str, Any]:
+    def load(self, model_dir: Path, build: str = "relaxed", threads: int = 1, activations: int = 16) -> dict[str, Any]:
         info: dict[str, Any] = self.call("init", wasm=str(build_engine()[build]), model_dir=str(model_dir),
-                                         threads=threads)
+                                         threads=threads, activations=activations)
         return info
 
     def close(self) -> None:

@@ -47,17 +47,18 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def refs(tiny: Path) -> tuple[np.ndarray, float]:
+def refs(tiny: Path) -> tuple[np.ndarray, np.ndarray]:
     float_ref = reference.window_logits(reference.session(tiny, 0), tiny, TOKENS)
     int8_ref = reference.window_logits(reference.session(tiny, 4), tiny, TOKENS)
-    return float_ref, reference.logit_bound(float_ref, int8_ref)
+    return float_ref, int8_ref
 
 
-@pytest.mark.parametrize("build", ["relaxed", "plain"])
-def test_window_logits_match_native(node: NodeEngine, tiny: Path, refs: tuple[np.ndarray, float],
-                                    build: str, tmp_path: Path) -> None:
-    float_ref, bound = refs
-    node.load(tiny, build, threads=1)
+@pytest.mark.parametrize("build,activations", [("relaxed", 16), ("plain", 16), ("relaxed", 8), ("plain", 8)])
+def test_window_logits_match_native(node: NodeEngine, tiny: Path, refs: tuple[np.ndarray, np.ndarray],
+                                    build: str, activations: int, tmp_path: Path) -> None:
+    float_ref, int8_ref = refs
+    bound = reference.logit_bound(float_ref, int8_ref, activations)
+    node.load(tiny, build, threads=1, activations=activations)
     dump = tmp_path / "logits.f32"
     out = node.call("evaluate", windows=[TOKENS], targets=[TOKENS[1:]], dump=str(dump))
     logits = np.fromfile(dump, np.float32).reshape(float_ref.shape)
@@ -68,11 +69,12 @@ def test_window_logits_match_native(node: NodeEngine, tiny: Path, refs: tuple[np
 
 
 @pytest.mark.parametrize("build,threads", [("relaxed", 2), ("plain", 1)])
-def test_session_api_steps_match_native(node: NodeEngine, tiny: Path, refs: tuple[np.ndarray, float],
+def test_session_api_steps_match_native(node: NodeEngine, tiny: Path, refs: tuple[np.ndarray, np.ndarray],
                                         build: str, threads: int) -> None:
-    float_ref, bound = refs
+    float_ref, int8_ref = refs
+    bound = reference.logit_bound(float_ref, int8_ref, 16)
     info = node.load(tiny, build, threads=threads)
-    assert info["threads"] == threads and info["simd"] == build
+    assert (info["threads"], info["simd"], info["activations"]) == (threads, build, 16)
     session = EngineSession(node)
     names = session.output_names
     assert names[0] == "logits" and all(n.startswith("present.") for n in names[1:])

@@ -2,7 +2,8 @@
 
 The driver fills random weight blocks and activations, runs the SIMD kernel, the scalar C
 reference and a float computation in JavaScript (weights dequantized, activations
-quantized per block the same way: an independent check of the integer arithmetic).
+quantized per block the same way: an independent check of the integer arithmetic), with
+int8 and int16 activation blocks.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ FORMATS = [
 @pytest.mark.parametrize("build", list(BUILDS))
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}")
 @pytest.mark.parametrize("tokens", [1, 3, 11])
-def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int) -> None:
+@pytest.mark.parametrize("act_bits", [8, 16])
+def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
+                                             act_bits: int) -> None:
     bits, bs, zero_points, mins = fmt
     k = 576 if 576 % bs == 0 else 512  # 576 = 18 blocks of 32: a tail of 2 after groups of 4
     r = node.call("kernel", wasm=str(BUILDS[build]), bits=bits, bs=bs, n=44, k=k, m=tokens,
-                  zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens, reps=1)
+                  zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens, reps=1, act_bits=act_bits)
     assert r["relaxed"] == (build == "relaxed")
     assert r["finite"]
     # Same integer sums; only the float accumulation order differs (a few ulps of the sum).

@@ -20,7 +20,7 @@
 #define EXPORT(name) __attribute__((export_name(#name)))
 
 // ---- runtime.c ------------------------------------------------------------------------
-void *mem_alloc(size_t bytes);  // 64-byte aligned, zeroed; traps when memory is exhausted
+void *mem_alloc(size_t bytes);  // 64-byte aligned, zeroed, never freed; traps when memory is exhausted
 void mem_zero(void *p, size_t bytes);
 void mem_copy(void *dst, const void *src, size_t bytes);
 float expf_(float x);
@@ -48,13 +48,19 @@ typedef struct {
   const float *bias;        // [n] or NULL
 } QLinear;
 
-// Activations x[m][k] quantized per block of bs: x ~ scale[b] * q, q in -127..127.
+// Activations x[m][k] quantized per block of bs: x ~ scale[b] * q, q in -127..127 (int8,
+// as native MatMulNBits at accuracy_level 4) or -32639..32639 (int16: float-like accuracy;
+// 32639 = 127 * 257, the largest magnitude whose two signed bytes both fit int8).
+#define ACT16_MAX 32639
 // For 4-bit weights each 32-value chunk is stored even positions first, then odd ones,
 // matching the weights' two nibbles of a byte. Arrays are padded to whole groups of 4
 // blocks with zeros.
 typedef struct {
   int m, k, bs, kb, kbpad, kpad, nibble_order;
-  int8_t *q;       // [m][kpad]
+  int bits;        // 8: q holds the codes; 16: q16 does (scale amax / 32767)
+  int8_t *q;       // [m][kpad] int8 codes; with bits 16: the high bytes of q16 (see below)
+  int16_t *q16;    // [m][kpad]
+  int8_t *qlo;     // [m][kpad] with bits 16: q16 = 256 * q + qlo, both int8 (|q16| <= 32639)
   float *scale;    // [m][kbpad]
   int32_t *isum;   // [m][kbpad] sum of q over each block
   float *fsum;     // [m][kbpad] sum of x over each block (for Q4_1's minima)
@@ -70,6 +76,7 @@ static inline int act_slot(int i, int nibble_order) {
 // kernels/act.c
 void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
+void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 
 // kernels/qmatmul.c: y[t * ldy + j] for rows j in [n0, n1) and tokens t < a->m.
 // Bias and Q4_1 minima are included.

@@ -5,7 +5,7 @@
 #include "model.h"
 
 enum { C_VOCAB, C_HIDDEN, C_FFN, C_LAYERS, C_HEADS, C_KV_HEADS, C_HEAD_DIM, C_ROT_DIM, C_CONTEXT,
-       C_SLIDING_WINDOW, C_GELU, C_SANDWICH };
+       C_SLIDING_WINDOW, C_GELU, C_SANDWICH, C_ACT_BITS };
 enum { F_EPS, F_Q_SCALE, F_ATTN_SOFTCAP, F_FINAL_SOFTCAP, F_EMBED_SCALE };
 enum { V_ATTN_NORM, V_FFN_NORM, V_POST_ATTN_NORM, V_POST_FFN_NORM, V_Q_NORM, V_K_NORM, V_FINAL_NORM,
        V_COS, V_SIN, V_COS_LOCAL, V_SIN_LOCAL };
@@ -18,9 +18,10 @@ EXPORT(engine_alloc) void *engine_alloc(int bytes) { return mem_alloc((size_t)(u
 EXPORT(engine_config_int) int engine_config_int(int key, int value) {
   Config *c = &config;
   int *fields[] = {&c->vocab, &c->hidden, &c->ffn, &c->layers, &c->heads, &c->kv_heads, &c->head_dim,
-                   &c->rot_dim, &c->context, &c->sliding_window, &c->gelu, &c->sandwich};
+                   &c->rot_dim, &c->context, &c->sliding_window, &c->gelu, &c->sandwich, &c->act_bits};
   if (key < 0 || key >= (int)(sizeof fields / sizeof *fields)) return -1;
   if (key == C_LAYERS && value > MAX_LAYERS) return -1;
+  if (key == C_ACT_BITS && value != 8 && value != 16) return -1;
   *fields[key] = value;
   return 0;
 }
@@ -82,6 +83,7 @@ EXPORT(engine_set_embedding) int engine_set_embedding(int bits, int bs, const ui
 EXPORT(engine_init) int engine_init(void) {
   Config *c = &config;
   if (c->heads % c->kv_heads || c->rot_dim > c->head_dim || c->rot_dim % 2) return -1;
+  if (!c->act_bits) c->act_bits = 8;
   if (!weights.cos[1]) weights.cos[1] = weights.cos[0], weights.sin[1] = weights.sin[0];
   return model_init();
 }
@@ -121,13 +123,16 @@ EXPORT(engine_relaxed_simd) int engine_relaxed_simd(void) {
 #endif
 }
 
+EXPORT(engine_activation_bits) int engine_activation_bits(void) { return config.act_bits; }
+
 EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
 
 // ---- kernels, for tests and the benchmark ----------------------------------------------
 
 // y [m][n] = x [m][k] @ W.T through the SIMD kernels (ref = 0) or the scalar references
-// (ref = 1), activations quantized by the matching quantizer; `reps` repeats for timing.
-EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int reps, int bits, int bs, int n, int k,
+// (ref = 1), activations quantized to act_bits (8: by the matching quantizer); `reps`
+// repeats for timing.
+EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int reps, int bits, int bs, int n, int k,
                                                   const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
                                                   const uint16_t *mins, const float *bias, const float *x, int m,
                                                   float *y, void *scratch) {
@@ -137,18 +142,18 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int reps, int bits, i
   uint8_t *p = scratch;
   QAct a;
   a.q = (int8_t *)p, p += (size_t)m * kbpad * bs;
+  a.q16 = (int16_t *)p, p += (size_t)m * kbpad * bs * 2;
+  a.qlo = (int8_t *)p, p += (size_t)m * kbpad * bs;
   a.scale = (float *)p, p += sizeof(float) * m * kbpad;
   a.isum = (int32_t *)p, p += sizeof(int32_t) * m * kbpad;
   a.fsum = (float *)p;
   int nibbles = bits == 4 && bs % 32 == 0;
   for (int r = 0; r < reps; r++) {
-    if (ref) {
-      quantize_act_ref(&a, x, m, k, bs, nibbles);
-      qmatmul_ref(&w, &a, y, n, 0, n);
-    } else {
-      quantize_act(&a, x, m, k, bs, nibbles);
-      qmatmul(&w, &a, y, n, 0, n);
-    }
+    if (act_bits == 16) quantize_act16(&a, x, m, k, bs, nibbles);
+    else if (ref) quantize_act_ref(&a, x, m, k, bs, nibbles);
+    else quantize_act(&a, x, m, k, bs, nibbles);
+    if (ref) qmatmul_ref(&w, &a, y, n, 0, n);
+    else qmatmul(&w, &a, y, n, 0, n);
   }
   return 0;
 }

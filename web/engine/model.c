@@ -28,6 +28,8 @@ int model_init(void) {
   int kpad = ((widest / 16 + 3) & ~3) * 16 + 128;  // room for the smallest block size, padded
   for (int i = 0; i < 2; i++) {
     s->act[i].q = mem_alloc((size_t)CHUNK * kpad);
+    s->act[i].q16 = mem_alloc(sizeof(int16_t) * CHUNK * kpad);
+    s->act[i].qlo = mem_alloc((size_t)CHUNK * kpad);
     s->act[i].scale = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
     s->act[i].isum = mem_alloc(sizeof(int32_t) * CHUNK * (kpad / 16));
     s->act[i].fsum = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
@@ -89,7 +91,9 @@ static void matmul_job(void *arg, int tid, int nthreads) {
 // needed for the same input).
 static const QAct *quantized_for(const QLinear *w, const float *x, int m, int slot_hint) {
   QAct *a = &state.act[slot_hint];
-  quantize_act(a, x, m, w->k, w->bs, w->bits == 4 && w->bs % 32 == 0);
+  int nibbles = w->bits == 4 && w->bs % 32 == 0;
+  if (config.act_bits == 16) quantize_act16(a, x, m, w->k, w->bs, nibbles);
+  else quantize_act(a, x, m, w->k, w->bs, nibbles);
   return a;
 }
 

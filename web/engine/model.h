@@ -18,6 +18,7 @@ typedef struct {
   uint8_t sliding[MAX_LAYERS];
   int gelu;              // 1: tanh-GELU gated MLP (gemma3); 0: SiLU
   int sandwich;          // gemma3: norms after attention and after the MLP too
+  int act_bits;          // activations quantized to int8 (8) or int16 (16) per block
 } Config;
 
 typedef struct {

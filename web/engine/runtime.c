@@ -1,4 +1,4 @@
-// Memory and math without libc. Memory: a bump allocator over the imported (shared)
+// Memory and math without libc. Memory: a bump allocator (nothing is freed) over the imported (shared)
 // memory, growing it on demand; only the main thread allocates. Math: expf and tanhf
 // (the activations and softmax need nothing else; sqrt is a WebAssembly instruction).
 #include "engine.h"
@@ -17,7 +17,8 @@ void *mem_alloc(size_t bytes) {
     if (__builtin_wasm_memory_grow(0, pages) == (size_t)-1) __builtin_trap();
   }
   heap_top = end;
-  mem_zero((void *)start, bytes);  // grown memory is zero, reused scratch is not
+  // Nothing is ever freed: memory past the old top was never written, and WebAssembly
+  // memory starts zeroed, so the block is zero already.
   return (void *)start;
 }
 

@@ -6,7 +6,7 @@
 
 static void alloc_act(QAct *a, int m, int k, int bs, int nibble_order) {
   int kb = k / bs;
-  a->m = m, a->k = k, a->bs = bs, a->kb = kb, a->nibble_order = nibble_order;
+  a->m = m, a->k = k, a->bs = bs, a->kb = kb, a->nibble_order = nibble_order, a->bits = 8;
   a->kbpad = (kb + 3) & ~3;
   a->kpad = a->kbpad * bs;
   // The caller gives scratch through the pointers already set (see model.c act_scratch).
@@ -103,5 +103,48 @@ void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_orde
       a->fsum[t * a->kbpad + b] = sum;
     }
     pad_tail(a, t);
+  }
+}
+
+// int16 blocks: scale = max|x| / ACT16_MAX; also split into high and low signed bytes. One variant for both builds (scalar: the
+// quantization is a small share of a step next to the matmuls it feeds).
+void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order) {
+  alloc_act(a, m, k, bs, nibble_order);
+  a->bits = 16;
+  for (int t = 0; t < m; t++) {
+    const float *row = x + (size_t)t * k;
+    int16_t *q = a->q16 + (size_t)t * a->kpad;
+    int8_t *hi8 = a->q + (size_t)t * a->kpad, *lo8 = a->qlo + (size_t)t * a->kpad;
+    for (int b = 0; b < a->kb; b++) {
+      const float *xb = row + b * bs;
+      float amax = 0.0f, sum = 0.0f;
+      for (int i = 0; i < bs; i++) {
+        float v = __builtin_fabsf(xb[i]);
+        amax = v > amax ? v : amax;
+        sum += xb[i];
+      }
+      float inv = amax > 0.0f ? (float)ACT16_MAX / amax : 0.0f;
+      int isum = 0;
+      for (int i = 0; i < bs; i++) {
+        int v = (int)__builtin_nearbyintf(xb[i] * inv);
+        int slot = b * bs + act_slot(i, nibble_order);
+        int lo = ((v + 128) & 255) - 128;
+        q[slot] = (int16_t)v;
+        hi8[slot] = (int8_t)((v - lo) >> 8);
+        lo8[slot] = (int8_t)lo;
+        isum += v;
+      }
+      a->scale[t * a->kbpad + b] = amax / (float)ACT16_MAX;
+      a->isum[t * a->kbpad + b] = isum;
+      a->fsum[t * a->kbpad + b] = sum;
+    }
+    for (int b = a->kb; b < a->kbpad; b++) {
+      a->scale[t * a->kbpad + b] = 0.0f;
+      a->isum[t * a->kbpad + b] = 0;
+      a->fsum[t * a->kbpad + b] = 0.0f;
+    }
+    mem_zero(q + a->k, sizeof(int16_t) * (size_t)(a->kpad - a->k));
+    mem_zero(hi8 + a->k, (size_t)(a->kpad - a->k));
+    mem_zero(lo8 + a->k, (size_t)(a->kpad - a->k));
   }
 }

@@ -43,7 +43,8 @@ void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int
         for (int i = 0; i < bs; i++) {
           int k = b * bs + i;
           int code = w->bits == 8 ? row[k] : (k & 1) ? row[k / 2] >> 4 : row[k / 2] & 15;
-          dot += (code - zp) * aq[b * bs + act_slot(i, a->nibble_order)];
+          int slot = b * bs + act_slot(i, a->nibble_order);
+          dot += (code - zp) * (a->bits == 16 ? a->q16[(size_t)t * a->kpad + slot] : aq[slot]);
         }
         acc += f16_to_f32(w->scales[(size_t)n * kb + b]) * a->scale[t * a->kbpad + b] * (float)dot;
       }
@@ -107,6 +108,42 @@ static inline v128_t dot32_q8(v128_t w0, v128_t w1, const int8_t *aq, v128_t acc
   return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_i16x8_extend_high_i8x16(a1)));
 }
 
+// int16 activations: codes widened to int16, i32x4.dot_i16x8_s (the same in both builds).
+static inline v128_t dot32_q4_16(v128_t lo, v128_t hi, const int16_t *aq, v128_t acc) {
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), wasm_v128_load(aq)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), wasm_v128_load(aq + 8)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), wasm_v128_load(aq + 16)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), wasm_v128_load(aq + 24)));
+}
+
+static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t acc) {
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_v128_load(aq)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), wasm_v128_load(aq + 8)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), wasm_v128_load(aq + 16)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_v128_load(aq + 24)));
+}
+
+// 32 codes . 32 int16 activations given as high and low signed bytes (a = 256 hi + lo):
+// two int8 dot products, so the relaxed build keeps its one-instruction dot product.
+static inline v128_t dot32_q4_split(v128_t lo, v128_t hi, const int8_t *ahi, const int8_t *alo, v128_t acc) {
+#ifdef __wasm_relaxed_simd__
+  v128_t dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi), lo, wasm_i32x4_splat(0));
+  dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi + 16), hi, dh);
+  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo), lo, acc);
+  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo + 16), hi, acc);
+  return wasm_i32x4_add(acc, wasm_i32x4_shl(dh, 8));
+#else
+  (void)alo;
+  return acc;  // not used: the plain build reads q16
+#endif
+}
+
+#ifdef __wasm_relaxed_simd__
+#define SPLIT16 1
+#else
+#define SPLIT16 0
+#endif
+
 #define TOKENS_A_TILE 8
 
 // CB: 32-value chunks a block (bs / 32); BITS: 4 or 8. Constants at every call site, so
@@ -168,8 +205,10 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
 }
 
 // One token (decode): two rows at a time share every activation load.
+// ABITS: activation bits (8 or 16).
 static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
-                                                              int n0, int n1, const int CB, const int BITS) {
+                                                              int n0, int n1, const int CB, const int BITS,
+                                                              const int ABITS) {
   const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
   const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
   const int zp_row = (kb + 1) / 2;
@@ -180,6 +219,8 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
     v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
     for (int g = 0; g < groups; g++) {
       const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
+      const int16_t *aq16 = a->q16 + (size_t)(4 * g) * CB * 32;
+      const int8_t *alo = a->qlo + (size_t)(4 * g) * CB * 32;
       v128_t as = wasm_v128_load(a->scale + 4 * g);
       v128_t isum = wasm_v128_load(a->isum + 4 * g);
       for (int r = 0; r < 2; r++) {
@@ -194,12 +235,17 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
           for (int c = 0; c < CB; c++) {
             const uint8_t *p = wq + (size_t)(j * CB + c) * 32 * BITS / 8;
             const int8_t *ap = aq + (j * CB + c) * 32;
+            const int16_t *ap16 = aq16 + (j * CB + c) * 32;
             if (BITS == 4) {
               v128_t v = wasm_v128_load(p);
-              d[j] = dot32_q4(wasm_v128_and(v, wasm_i8x16_splat(0x0f)), wasm_u8x16_shr(v, 4), ap, d[j]);
+              v128_t lo = wasm_v128_and(v, wasm_i8x16_splat(0x0f)), hi = wasm_u8x16_shr(v, 4);
+              d[j] = ABITS == 8 ? dot32_q4(lo, hi, ap, d[j])
+                     : SPLIT16 ? dot32_q4_split(lo, hi, ap, alo + (j * CB + c) * 32, d[j])
+                               : dot32_q4_16(lo, hi, ap16, d[j]);
             } else {
-              d[j] = dot32_q8(wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80)),
-                              wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80)), ap, d[j]);
+              v128_t w0 = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
+              v128_t w1 = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
+              d[j] = ABITS == 8 ? dot32_q8(w0, w1, ap, d[j]) : dot32_q8_16(w0, w1, ap16, d[j]);
             }
           }
         }
@@ -215,6 +261,65 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
     }
     y[n] = hsumf(acc[0]);
     if (rows == 2) y[n + 1] = hsumf(acc[1]);
+  }
+}
+
+// As rows_simd, with int16 activations. Each i32 lane of a block's dot sums 8 products of
+// at most 15 * 32767 (4-bit) or 128 * 32767 (8-bit): no overflow.
+static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, const QAct *a, float *y, int ldy,
+                                                              int n0, int n1, const int CB, const int BITS) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
+  const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
+  const int zp_row = (kb + 1) / 2;
+  const int tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  for (int n = n0; n < n1; n++) {
+    const uint8_t *row = w->q + (size_t)n * row_bytes;
+    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
+    for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
+      int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
+      v128_t acc[TOKENS_A_TILE];
+      for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
+      for (int g = 0; g < groups; g++) {
+        v128_t ws = f16x4(srow + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(8);
+        v128_t lo[4 * CB], hi[4 * CB];
+        for (int j = 0; j < 4 * CB; j++) {
+          const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
+          if (BITS == 4) {
+            v128_t v = wasm_v128_load(p);
+            lo[j] = wasm_v128_and(v, wasm_i8x16_splat(0x0f));
+            hi[j] = wasm_u8x16_shr(v, 4);
+          } else {
+            lo[j] = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
+            hi[j] = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
+          }
+        }
+        for (int tt = 0; tt < tokens; tt++) {
+          int t = t0 + tt;
+          const int16_t *aq = a->q16 + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          const int8_t *ahi = a->q + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          const int8_t *alo = a->qlo + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          v128_t d[4];
+          for (int j = 0; j < 4; j++) {
+            d[j] = wasm_i32x4_splat(0);
+            for (int c = 0; c < CB; c++) {
+              int idx = j * CB + c;
+              d[j] = BITS == 8 ? dot32_q8_16(lo[idx], hi[idx], aq + idx * 32, d[j])
+                     : SPLIT16 ? dot32_q4_split(lo[idx], hi[idx], ahi + idx * 32, alo + idx * 32, d[j])
+                               : dot32_q4_16(lo[idx], hi[idx], aq + idx * 32, d[j]);
+            }
+          }
+          v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+          if (BITS == 4) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, wasm_v128_load(a->isum + t * a->kbpad + 4 * g)));
+          v128_t s = wasm_f32x4_mul(ws, wasm_v128_load(a->scale + t * a->kbpad + 4 * g));
+          acc[tt] = wasm_f32x4_add(acc[tt], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), s));
+        }
+      }
+      for (int tt = 0; tt < tokens; tt++) y[(size_t)(t0 + tt) * ldy + n] = hsumf(acc[tt]);
+    }
   }
 }
 
@@ -245,8 +350,13 @@ void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1)
   }
   int cb = w->bs / 32;
   if (a->m == 1 && cb == 1) {
-    if (w->bits == 4) rows_simd_1(w, a, y, n0, n1, 1, 4);
-    else rows_simd_1(w, a, y, n0, n1, 1, 8);
+    if (a->bits == 16) w->bits == 4 ? rows_simd_1(w, a, y, n0, n1, 1, 4, 16) : rows_simd_1(w, a, y, n0, n1, 1, 8, 16);
+    else w->bits == 4 ? rows_simd_1(w, a, y, n0, n1, 1, 4, 8) : rows_simd_1(w, a, y, n0, n1, 1, 8, 8);
+  } else if (a->bits == 16) {
+    if (cb == 1) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 1, 4) : rows_simd16(w, a, y, ldy, n0, n1, 1, 8);
+    else if (cb == 2) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 2, 4) : rows_simd16(w, a, y, ldy, n0, n1, 2, 8);
+    else if (cb == 4) w->bits == 4 ? rows_simd16(w, a, y, ldy, n0, n1, 4, 4) : rows_simd16(w, a, y, ldy, n0, n1, 4, 8);
+    else { qmatmul_ref(w, a, y, ldy, n0, n1); return; }
   } else if (w->bits == 4) {
     if (cb == 1) rows_simd(w, a, y, ldy, n0, n1, 1, 4);
     else if (cb == 2) rows_simd(w, a, y, ldy, n0, n1, 2, 4);
