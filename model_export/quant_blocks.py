@@ -78,16 +78,29 @@ class NBitsWeight:
 class EmbeddingTables:
     """The inputs of a ``com.microsoft.GatherBlockQuantized`` node (``gather_axis=0``).
 
-    ``data`` is rank 3 ``[vocab, k_blocks, blob]`` -- the same array as ``NBitsWeight.b`` --
-    and ``scales`` is ``[vocab, k_blocks, 1]``; use ``quantize_axis=2`` and Reshape the
-    gathered ``[..., k_blocks, block_size]`` to ``[..., hidden]``.
+    ``data`` is rank 3 ``[vocab, k_blocks, blob]`` -- the same array as ``NBitsWeight.b``, so
+    a tied head shares it -- and ``scales`` is ``[vocab, k_blocks, 1]`` (the head's scales,
+    reshaped); use ``quantize_axis=2`` and Reshape the gathered ``[..., k_blocks, bs]`` to
+    ``[..., hidden]``.
+
+    4-bit blocks with zero points are gathered as two half blocks (``block_size`` is half the
+    weight's): the node's scales are ``scales`` repeated ``scale_repeats`` (2) times along the
+    last axis (:meth:`gather_scales`, or a ``Concat`` in the graph), and ``zero_points`` is
+    uint8 ``[vocab, k_blocks, 1]`` holding the block's zero point in both nibbles.  This is the
+    one zero-point layout that both onnxruntime's CPU kernel (4-bit zero points packed two a
+    byte along the quantize axis) and its WebGPU kernel (the zero-point tensor, read as
+    4-bit, must have the scales' shape) accept for data shared with MatMulNBits; a
+    ``[vocab, k_blocks, 1]`` scale table has no 4-bit zero-point tensor of its shape.  Without
+    zero points (or at 8 bits) the blocks are gathered whole and ``scale_repeats`` is 1.
+    Source: ``contrib_ops/{cpu,webgpu}/quantization/gather_block_quantized.cc``.
     """
 
     bits: int
     block_size: int
     data: ByteArray
     scales: FloatArray
-    zero_points: ByteArray | None  # uint8 [vocab, k_blocks, 1] (one code a byte) or None
+    zero_points: ByteArray | None  # uint8 [vocab, k_blocks, 1] or None (see above)
+    scale_repeats: int = 1
 
     def attributes(self) -> dict[str, int]:
         """The node attributes for this layout."""
@@ -97,6 +110,10 @@ class EmbeddingTables:
             "gather_axis": 0,
             "quantize_axis": 2,
         }
+
+    def gather_scales(self) -> FloatArray:
+        """The node's ``scales`` input: float32 ``[vocab, k_blocks, scale_repeats]``."""
+        return np.ascontiguousarray(np.repeat(self.scales, self.scale_repeats, axis=2))
 
 
 # --------------------------------------------------------------------------- GGUF blocks
@@ -201,21 +218,27 @@ def embedding_tables(weight: NBitsWeight) -> EmbeddingTables:
     """GatherBlockQuantized inputs that reuse ``weight.b`` (no copy) for a tied embedding.
 
     Float zero points cannot be expressed (GatherBlockQuantized takes codes only): such a
-    weight raises.  Packed 4-bit zero points are re-laid one a byte, ``[vocab, k_blocks, 1]``.
+    weight raises.  4-bit zero points are gathered as half blocks (see
+    :class:`EmbeddingTables`); 8-bit ones are ``[vocab, k_blocks, 1]``, one a byte.
     """
     zp = weight.zero_points
-    zero_points: ByteArray | None = None
-    if zp is not None:
-        if zp.dtype != np.uint8:
-            raise ExportError("GatherBlockQuantized needs uint8 zero points, got float ones")
-        # 4-bit: one zero point a byte, in the low nibble (packing along a quantize axis of
-        # one block leaves a single nibble per byte).
-        zp_codes = np.asarray(zp, dtype=np.uint8)
-        unpacked = _unpack_nibbles(zp_codes) if weight.bits == 4 else zp_codes
-        zero_points = np.ascontiguousarray(unpacked[:, : weight.k_blocks, None])
-    return EmbeddingTables(
-        weight.bits, weight.block_size, weight.b, weight.scales[:, :, None], zero_points
-    )
+    scales = weight.scales[:, :, None]
+    if zp is None:
+        return EmbeddingTables(weight.bits, weight.block_size, weight.b, scales, None)
+    if zp.dtype != np.uint8:
+        raise ExportError("GatherBlockQuantized needs uint8 zero points, got float ones")
+    zp_codes = np.asarray(zp, dtype=np.uint8)
+    if weight.bits != 4:
+        zero_points = np.ascontiguousarray(zp_codes[:, : weight.k_blocks, None])
+        return EmbeddingTables(weight.bits, weight.block_size, weight.b, scales, zero_points)
+    if weight.block_size < 32:
+        raise ExportError(
+            f"a 4-bit embedding with zero points needs block_size >= 32 (gathered as half "
+            f"blocks of at least 16), got {weight.block_size}"
+        )
+    per_block = _unpack_nibbles(zp_codes)[:, : weight.k_blocks, None]
+    both_halves = np.ascontiguousarray(_pack_nibbles(np.repeat(per_block, 2, axis=2)))
+    return EmbeddingTables(4, weight.block_size // 2, weight.b, scales, both_halves, 2)
 
 
 # --------------------------------------------------------------------------- float weights

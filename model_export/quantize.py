@@ -174,18 +174,28 @@ class NBitsCodec(FloatCodec):
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         q, offsets = self.quantized("embed")
-        if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
-            # A Q4_1 embedding has no GatherBlockQuantized form: store it as 8-bit blocks.
+        if (offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8)
+                or (q.bits == 4 and q.zero_points is not None and q.block_size < 32)):
+            # No GatherBlockQuantized form that every backend runs (Q4_1's float offsets;
+            # 4-bit zero points in blocks too short to halve): store it as 8-bit blocks.
             q = quantize_q8(self.src.float32("embed"))
         tables = embedding_tables(q)
         data = b.initializer("embed/qweight", tables.data)
         scales = self.half(b, "embed/scales", tables.scales)
-        inputs = [data, ids, scales]
+        inputs = [data, ids, self.repeated_scales(b, scales, tables.scale_repeats)]
         if tables.zero_points is not None:
             inputs.append(b.initializer("embed/zero_points", tables.zero_points))
         self.embed_weight, self.embed_names = q, (data, scales)
         rows = b.op("GatherBlockQuantized", inputs, domain=MS_DOMAIN, name="embed", **tables.attributes())
         return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+
+    @staticmethod
+    def repeated_scales(b: GraphBuilder, scales: str, repeats: int) -> str:
+        """The shared ``[vocab, k_blocks, 1]`` scale table repeated along its last axis for a
+        lookup in half blocks (:class:`~.quant_blocks.EmbeddingTables`); folded at load."""
+        if repeats == 1:
+            return scales
+        return b.op("Concat", [scales] * repeats, axis=2, name="embed/half_block_scales")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         q = self.embed_weight

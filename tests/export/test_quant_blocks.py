@@ -223,7 +223,7 @@ def test_embedding_tables_of_asymmetric_q4_gather_the_dequantized_rows() -> None
     assert emb.zero_points is not None
     inits = [
         numpy_helper.from_array(emb.data, "codes"),
-        numpy_helper.from_array(emb.scales, "s"),
+        numpy_helper.from_array(emb.gather_scales(), "s"),
         numpy_helper.from_array(emb.zero_points, "z"),
     ]
     node = helper.make_node(
@@ -239,6 +239,45 @@ def test_embedding_tables_of_asymmetric_q4_gather_the_dequantized_rows() -> None
     expected = dequantize_nbits(quantize_q4(table, symmetric=False))[ids]
     got = _session(model).run(None, {"ids": ids})[0].reshape(3, 64)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("hidden", [64, 96])  # an even and an odd number of blocks a row
+def test_tied_q4_embedding_gathers_the_rows_matmulnbits_reads(symmetric: bool, hidden: int) -> None:
+    """One 4-bit initializer serves GatherBlockQuantized and MatMulNBits; asymmetric blocks are
+    looked up as half blocks (the zero-point layout onnxruntime's WebGPU kernel also accepts):
+    both read the weight ORT's MatMulNBits kernel dequantizes."""
+    vocab = 30
+    table = np.random.default_rng(9).standard_normal((vocab, hidden)).astype(np.float32)
+    head = quantize_q4(table, symmetric=symmetric)
+    emb = embedding_tables(head)
+    assert emb.data is head.b
+    names = ["codes", "ids", "emb_scales"]
+    inits = [numpy_helper.from_array(head.b, "codes"),
+             numpy_helper.from_array(emb.gather_scales(), "emb_scales"),
+             numpy_helper.from_array(head.scales, "head_scales"),
+             numpy_helper.from_array(np.array([0, 0, hidden], np.int64), "flat")]
+    head_names = ["hidden", "codes", "head_scales"]
+    if not symmetric:
+        assert emb.zero_points is not None and emb.scale_repeats == 2
+        # The WebGPU kernel reads 4-bit zero points of the scales' shape.
+        assert emb.zero_points.shape[:2] == (vocab, head.k_blocks)
+        assert emb.zero_points.shape[2] * 2 == emb.gather_scales().shape[2]
+        names.append("emb_zero_points")
+        inits.append(numpy_helper.from_array(emb.zero_points, "emb_zero_points"))
+        head_names.append("head_zero_points")
+        inits.append(numpy_helper.from_array(head.zero_points, "head_zero_points"))
+    nodes = [
+        helper.make_node("GatherBlockQuantized", names, ["rows"], domain=MS, **emb.attributes()),
+        helper.make_node("Reshape", ["rows", "flat"], ["hidden"]),
+        helper.make_node("MatMulNBits", head_names, ["logits"], domain=MS, **head.attributes()),
+    ]
+    model = _lookup_and_head_model(nodes, inits, hidden, vocab)
+    ids = np.array([[0, 29, 7, 7]], np.int64)
+    rows, logits = _session(model).run(None, {"ids": ids})
+    weight = ort_weight(head)
+    np.testing.assert_array_equal(rows[0], weight[ids[0]])
+    np.testing.assert_allclose(logits[0], weight[ids[0]] @ weight.T, rtol=1e-4, atol=1e-4)
 
 
 def run_dq_matmul(w: DQWeight, a: F32, fuse: bool) -> F32:

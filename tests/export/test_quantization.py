@@ -123,3 +123,17 @@ def test_default_model_modes_pass_the_gate(mode: str, limit: int | None, tmp_pat
     assert gate["passed"], gate
     if limit:
         assert result.report["total_bytes"] <= limit
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("arch", ["llama", "phi3"])  # a tied and an untied head
+def test_nbits_layout_computes_what_the_dequantize_linear_layout_does(arch: str, symmetric: bool,
+                                                                       tmp_path: Path) -> None:
+    """The same q4 blocks through GatherBlockQuantized + MatMulNBits and through standard
+    DequantizeLinear -> Gather / MatMul: two operator paths of onnxruntime, one model."""
+    src = write_tiny_hf(arch, tmp_path / "hf", seed=5)
+    for layout in ("nbits", "dq"):
+        export(src, tmp_path / layout, ExportOptions(quant="q4", symmetric=symmetric, layout=layout,
+                                                     logits="all", progress=False))
+    worst, a, b = logits_diff(tmp_path / "nbits", tmp_path / "dq", list(range(3, 30)), 8)
+    assert worst <= 1e-3 and a == b
