@@ -6,8 +6,9 @@ Two layouts of the same blocks (32 values along ``K`` of a weight ``W[N, K]``; `
   ``[N, K/bs, bs*bits/8]`` (codes packed low nibble first), ``scales`` float32
   ``[N, K/bs]``, ``zero_points`` packed uint8 ``[N, ceil(K/bs*bits/8)]``, float32
   ``[N, K/bs]`` or absent (meaning ``2**(bits-1)``); ``W = (code - zero_point) * scale``.
-  Its ``B`` is also the ``data`` of ``com.microsoft.GatherBlockQuantized``
-  (:func:`embedding_tables`), so a tied embedding and LM head can share one initializer.
+  Its ``B`` also serves the embedding lookup (the exporter gathers rows of it with standard
+  operators; :func:`embedding_tables` gives the ``com.microsoft.GatherBlockQuantized`` form),
+  so a tied embedding and LM head share one initializer.
 - :class:`DQWeight` feeds standard ``DequantizeLinear`` (opset 21, blocked, ``axis=0``) ->
   ``MatMul``: codes ``[K, N]`` as INT4 / UINT4 / INT8 / UINT8, ``scales`` ``[K/bs, N]``.
   Native onnxruntime fuses it into MatMulNBits; onnxruntime-web can fold it to fp32 at load
@@ -93,6 +94,8 @@ class EmbeddingTables:
     ``[vocab, k_blocks, 1]`` scale table has no 4-bit zero-point tensor of its shape.  Without
     zero points (or at 8 bits) the blocks are gathered whole and ``scale_repeats`` is 1.
     Source: ``contrib_ops/{cpu,webgpu}/quantization/gather_block_quantized.cc``.
+    onnxruntime-web 1.30's WASM build has no GatherBlockQuantized kernel at all, so the
+    exporter looks rows up with standard operators instead (``quantize.NBitsCodec``).
     """
 
     bits: int
@@ -212,6 +215,20 @@ def gguf_to_nbits(raw: NDArray[np.uint8], type_name: str, n: int, k: int) -> NBi
             f"{', '.join(converters)} (dequantize it and use quantize_q4/quantize_q8)"
         )
     return converters[type_name](raw, n, k)
+
+
+def block_zero_points(weight: NBitsWeight) -> ByteArray:
+    """The integer zero point of every block, one a byte: uint8 ``[N, k_blocks]``.
+
+    Absent zero points read ``2**(bits-1)``; float ones (Q4_1's ``-m/d``) raise.
+    """
+    zp = weight.zero_points
+    if zp is None:
+        return np.full((weight.n, weight.k_blocks), 2 ** (weight.bits - 1), np.uint8)
+    if zp.dtype != np.uint8:
+        raise ExportError("float zero points have no integer form, expected uint8 ones")
+    codes = _unpack_nibbles(np.asarray(zp, np.uint8)) if weight.bits == 4 else np.asarray(zp, np.uint8)
+    return np.ascontiguousarray(codes[:, : weight.k_blocks])
 
 
 def embedding_tables(weight: NBitsWeight) -> EmbeddingTables:

@@ -31,7 +31,7 @@ from .quant_blocks import (
     GGUF_BLOCK_SIZE,
     DQWeight,
     NBitsWeight,
-    embedding_tables,
+    block_zero_points,
     gguf_to_nbits,
     join_dq,
     nbits_to_dq,
@@ -98,13 +98,13 @@ def has_exact_blocks(src: SourceModel) -> bool:
 
 
 class NBitsCodec(FloatCodec):
-    """Matrices as MatMulNBits, the embedding as GatherBlockQuantized."""
+    """Matrices as MatMulNBits; the embedding gathers and dequantizes rows of the same blocks."""
 
     def __init__(self, source: SourceModel, options: QuantOptions) -> None:
         super().__init__(source)
         self.options = options
         self.embed_weight: NBitsWeight | None = None
-        self.embed_names: tuple[str, str] = ("", "")  # GatherBlockQuantized data, scales
+        self.embed_names: tuple[str, str] = ("", "")  # embedding blocks, float32 scales
         self.requantized: dict[str, int] = {}
 
     # -- choosing the stored form ---------------------------------------------------------
@@ -174,28 +174,47 @@ class NBitsCodec(FloatCodec):
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         q, offsets = self.quantized("embed")
-        if (offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8)
-                or (q.bits == 4 and q.zero_points is not None and q.block_size < 32)):
-            # No GatherBlockQuantized form that every backend runs (Q4_1's float offsets;
-            # 4-bit zero points in blocks too short to halve): store it as 8-bit blocks.
+        if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
+            # A Q4_1 embedding has no integer zero points: store it as 8-bit blocks.
             q = quantize_q8(self.src.float32("embed"))
-        tables = embedding_tables(q)
-        data = b.initializer("embed/qweight", tables.data)
-        scales = self.half(b, "embed/scales", tables.scales)
-        inputs = [data, ids, self.repeated_scales(b, scales, tables.scale_repeats)]
-        if tables.zero_points is not None:
-            inputs.append(b.initializer("embed/zero_points", tables.zero_points))
+        data = b.initializer("embed/qweight", q.b)
+        scales = self.half(b, "embed/scales", q.scales[:, :, None])
+        zero_points = None
+        if q.zero_points is not None:
+            zero_points = b.initializer("embed/zero_points", block_zero_points(q)[:, :, None])
         self.embed_weight, self.embed_names = q, (data, scales)
-        rows = b.op("GatherBlockQuantized", inputs, domain=MS_DOMAIN, name="embed", **tables.attributes())
-        return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+        return self.gather_rows(b, ids, q, data, scales, zero_points)
 
-    @staticmethod
-    def repeated_scales(b: GraphBuilder, scales: str, repeats: int) -> str:
-        """The shared ``[vocab, k_blocks, 1]`` scale table repeated along its last axis for a
-        lookup in half blocks (:class:`~.quant_blocks.EmbeddingTables`); folded at load."""
-        if repeats == 1:
-            return scales
-        return b.op("Concat", [scales] * repeats, axis=2, name="embed/half_block_scales")
+    def gather_rows(self, b: GraphBuilder, ids: str, q: NBitsWeight, data: str, scales: str,
+                    zero_points: str | None) -> str:
+        """Rows ``ids`` of the MatMulNBits blocks, dequantized with standard ONNX operators:
+        ``(code - zero_point) * scale`` -> float32 ``[B, S, hidden]``.
+
+        ``data`` is ``q.b`` (uint8 ``[vocab, k_blocks, blob]``, shared with a tied head),
+        ``scales`` float32 ``[vocab, k_blocks, 1]``, ``zero_points`` uint8 ``[vocab, k_blocks, 1]``
+        one code a byte, or None for ``2**(bits-1)``.  Only Gather, Cast, Floor, Mul, Sub,
+        Unsqueeze, Concat and Reshape: onnxruntime-web's WASM build has no
+        GatherBlockQuantized kernel, and its WebGPU kernel accepts 4-bit zero points only
+        in a layout the CPU kernel reads differently; these run alike in native onnxruntime
+        and in both browser backends, on the gathered rows only.
+        """
+        blocks = b.op("Gather", [data, ids], axis=0, name="embed/blocks")  # [B, S, kb, blob]
+        codes = b.op("Cast", [blocks], to=FLOAT, name="embed/codes")
+        if q.bits == 4:  # byte = low | high << 4, the first code in the low nibble
+            high = b.op("Floor", [b.op("Mul", [codes, b.const(np.float32(1 / 16))])], name="embed/high")
+            low = b.op("Sub", [codes, b.op("Mul", [high, b.const(np.float32(16))])], name="embed/low")
+            last = b.const([-1], np.int64)
+            pairs = b.op("Concat", [b.op("Unsqueeze", [low, last]), b.op("Unsqueeze", [high, last])],
+                         axis=-1, name="embed/pairs")  # [B, S, kb, blob, 2]
+            codes = b.op("Reshape", [pairs, b.const([0, 0, 0, -1], np.int64)])  # [B, S, kb, bs]
+        if zero_points is None:
+            zero = b.const(np.float32(2 ** (q.bits - 1)))
+        else:
+            zp_rows = b.op("Gather", [zero_points, ids], axis=0, name="embed/zero_point_rows")
+            zero = b.op("Cast", [zp_rows], to=FLOAT)
+        scale_rows = b.op("Gather", [scales, ids], axis=0, name="embed/scale_rows")
+        rows = b.op("Mul", [b.op("Sub", [codes, zero]), scale_rows], name="embed/dequantize")
+        return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         q = self.embed_weight

@@ -70,10 +70,12 @@ def test_exact_mode_requantizes_k_quants_and_says_so(tmp_path: Path) -> None:
     assert gate["requantized"] == {"Q6_K -> q8": sum(1 for _ in range(2)) * 7}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_exported_graphs_use_only_operators_the_browser_backends_run(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode, layout", [(m, "dq") for m in MODES] + [("exact", "nbits"), ("q4", "nbits")])
+def test_exported_graphs_use_only_operators_the_browser_backends_run(mode: str, layout: str,
+                                                                     tmp_path: Path) -> None:
     src = write_tiny_gguf("gemma3", tmp_path / "m.gguf", seed=2, matrix_type="Q4_0", embedding_type="Q8_0")
-    export(src, tmp_path / "out", ExportOptions(quant=mode, progress=False, allow_quality_loss=True))
+    export(src, tmp_path / "out", ExportOptions(quant=mode, layout=layout, progress=False,
+                                                allow_quality_loss=True))
     model = onnx.load(str(tmp_path / "out" / "model.onnx"))
     assert unsupported_ops(model, "wasm") == []
     assert unsupported_ops(model, "webgpu") == []
