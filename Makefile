@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant clean
+.PHONY: setup browser-deps demo test check bench bench-nbits bench-export bench-quant clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ check: setup
 
 bench: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench
+
+# onnxruntime-web's WASM backend on the MatMulNBits layout (the page's ort-wasm fallback).
+bench-nbits: setup browser-deps
+	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends wasm --no-wllama
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --quant fp32
