@@ -27,6 +27,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -150,6 +151,12 @@ def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: 
     return figures
 
 
+def progress(name: str, rows: dict[str, dict[str, float]]) -> None:
+    """One finished column on stderr, so a long run shows where it is."""
+    cells = ", ".join(f"{key} {value:.2f}" for key, value in rows[name].items())
+    print(f"{name}: {cells}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-browser"))
@@ -189,9 +196,11 @@ def main() -> None:
                     for backend in backends:
                         rows[f"page {backend} {threads}T"] = run_page(
                             browsers, server, backend, threads, prompts, args.decode_tokens)
+                        progress(f"page {backend} {threads}T", rows)
                     if wllama_path:
                         rows[f"wllama {threads}T"] = run_wllama(
                             browsers, server, wllama_path, threads, prompts, args.decode_tokens)
+                        progress(f"wllama {threads}T", rows)
             finally:
                 browsers.close_all()
     finally:
