@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps engine demo test check bench bench-engine bench-export bench-quant bench-serve bench-tokenizer unicode-tables clean
+.PHONY: setup browser-deps engine demo test check bench bench-engine bench-nbits bench-export bench-quant bench-serve bench-tokenizer unicode-tables clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: setup browser-deps
 
 bench-engine: setup
 	$(BIN)/python -m benchmarks.engine_bench
+
+# onnxruntime-web's WASM backend on the MatMulNBits layout (the page's ort-wasm fallback).
+bench-nbits: setup browser-deps
+	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends wasm --no-wllama
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --quant fp32

@@ -1,24 +1,33 @@
-"""Browser benchmark: the default model in headless Chromium (WASM, 1 and 2 threads) next
-to native onnxruntime on the same graph, in one run. Prints a Markdown table.
+"""Browser benchmark: the default model in headless Chromium (our page on the chosen
+backends, 1 and 2 threads) next to wllama (llama.cpp compiled to WebAssembly, running the
+source GGUF, from node_modules/@wllama/wllama) and native onnxruntime on the same graph, in
+one run. Prints a Markdown table.
 
-    make bench        (or: python -m benchmarks.browser_bench)
+    make bench        (or: python -m benchmarks.browser_bench [--backends wasm,webgpu])
 
 Figures: the bytes a first visit downloads (counted by the server: page, service-worker
 precache and engine), cold load to ready (fresh profile), warm load to ready (service-worker cache),
-time to first token for a 16- and a 256-token prompt (and for the 256-token one
-after `engine.prefill`, as the page calls it while the prompt is typed), prefill tokens/s (256-token prompt),
-decode tokens/s over 128 new tokens (greedy, and with the page's sampling settings) with
-Python's share of a decode step, the tab's memory
+time to first token for a 16- and a 195-token prompt (and for the 195-token one
+after `engine.prefill`, as the page calls it while the prompt is typed), prefill tokens/s (195-token prompt),
+decode tokens/s over 64 greedy tokens, the tab's memory
 (measureUserAgentSpecificMemory: the page's and its worker's JS and WebAssembly memory; and
 the resident memory of every Chromium process), and the native ratios.
+
+wllama's page (benchmarks/wllama/index.html) is served by the same server from the built
+site's `bench/wllama/` folder with the GGUF beside it, cross-origin isolated, so its
+multi-thread build runs; its prefill and decode rates are llama.cpp's own timings of the
+same prompts (prompt cache off, end of text ignored), its time to first token is measured
+in the page.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +36,7 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from pocketlm_build.bundle import build_site
+from pocketlm_export.default_model import default_model_path
 from pocketlm_export.export import ExportOptions, export
 from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready
 
@@ -42,8 +52,8 @@ def chromium_rss_mb() -> float:
     return sum(int(x) for x in out.split()) / 1024
 
 
-def load(browsers: Browsers, url: str, profile: Path) -> tuple[Any, Any, float]:
-    context, _ = browsers(url.split("/?")[0], profile=profile)
+def load(browsers: Browsers, url: str, profile: Path, webgpu: bool = False) -> tuple[Any, Any, float]:
+    context, _ = browsers(url.split("/?")[0], profile=profile, webgpu=webgpu)
     page = context.new_page()
     started = time.perf_counter()
     page.goto(url)
@@ -51,15 +61,21 @@ def load(browsers: Browsers, url: str, profile: Path) -> tuple[Any, Any, float]:
     return context, page, time.perf_counter() - started
 
 
-def run_threads(browsers: Browsers, server: SiteServer, threads: int, prompts: dict[int, str]) -> dict[str, float]:
-    url = f"{server.url}/?backend=wasm&threads={threads}"
+def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
+             prompts: dict[int, str], decode_tokens: int) -> dict[str, float]:
+    """Our page with ``?backend=BACKEND&threads=N``."""
+    url = f"{server.url}/?backend={backend}&threads={threads}"
     profile = Path(tempfile.mkdtemp(prefix="pocketlm-bench-"))
+    webgpu = backend == "webgpu"
     idle = chromium_rss_mb()
     sent = server.app.total
-    context, page, cold = load(browsers, url, profile)
+    context, page, cold = load(browsers, url, profile, webgpu)
     context.close()
     downloaded = server.app.total - sent  # the page, the service worker's precache, the engine
-    context, page, warm = load(browsers, url, profile)
+    context, page, warm = load(browsers, url, profile, webgpu)
+    used = page.evaluate("window.pocketlm.engine.backend")
+    if used["name"] != backend or used["threads"] != threads:
+        raise SystemExit(f"asked for {backend} on {threads} thread(s), the page runs {used}")
     figures: dict[str, float] = {"first visit MB": downloaded / 1e6, "cold load s": cold, "warm load s": warm}
     ask(page, "Hello", maxNewTokens=4)
     for n, prompt in prompts.items():
@@ -79,7 +95,7 @@ def run_threads(browsers: Browsers, server: SiteServer, threads: int, prompts: d
     decode = []
     for _ in range(3):
         page.evaluate("window.pocketlm.engine.newChat()")
-        timing = ask(page, "Once upon a time", maxNewTokens=128)["timing"]
+        timing = ask(page, "Once upon a time", maxNewTokens=decode_tokens)["timing"]
         decode.append(timing)
     figures["decode tok/s"] = statistics.median(t["decodeTokensPerSecond"] for t in decode)
     figures["Python share of a step"] = statistics.median(t["pythonShare"] for t in decode)
@@ -97,48 +113,136 @@ def run_threads(browsers: Browsers, server: SiteServer, threads: int, prompts: d
     return figures
 
 
+WLLAMA_PAGE = Path(__file__).with_name("wllama") / "index.html"
+WLLAMA_PACKAGE = Path(__file__).resolve().parents[1] / "node_modules" / "@wllama" / "wllama"
+
+
+def place_wllama(site: Path, gguf: Path) -> str:
+    """Copy wllama's module, its WebAssembly and the GGUF under ``site/bench/wllama/``
+    (the server serves nothing outside the site folder); returns the page's URL path."""
+    esm = WLLAMA_PACKAGE / "esm"
+    if not (esm / "index.js").is_file():
+        raise SystemExit(f"{esm / 'index.js'} is missing: run `make setup` (npm ci)")
+    folder = site / "bench" / "wllama"
+    (folder / "esm" / "wasm").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(WLLAMA_PAGE, folder / "index.html")
+    shutil.copyfile(esm / "index.js", folder / "esm" / "index.js")
+    shutil.copyfile(esm / "wasm" / "wllama.wasm", folder / "esm" / "wasm" / "wllama.wasm")
+    shutil.copyfile(gguf, folder / "model.gguf")
+    return "/bench/wllama/index.html"
+
+
+def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: int,
+               prompts: dict[int, str], decode_tokens: int) -> dict[str, float]:
+    """wllama on the source GGUF: load, time to first token, prefill and decode rates."""
+    context, traffic = browsers(server.url)
+    page = context.new_page()
+    page.goto(server.url + page_path)
+    page.wait_for_function("window.ready === true")
+    loaded = page.evaluate("(threads) => window.loadWllama(threads)", threads)
+    if loaded["threads"] != threads:
+        raise SystemExit(f"wllama runs {loaded} instead of {threads} thread(s)")
+    complete = "([prompt, n]) => window.completeWllama(prompt, n)"
+    page.evaluate(complete, ["Hello", 4])  # warm up
+    figures: dict[str, float] = {"cold load s": loaded["seconds"]}
+    for n, prompt in prompts.items():
+        runs = [page.evaluate(complete, [prompt, 1]) for _ in range(3)]
+        figures[f"TTFT {n}-token prompt s"] = statistics.median(r["timeToFirstToken"] for r in runs)
+        if n == max(prompts):
+            figures["prefill tok/s"] = statistics.median(r["timings"]["prompt_per_second"] for r in runs)
+            figures["wllama prompt tokens"] = runs[0]["timings"]["prompt_n"]
+    runs = [page.evaluate(complete, ["Once upon a time", decode_tokens]) for _ in range(3)]
+    figures["decode tok/s"] = statistics.median(r["timings"]["predicted_per_second"] for r in runs)
+    figures["tab memory MB"] = page.evaluate("window.tabMemory()") / 1e6
+    context.close()
+    if traffic.foreign:
+        raise SystemExit(f"the wllama page asked for other origins: {traffic.foreign}")
+    return figures
+
+
+def progress(name: str, rows: dict[str, dict[str, float]]) -> None:
+    """One finished column on stderr, so a long run shows where it is."""
+    cells = ", ".join(f"{key} {value:.2f}" for key, value in rows[name].items())
+    print(f"{name}: {cells}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-browser"))
+    parser.add_argument("--model", type=Path, help="an exported model folder (default: export the "
+                        "default model with --quant auto and --layout into WORKDIR/model-LAYOUT)")
+    parser.add_argument("--layout", choices=["dq", "nbits"], default="dq",
+                        help="the layout of the default model's export: dq (widened to float32 at "
+                        "load) or nbits (MatMulNBits: 4-bit blocks kept as they are, what "
+                        "onnxruntime-web's WASM backend then runs as its fallback)")
+    parser.add_argument("--backends", default="wasm",
+                        help="comma-separated backends of our page (its ?backend= values), e.g. wasm,webgpu")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--decode-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=195)
+    parser.add_argument("--no-wllama", action="store_true", help="leave wllama out")
     args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    thread_counts = [int(t) for t in args.threads.split(",") if t]
     args.workdir.mkdir(parents=True, exist_ok=True)
-    model, site = args.workdir / "model", args.workdir / "site"
+    model, site = args.model or args.workdir / f"model-{args.layout}", args.workdir / "site"
     if not (model / "pocketlm.json").is_file():
-        export(None, model, ExportOptions(quant="auto", force=True, progress=False))
+        if args.model:
+            raise SystemExit(f"{model} has no pocketlm.json: give an exported model folder")
+        export(None, model, ExportOptions(quant="auto", layout=args.layout, force=True, progress=False))
+    config = json.loads((model / "pocketlm.json").read_text())
     built = build_site(model, site, force=True)
-    prompts = {n: prompt_of(model, n) for n in (16, 256)}
+    long = args.prompt_tokens
+    prompts = {n: prompt_of(model, n) for n in (16, long)}
+    wllama_path = None if args.no_wllama else place_wllama(site, default_model_path())
     server = SiteServer(site)
     rows: dict[str, dict[str, float]] = {}
     try:
         with sync_playwright() as driver:
             browsers = Browsers(driver)
             try:
-                for threads in (1, 2):
-                    rows[f"browser WASM {threads}T"] = run_threads(browsers, server, threads, prompts)
+                for threads in thread_counts:
+                    for backend in backends:
+                        rows[f"page {backend} {threads}T"] = run_page(
+                            browsers, server, backend, threads, prompts, args.decode_tokens)
+                        progress(f"page {backend} {threads}T", rows)
+                    if wllama_path:
+                        rows[f"wllama {threads}T"] = run_wllama(
+                            browsers, server, wllama_path, threads, prompts, args.decode_tokens)
+                        progress(f"wllama {threads}T", rows)
             finally:
                 browsers.close_all()
     finally:
         server.stop()
-    for threads in (1, 2):
-        native = measure(model, threads, new_tokens=128, prompt_tokens=256)
+    for threads in thread_counts:
+        native = measure(model, threads, new_tokens=args.decode_tokens, prompt_tokens=long)
         rows[f"native {threads}T"] = {"decode tok/s": native["decode"], "prefill tok/s": native["prefill"]}
-    config = json.loads((model / "pocketlm.json").read_text())
-    print(f"\nDefault model ({config['quantization']}): the site is {built.total_bytes / 1e6:.1f} MB in "
-          f"{built.files} files, {built.gzip_bytes / 1e6:.1f} MB with gzip\n")
-    keys = ["first visit MB", "cold load s", "warm load s", "TTFT 16-token prompt s", "TTFT 256-token prompt s",
-            "TTFT 256-token prompt, typed s", "prefill tok/s",
+    print(f"\nDefault model ({config['quantization']}, {config.get('export_options', {}).get('layout', 'dq')} "
+          f"layout): the site is {built.total_bytes / 1e6:.1f} MB in {built.files} files, "
+          f"{built.gzip_bytes / 1e6:.1f} MB with gzip; {long}-token prompt, {args.decode_tokens} greedy tokens\n")
+    keys = ["first visit MB", "cold load s", "warm load s", "TTFT 16-token prompt s", f"TTFT {long}-token prompt s",
+            f"TTFT {long}-token prompt, typed s", "prefill tok/s",
             "decode tok/s", "Python share of a step", "decode tok/s, page sampling",
-            "Python share, page sampling", "tab memory MB", "Chromium RSS MB"]
+            "Python share, page sampling", "tab memory MB", "Chromium RSS MB", "wllama prompt tokens"]
     cols = list(rows)
     print("| measure | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for key in keys:
+        if not any(key in rows[c] for c in cols):
+            continue
         cells = [f"{rows[c][key]:.2f}" if key in rows[c] else "" for c in cols]
         print(f"| {key} | " + " | ".join(cells) + " |")
-    for threads in (1, 2):
-        b, n = rows[f"browser WASM {threads}T"], rows[f"native {threads}T"]
-        print(f"\n{threads} thread(s): browser / native decode = {b['decode tok/s'] / n['decode tok/s']:.2f}x, "
-              f"prefill = {b['prefill tok/s'] / n['prefill tok/s']:.2f}x")
+    for threads in thread_counts:
+        n = rows[f"native {threads}T"]
+        for backend in backends:
+            b = rows[f"page {backend} {threads}T"]
+            line = (f"\n{threads} thread(s), page {backend}: / native decode = "
+                    f"{b['decode tok/s'] / n['decode tok/s']:.2f}x, prefill = {b['prefill tok/s'] / n['prefill tok/s']:.2f}x")
+            w = rows.get(f"wllama {threads}T")
+            if w:
+                line += (f"; / wllama decode = {b['decode tok/s'] / w['decode tok/s']:.2f}x, "
+                         f"prefill = {b['prefill tok/s'] / w['prefill tok/s']:.2f}x")
+            print(line)
 
 
 if __name__ == "__main__":

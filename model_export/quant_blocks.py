@@ -6,8 +6,9 @@ Two layouts of the same blocks (32 values along ``K`` of a weight ``W[N, K]``; `
   ``[N, K/bs, bs*bits/8]`` (codes packed low nibble first), ``scales`` float32
   ``[N, K/bs]``, ``zero_points`` packed uint8 ``[N, ceil(K/bs*bits/8)]``, float32
   ``[N, K/bs]`` or absent (meaning ``2**(bits-1)``); ``W = (code - zero_point) * scale``.
-  A tied embedding's lookup gathers rows of the same ``B`` (standard operators, see
-  ``quantize.NBitsCodec.embed``), so the embedding and the LM head share one initializer.
+  Its ``B`` also serves the embedding lookup (the exporter gathers rows of it with standard
+  operators; :func:`embedding_tables` gives the ``com.microsoft.GatherBlockQuantized`` form),
+  so a tied embedding and LM head share one initializer.
 - :class:`DQWeight` feeds standard ``DequantizeLinear`` (opset 21, blocked, ``axis=0``) ->
   ``MatMul``: codes ``[K, N]`` as INT4 / UINT4 / INT8 / UINT8, ``scales`` ``[K/bs, N]``.
   Native onnxruntime fuses it into MatMulNBits; onnxruntime-web can fold it to fp32 at load
@@ -72,6 +73,50 @@ class NBitsWeight:
         """Bytes of all initializers together."""
         zp = 0 if self.zero_points is None else self.zero_points.nbytes
         return self.b.nbytes + self.scales.nbytes + zp
+
+
+@dataclass(frozen=True)
+class EmbeddingTables:
+    """The inputs of a ``com.microsoft.GatherBlockQuantized`` node (``gather_axis=0``).
+
+    ``data`` is rank 3 ``[vocab, k_blocks, blob]`` -- the same array as ``NBitsWeight.b``, so
+    a tied head shares it -- and ``scales`` is ``[vocab, k_blocks, 1]`` (the head's scales,
+    reshaped); use ``quantize_axis=2`` and Reshape the gathered ``[..., k_blocks, bs]`` to
+    ``[..., hidden]``.
+
+    4-bit blocks with zero points are gathered as two half blocks (``block_size`` is half the
+    weight's): the node's scales are ``scales`` repeated ``scale_repeats`` (2) times along the
+    last axis (:meth:`gather_scales`, or a ``Concat`` in the graph), and ``zero_points`` is
+    uint8 ``[vocab, k_blocks, 1]`` holding the block's zero point in both nibbles.  This is the
+    one zero-point layout that both onnxruntime's CPU kernel (4-bit zero points packed two a
+    byte along the quantize axis) and its WebGPU kernel (the zero-point tensor, read as
+    4-bit, must have the scales' shape) accept for data shared with MatMulNBits; a
+    ``[vocab, k_blocks, 1]`` scale table has no 4-bit zero-point tensor of its shape.  Without
+    zero points (or at 8 bits) the blocks are gathered whole and ``scale_repeats`` is 1.
+    Source: ``contrib_ops/{cpu,webgpu}/quantization/gather_block_quantized.cc``.
+    onnxruntime-web 1.30's WASM build has no GatherBlockQuantized kernel at all, so the
+    exporter looks rows up with standard operators instead (``quantize.NBitsCodec``).
+    """
+
+    bits: int
+    block_size: int
+    data: ByteArray
+    scales: FloatArray
+    zero_points: ByteArray | None  # uint8 [vocab, k_blocks, 1] or None (see above)
+    scale_repeats: int = 1
+
+    def attributes(self) -> dict[str, int]:
+        """The node attributes for this layout."""
+        return {
+            "bits": self.bits,
+            "block_size": self.block_size,
+            "gather_axis": 0,
+            "quantize_axis": 2,
+        }
+
+    def gather_scales(self) -> FloatArray:
+        """The node's ``scales`` input: float32 ``[vocab, k_blocks, scale_repeats]``."""
+        return np.ascontiguousarray(np.repeat(self.scales, self.scale_repeats, axis=2))
 
 
 # --------------------------------------------------------------------------- GGUF blocks
@@ -170,6 +215,47 @@ def gguf_to_nbits(raw: NDArray[np.uint8], type_name: str, n: int, k: int) -> NBi
             f"{', '.join(converters)} (dequantize it and use quantize_q4/quantize_q8)"
         )
     return converters[type_name](raw, n, k)
+
+
+def block_zero_points(weight: NBitsWeight) -> ByteArray:
+    """The integer zero point of every block, one a byte: uint8 ``[N, k_blocks]``.
+
+    Absent zero points read ``2**(bits-1)``; float ones (Q4_1's ``-m/d``) raise.
+    """
+    zp = weight.zero_points
+    if zp is None:
+        return np.full((weight.n, weight.k_blocks), 2 ** (weight.bits - 1), np.uint8)
+    if zp.dtype != np.uint8:
+        raise ExportError("float zero points have no integer form, expected uint8 ones")
+    codes = _unpack_nibbles(np.asarray(zp, np.uint8)) if weight.bits == 4 else np.asarray(zp, np.uint8)
+    return np.ascontiguousarray(codes[:, : weight.k_blocks])
+
+
+def embedding_tables(weight: NBitsWeight) -> EmbeddingTables:
+    """GatherBlockQuantized inputs that reuse ``weight.b`` (no copy) for a tied embedding.
+
+    Float zero points cannot be expressed (GatherBlockQuantized takes codes only): such a
+    weight raises.  4-bit zero points are gathered as half blocks (see
+    :class:`EmbeddingTables`); 8-bit ones are ``[vocab, k_blocks, 1]``, one a byte.
+    """
+    zp = weight.zero_points
+    scales = weight.scales[:, :, None]
+    if zp is None:
+        return EmbeddingTables(weight.bits, weight.block_size, weight.b, scales, None)
+    if zp.dtype != np.uint8:
+        raise ExportError("GatherBlockQuantized needs uint8 zero points, got float ones")
+    zp_codes = np.asarray(zp, dtype=np.uint8)
+    if weight.bits != 4:
+        zero_points = np.ascontiguousarray(zp_codes[:, : weight.k_blocks, None])
+        return EmbeddingTables(weight.bits, weight.block_size, weight.b, scales, zero_points)
+    if weight.block_size < 32:
+        raise ExportError(
+            f"a 4-bit embedding with zero points needs block_size >= 32 (gathered as half "
+            f"blocks of at least 16), got {weight.block_size}"
+        )
+    per_block = _unpack_nibbles(zp_codes)[:, : weight.k_blocks, None]
+    both_halves = np.ascontiguousarray(_pack_nibbles(np.repeat(per_block, 2, axis=2)))
+    return EmbeddingTables(4, weight.block_size // 2, weight.b, scales, both_halves, 2)
 
 
 # --------------------------------------------------------------------------- float weights

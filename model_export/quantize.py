@@ -7,9 +7,6 @@ mode       storage
            embedding through GatherBlockQuantized, the tied LM head sharing its bytes).
            Other GGUF types are re-quantized to the nearest supported block format and
            the report says which.
-``mixed``  ``q4`` for the matrices, 8-bit blocks for the token embedding / LM head (the
-           most sensitive tensors: every token's input and every logit go through them);
-           GGUF blocks of those widths are carried over unchanged
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
@@ -34,6 +31,7 @@ from .quant_blocks import (
     GGUF_BLOCK_SIZE,
     DQWeight,
     NBitsWeight,
+    block_zero_points,
     gguf_to_nbits,
     join_dq,
     nbits_to_dq,
@@ -43,9 +41,7 @@ from .quant_blocks import (
 )
 from .sources import SourceModel
 
-MODES = ("exact", "mixed", "q4", "q8", "fp16", "fp32")
-BLOCK_MODES = ("mixed", "q4", "q8")  # modes that quantize to --block-size blocks
-EIGHT_BIT_IN_MIXED = ("embed", "lm_head")
+MODES = ("exact", "q4", "q8", "fp16", "fp32")
 EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
 BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
 # Where a GGUF block type has no exact image: the nearest supported format.
@@ -65,10 +61,8 @@ class QuantOptions:
     symmetric: bool = False
     # MatMulNBits accuracy_level: 0 = float activations, 4 = int8 activations (CPU).
     accuracy_level: int = 0
-    # "nbits": MatMulNBits nodes (the default: native onnxruntime, onnxruntime-web's WebGPU
-    # backend and the page's CPU engine all read these blocks as they are);
-    # "dq": DequantizeLinear -> MatMul (widened to float32 when a session loads).
-    layout: str = "nbits"
+    # "dq": DequantizeLinear -> MatMul (the page's layout); "nbits": MatMulNBits nodes.
+    layout: str = "dq"
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,7 +77,7 @@ def validate(options: QuantOptions, src: SourceModel) -> None:
             f"({', '.join(t.name for t in sorted(EXACT_TYPES))} carry over exactly); this source "
             f"({src.source.get('kind')}) has float weights: use q4, q8, fp16 or fp32"
         )
-    if options.mode in BLOCK_MODES:
+    if options.mode in ("q4", "q8"):
         bs = options.block_size
         if bs < 16 or bs & (bs - 1):
             raise ExportError(f"--block-size must be a power of two >= 16, got {bs}")
@@ -104,13 +98,13 @@ def has_exact_blocks(src: SourceModel) -> bool:
 
 
 class NBitsCodec(FloatCodec):
-    """Matrices as MatMulNBits; the embedding's rows gathered from its blocks (:meth:`embed`)."""
+    """Matrices as MatMulNBits; the embedding gathers and dequantizes rows of the same blocks."""
 
     def __init__(self, source: SourceModel, options: QuantOptions) -> None:
         super().__init__(source)
         self.options = options
         self.embed_weight: NBitsWeight | None = None
-        self.embed_names: tuple[str, str, str | None] = ("", "", None)  # codes, scales, zero points
+        self.embed_names: tuple[str, str] = ("", "")  # embedding blocks, float32 scales
         self.requantized: dict[str, int] = {}
 
     # -- choosing the stored form ---------------------------------------------------------
@@ -122,7 +116,7 @@ class NBitsCodec(FloatCodec):
         else is quantized from its float values.
         """
         weight = self.src.weights[name]
-        mode, bits = self.options.mode, self.target_bits(weight.qtype, name)
+        mode, bits = self.options.mode, self.target_bits(weight.qtype)
         carried = BLOCK_BITS.get(weight.qtype)
         if carried is not None and (mode == "exact" or (carried == bits and self.options.block_size == GGUF_BLOCK_SIZE)):
             n, k = weight.shape
@@ -133,14 +127,12 @@ class NBitsCodec(FloatCodec):
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
         w = weight.float32()
-        block = self.options.block_size if mode in BLOCK_MODES else GGUF_BLOCK_SIZE
+        block = self.options.block_size if mode in ("q4", "q8") else GGUF_BLOCK_SIZE
         if bits == 4:
-            return quantize_q4(w, block, self.options.symmetric if mode in ("q4", "mixed") else False), None
+            return quantize_q4(w, block, self.options.symmetric if mode == "q4" else False), None
         return quantize_q8(w, block), None
 
-    def target_bits(self, qtype: GGMLQuantizationType, name: str = "") -> int:
-        if self.options.mode == "mixed":
-            return 8 if name in EIGHT_BIT_IN_MIXED else 4
+    def target_bits(self, qtype: GGMLQuantizationType) -> int:
         if self.options.mode == "q4":
             return 4
         if self.options.mode == "q8":
@@ -181,56 +173,59 @@ class NBitsCodec(FloatCodec):
         return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
-        """Rows of the MatMulNBits blocks ``[vocab, k_blocks, blob]`` widened with standard
-        operators (Gather, then nibbles and zero points by float arithmetic), so every runtime
-        runs the lookup: onnxruntime natively, its WebGPU backend, and its WASM build, which
-        has no GatherBlockQuantized kernel. The tied head reads the same initializers."""
         q, offsets = self.quantized("embed")
         if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
-            # Q4_1's float block minima have no integer zero point: store 8-bit blocks instead.
+            # A Q4_1 embedding has no integer zero points: store it as 8-bit blocks.
             q = quantize_q8(self.src.float32("embed"))
         data = b.initializer("embed/qweight", q.b)
-        scales = self.half(b, "embed/scales", q.scales)  # [vocab, k_blocks]
+        scales = self.half(b, "embed/scales", q.scales[:, :, None])
         zero_points = None
         if q.zero_points is not None:
-            zero_points = b.initializer("embed/zero_points", q.zero_points.reshape(q.n, -1))
-        self.embed_weight, self.embed_names = q, (data, scales, zero_points)
-        rows = b.op("Gather", [data, ids], axis=0, name="embed/gather")  # [B, S, kb, blob]
-        codes = b.op("Cast", [rows], to=FLOAT, name="embed/codes")
-        if q.bits == 4:
-            codes = self.nibbles(b, codes, "embed/unpack")  # [B, S, kb, bs]
-        block_scales = b.op("Unsqueeze", [b.op("Gather", [scales, ids], axis=0, name="embed/scales_of"),
-                                          b.const([-1], np.int64)])  # [B, S, kb, 1]
-        if zero_points is None:
-            zero = b.const(np.float32(1 << (q.bits - 1)))
-        else:
-            zp = b.op("Cast", [b.op("Gather", [zero_points, ids], axis=0)], to=FLOAT, name="embed/zp_of")
-            if q.bits == 4:  # packed two a row's blocks a byte: [B, S, ceil(kb/2)] -> [B, S, kb]
-                zp = b.op("Slice", [self.nibbles(b, zp, "embed/zp_unpack"), b.const([0], np.int64),
-                                    b.const([q.k_blocks], np.int64), b.const([-1], np.int64)])
-            zero = b.op("Unsqueeze", [zp, b.const([-1], np.int64)])
-        values = b.op("Mul", [b.op("Sub", [codes, zero]), block_scales], name="embed/dequantize")
-        return b.op("Reshape", [values, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed/flat")
+            zero_points = b.initializer("embed/zero_points", block_zero_points(q)[:, :, None])
+        self.embed_weight, self.embed_names = q, (data, scales)
+        return self.gather_rows(b, ids, q, data, scales, zero_points)
 
-    @staticmethod
-    def nibbles(b: GraphBuilder, packed: str, path: str) -> str:
-        """Bytes (as floats) ``[..., n]`` -> their 4-bit codes ``[..., 2n]``, low nibble first
-        (MatMulNBits' packing), by ``high = floor(x / 16)``, ``low = x - 16 * high``."""
-        high = b.op("Floor", [b.op("Div", [packed, b.const(np.float32(16))])], name=path + "/high")
-        low = b.op("Sub", [packed, b.op("Mul", [high, b.const(np.float32(16))])], name=path + "/low")
-        axis = b.const([-1], np.int64)
-        pairs = b.op("Concat", [b.op("Unsqueeze", [low, axis]), b.op("Unsqueeze", [high, axis])], axis=-1)
-        shape = b.op("Concat", [b.op("Shape", [packed], end=-1), b.const([-1], np.int64)], axis=0)
-        return b.op("Reshape", [pairs, shape], name=path)
+    def gather_rows(self, b: GraphBuilder, ids: str, q: NBitsWeight, data: str, scales: str,
+                    zero_points: str | None) -> str:
+        """Rows ``ids`` of the MatMulNBits blocks, dequantized with standard ONNX operators:
+        ``(code - zero_point) * scale`` -> float32 ``[B, S, hidden]``.
+
+        ``data`` is ``q.b`` (uint8 ``[vocab, k_blocks, blob]``, shared with a tied head),
+        ``scales`` float32 ``[vocab, k_blocks, 1]``, ``zero_points`` uint8 ``[vocab, k_blocks, 1]``
+        one code a byte, or None for ``2**(bits-1)``.  Only Gather, Cast, Floor, Mul, Sub,
+        Unsqueeze, Concat and Reshape: onnxruntime-web's WASM build has no
+        GatherBlockQuantized kernel, and its WebGPU kernel accepts 4-bit zero points only
+        in a layout the CPU kernel reads differently; these run alike in native onnxruntime
+        and in both browser backends, on the gathered rows only.
+        """
+        blocks = b.op("Gather", [data, ids], axis=0, name="embed/blocks")  # [B, S, kb, blob]
+        codes = b.op("Cast", [blocks], to=FLOAT, name="embed/codes")
+        if q.bits == 4:  # byte = low | high << 4, the first code in the low nibble
+            high = b.op("Floor", [b.op("Mul", [codes, b.const(np.float32(1 / 16))])], name="embed/high")
+            low = b.op("Sub", [codes, b.op("Mul", [high, b.const(np.float32(16))])], name="embed/low")
+            last = b.const([-1], np.int64)
+            pairs = b.op("Concat", [b.op("Unsqueeze", [low, last]), b.op("Unsqueeze", [high, last])],
+                         axis=-1, name="embed/pairs")  # [B, S, kb, blob, 2]
+            codes = b.op("Reshape", [pairs, b.const([0, 0, 0, -1], np.int64)])  # [B, S, kb, bs]
+        if zero_points is None:
+            zero = b.const(np.float32(2 ** (q.bits - 1)))
+        else:
+            zp_rows = b.op("Gather", [zero_points, ids], axis=0, name="embed/zero_point_rows")
+            zero = b.op("Cast", [zp_rows], to=FLOAT)
+        scale_rows = b.op("Gather", [scales, ids], axis=0, name="embed/scale_rows")
+        rows = b.op("Mul", [b.op("Sub", [codes, zero]), scale_rows], name="embed/dequantize")
+        return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         q = self.embed_weight
         if q is None:
             raise RuntimeError("embed() must run before tied_head()")
-        data, scales, zero_points = self.embed_names
+        data, scales = self.embed_names
         # MatMulNBits wants scales as [N * k_blocks]: a Reshape of the shared table.
         flat_scales = b.op("Reshape", [scales, b.const([-1], np.int64)], name="lm_head/scales")
-        inputs = [flat, data, flat_scales] + ([zero_points] if zero_points else [])
+        inputs = [flat, data, flat_scales]
+        if q.zero_points is not None:
+            inputs.append(b.initializer("lm_head/zero_points", q.zero_points.reshape(q.n, -1)))
         return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name="lm_head",
                     accuracy_level=self.options.accuracy_level, **q.attributes())
 
@@ -290,7 +285,7 @@ def session_config(options: QuantOptions) -> dict[str, str]:
     backend runs fast and exactly). MatMulNBits layout: keep the chosen accuracy level
     (onnxruntime otherwise picks int8 activations for fused nodes).
     """
-    if options.mode in ("exact", *BLOCK_MODES) and options.layout == "dq":
+    if options.mode in ("exact", "q4", "q8") and options.layout == "dq":
         return {"session.disable_quant_qdq": "1"}
     return {"session.qdq_matmulnbits_accuracy_level": str(options.accuracy_level)}
 

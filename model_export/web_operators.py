@@ -80,7 +80,7 @@ WEBGPU_ON_CPU: frozenset[OpKey] = _onnx(
 _WEBGPU = _ELEMENTWISE | _SHAPES | _REDUCE_AND_LINEAR | _CONTRIB_ON_GPU
 
 SUPPORTED: dict[str, frozenset[OpKey]] = {
-    # The JSPI build's CPU EP has no GatherBlockQuantized kernel (a session fails to load).
+    # onnxruntime-web 1.30's WASM build registers no GatherBlockQuantized kernel (any layout).
     "wasm": (_WEBGPU | WEBGPU_ON_CPU) - _ms("GatherBlockQuantized"),
     "webgpu": _WEBGPU,
     "webgpu-jsep": (

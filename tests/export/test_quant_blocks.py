@@ -1,6 +1,5 @@
-"""GGUF / float weights -> MatMulNBits initializers and the embedding lookup over the same
-blocks, checked by running small ONNX models in onnxruntime against
-``gguf.quants.dequantize`` and numpy matmuls."""
+"""GGUF / float weights -> MatMulNBits and GatherBlockQuantized initializers, checked by running
+one-node ONNX models in onnxruntime against ``gguf.quants.dequantize`` and numpy matmuls."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from pocketlm_export.quant_blocks import (
     NBitsWeight,
     dequantize_dq,
     dequantize_nbits,
+    embedding_tables,
     gguf_to_dq,
     gguf_to_nbits,
     join_dq,
@@ -180,40 +180,104 @@ def test_q4_1_split_uses_uint8_zero_points_and_matches_numpy() -> None:
     )
 
 
-@pytest.mark.parametrize(("matrix_type", "mode", "symmetric"), [
-    ("Q8_0", "exact", False), ("Q4_0", "exact", False), ("F32", "q4", False), ("F32", "q4", True),
-    ("F32", "q8", False),
-])
-def test_embedding_lookup_and_tied_head_read_one_copy_of_the_blocks(tmp_path: Path, matrix_type: str,
-                                                                    mode: str, symmetric: bool) -> None:
-    """Standard operators only (onnxruntime-web's WASM build has no GatherBlockQuantized):
-    the rows looked up and the head's logits both come from the one set of blocks."""
-    from pocketlm_export.onnx_builder import FLOAT, INT64, GraphBuilder
-    from pocketlm_export.quantize import QuantOptions, codec_for
-    from pocketlm_export.sources import load_source
-    from tests.fixtures.tiny_models import write_tiny_gguf
+def test_tied_embedding_and_head_share_one_initializer() -> None:
+    vocab, hidden = 50, 96
+    raw, table = gguf_blocks(random_weight(vocab, hidden, seed=7), GGMLQuantizationType.Q8_0)
+    head = gguf_to_nbits(raw, "Q8_0", vocab, hidden)
+    emb = embedding_tables(head)
+    assert emb.data is head.b
+    inits = [
+        numpy_helper.from_array(head.b, "codes"),
+        numpy_helper.from_array(emb.scales, "emb_scales"),
+        numpy_helper.from_array(head.scales, "head_scales"),
+        numpy_helper.from_array(np.array([0, 0, hidden], np.int64), "flat"),
+    ]
+    nodes = [
+        helper.make_node(
+            "GatherBlockQuantized",
+            ["codes", "ids", "emb_scales"],
+            ["rows"],
+            domain=MS,
+            **emb.attributes(),
+        ),
+        helper.make_node("Reshape", ["rows", "flat"], ["hidden"]),
+        helper.make_node(
+            "MatMulNBits",
+            ["hidden", "codes", "head_scales"],
+            ["logits"],
+            domain=MS,
+            **head.attributes(),
+        ),
+    ]
+    model = _lookup_and_head_model(nodes, inits, hidden, vocab)
+    assert sum(i.name == "codes" for i in model.graph.initializer) == 1
+    ids = np.array([[0, 49, 7, 7]], np.int64)
+    rows, logits = _session(model).run(None, {"ids": ids})
+    np.testing.assert_array_equal(rows[0], table[ids[0]])
+    np.testing.assert_allclose(logits[0], table[ids[0]] @ table.T, rtol=1e-4, atol=1e-4)
 
-    src = load_source(write_tiny_gguf("llama", tmp_path / "m.gguf", seed=3, matrix_type=matrix_type))
-    codec = codec_for(src, QuantOptions(mode=mode, symmetric=symmetric, layout="nbits"))
-    hidden, vocab = src.config.hidden_size, src.config.vocab_size
-    b = GraphBuilder()
-    b.add_input("ids", INT64, [1, "S"])
-    b.add_input("h", FLOAT, ["R", hidden])
-    b.op("Identity", [codec.embed(b, "ids")], outputs=["rows"])
-    b.op("Identity", [codec.tied_head(b, "h")], outputs=["logits"])
-    b.add_output("rows", FLOAT, [1, "S", hidden])
-    b.add_output("logits", FLOAT, ["R", vocab])
-    model = b.model("embedding", {})
-    weight = codec.embed_weight
-    assert weight is not None
-    assert sum(len(i.raw_data) >= weight.b.nbytes for i in model.graph.initializer) == 1  # one copy
-    assert not [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
-    table = dequantize_nbits(weight)
-    ids = np.array([[0, vocab - 1, 7, 7]], np.int64)
-    h = np.random.default_rng(4).standard_normal((3, hidden)).astype(np.float32)
-    rows, logits = _session(model).run(None, {"ids": ids, "h": h})
-    np.testing.assert_allclose(rows[0], table[ids[0]], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(logits, h @ table.T, rtol=1e-4, atol=1e-4)
+
+def test_embedding_tables_of_asymmetric_q4_gather_the_dequantized_rows() -> None:
+    table = np.random.default_rng(8).standard_normal((20, 64)).astype(np.float32)
+    emb = embedding_tables(quantize_q4(table, symmetric=False))
+    assert emb.zero_points is not None
+    inits = [
+        numpy_helper.from_array(emb.data, "codes"),
+        numpy_helper.from_array(emb.gather_scales(), "s"),
+        numpy_helper.from_array(emb.zero_points, "z"),
+    ]
+    node = helper.make_node(
+        "GatherBlockQuantized", ["codes", "ids", "s", "z"], ["rows"], domain=MS, **emb.attributes()
+    )
+    model = _model(
+        [node],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["S"])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["S", 2, 32])],
+        inits,
+    )
+    ids = np.array([3, 19, 0], np.int64)
+    expected = dequantize_nbits(quantize_q4(table, symmetric=False))[ids]
+    got = _session(model).run(None, {"ids": ids})[0].reshape(3, 64)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("hidden", [64, 96])  # an even and an odd number of blocks a row
+def test_tied_q4_embedding_gathers_the_rows_matmulnbits_reads(symmetric: bool, hidden: int) -> None:
+    """One 4-bit initializer serves GatherBlockQuantized and MatMulNBits; asymmetric blocks are
+    looked up as half blocks (the zero-point layout onnxruntime's WebGPU kernel also accepts):
+    both read the weight ORT's MatMulNBits kernel dequantizes."""
+    vocab = 30
+    table = np.random.default_rng(9).standard_normal((vocab, hidden)).astype(np.float32)
+    head = quantize_q4(table, symmetric=symmetric)
+    emb = embedding_tables(head)
+    assert emb.data is head.b
+    names = ["codes", "ids", "emb_scales"]
+    inits = [numpy_helper.from_array(head.b, "codes"),
+             numpy_helper.from_array(emb.gather_scales(), "emb_scales"),
+             numpy_helper.from_array(head.scales, "head_scales"),
+             numpy_helper.from_array(np.array([0, 0, hidden], np.int64), "flat")]
+    head_names = ["hidden", "codes", "head_scales"]
+    if not symmetric:
+        assert emb.zero_points is not None and emb.scale_repeats == 2
+        # The WebGPU kernel reads 4-bit zero points of the scales' shape.
+        assert emb.zero_points.shape[:2] == (vocab, head.k_blocks)
+        assert emb.zero_points.shape[2] * 2 == emb.gather_scales().shape[2]
+        names.append("emb_zero_points")
+        inits.append(numpy_helper.from_array(emb.zero_points, "emb_zero_points"))
+        head_names.append("head_zero_points")
+        inits.append(numpy_helper.from_array(head.zero_points, "head_zero_points"))
+    nodes = [
+        helper.make_node("GatherBlockQuantized", names, ["rows"], domain=MS, **emb.attributes()),
+        helper.make_node("Reshape", ["rows", "flat"], ["hidden"]),
+        helper.make_node("MatMulNBits", head_names, ["logits"], domain=MS, **head.attributes()),
+    ]
+    model = _lookup_and_head_model(nodes, inits, hidden, vocab)
+    ids = np.array([[0, 29, 7, 7]], np.int64)
+    rows, logits = _session(model).run(None, {"ids": ids})
+    weight = ort_weight(head)
+    np.testing.assert_array_equal(rows[0], weight[ids[0]])
+    np.testing.assert_allclose(logits[0], weight[ids[0]] @ weight.T, rtol=1e-4, atol=1e-4)
 
 
 def run_dq_matmul(w: DQWeight, a: F32, fuse: bool) -> F32:

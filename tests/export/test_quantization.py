@@ -104,10 +104,12 @@ def test_exact_mode_requantizes_k_quants_and_says_so(tmp_path: Path) -> None:
     assert gate["requantized"] == {"Q6_K -> q8": sum(1 for _ in range(2)) * 7}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_exported_graphs_use_only_operators_the_browser_backends_run(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode, layout", [(m, "dq") for m in MODES] + [("exact", "nbits"), ("q4", "nbits")])
+def test_exported_graphs_use_only_operators_the_browser_backends_run(mode: str, layout: str,
+                                                                     tmp_path: Path) -> None:
     src = write_tiny_gguf("gemma3", tmp_path / "m.gguf", seed=2, matrix_type="Q4_0", embedding_type="Q8_0")
-    export(src, tmp_path / "out", ExportOptions(quant=mode, progress=False, allow_quality_loss=True))
+    export(src, tmp_path / "out", ExportOptions(quant=mode, layout=layout, progress=False,
+                                                allow_quality_loss=True))
     model = onnx.load(str(tmp_path / "out" / "model.onnx"))
     assert unsupported_ops(model, "wasm") == []
     assert unsupported_ops(model, "webgpu") == []
@@ -157,3 +159,17 @@ def test_default_model_modes_pass_the_gate(mode: str, limit: int | None, tmp_pat
     assert gate["passed"], gate
     if limit:
         assert result.report["total_bytes"] <= limit
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("arch", ["llama", "phi3"])  # a tied and an untied head
+def test_nbits_layout_computes_what_the_dequantize_linear_layout_does(arch: str, symmetric: bool,
+                                                                       tmp_path: Path) -> None:
+    """The same q4 blocks through GatherBlockQuantized + MatMulNBits and through standard
+    DequantizeLinear -> Gather / MatMul: two operator paths of onnxruntime, one model."""
+    src = write_tiny_hf(arch, tmp_path / "hf", seed=5)
+    for layout in ("nbits", "dq"):
+        export(src, tmp_path / layout, ExportOptions(quant="q4", symmetric=symmetric, layout=layout,
+                                                     logits="all", progress=False))
+    worst, a, b = logits_diff(tmp_path / "nbits", tmp_path / "dq", list(range(3, 30)), 8)
+    assert worst <= 1e-3 and a == b

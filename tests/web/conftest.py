@@ -1,9 +1,10 @@
 """Browser fixtures: built sites served by `pocketlm serve`'s app, and headless Chromium.
 
 Each site is built once per session from an exported model folder: a tiny random llama
-(fast; the page's behaviour) and the default SmolLM2 export (slow; the answers).
-POCKETLM_TEST_MODEL may name an already exported folder to use instead of exporting the
-default model.
+(fast; the page's behaviour; also as q4 with and without zero points) and the default
+SmolLM2 export (slow; the answers), all in the MatMulNBits layout that the CPU engine,
+onnxruntime-web's WebGPU backend and native onnxruntime read. POCKETLM_TEST_MODEL may name an
+already exported folder to use instead of exporting the default model.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   ExportOptions(quant="auto", progress=False)).out
 
 
+@pytest.fixture(scope="session", params=["asymmetric", "symmetric"])
+def tiny_nbits_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama as 4-bit blocks (with and without zero points) in the MatMulNBits layout."""
+    from pocketlm_export.export import ExportOptions, export
+    from tests.fixtures.tiny_models import write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp(f"tiny-nbits-{request.param}")
+    gguf = write_tiny_gguf("llama", folder / "tiny.gguf", seed=0)
+    options = ExportOptions(quant="q4", symmetric=request.param == "symmetric", layout="nbits",
+                            allow_quality_loss=True, progress=False)
+    return export(gguf, folder / "model", options).out
+
+
 def build(model: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     from pocketlm_build.bundle import build_site
 
@@ -61,6 +75,14 @@ def tiny_site(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="session")
 def default_site(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(default_model, tmp_path_factory, "default-site")
+
+
+@pytest.fixture(scope="session")
+def tiny_nbits_server(tiny_nbits_model: Path, tmp_path_factory: pytest.TempPathFactory
+                      ) -> Iterator[SiteServer]:
+    server = SiteServer(build(tiny_nbits_model, tmp_path_factory, "tiny-nbits-site"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

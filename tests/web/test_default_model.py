@@ -100,8 +100,9 @@ def test_ort_wasm_gives_native_tokens(open_browser: BrowserFactory, default_serv
 
 def test_webgpu_greedy_tokens_equal_native(open_browser: BrowserFactory, default_server: SiteServer,
                                            native_answers: list[list[int]]) -> None:
-    """SwiftShader runs several seconds a token: the first prompt's first tokens by default,
-    all of it with POCKETLM_TEST_WEBGPU=1."""
+    """The export's 4-bit blocks kept 4-bit on the GPU (MatMulNBits; the embedding and tied
+    head sharing one table). SwiftShader takes tens of seconds a token: the first prompt's
+    first tokens by default, every prompt's 32 tokens with POCKETLM_TEST_WEBGPU=1."""
     full = os.environ.get("POCKETLM_TEST_WEBGPU") == "1"
     count = NEW_TOKENS if full else 4
     page, _ = open_page(open_browser, default_server, "backend=webgpu", webgpu=True)

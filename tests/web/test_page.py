@@ -397,6 +397,23 @@ def test_webgpu_gives_the_tokens_of_wasm(open_browser: BrowserFactory, tiny_serv
     assert page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')") > 0
 
 
+@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
+def test_the_nbits_layout_gives_the_native_tokens(open_browser: BrowserFactory, backend: str,
+                                                 tiny_nbits_server: SiteServer,
+                                                 tiny_nbits_model: Path) -> None:
+    """4-bit blocks kept 4-bit (MatMulNBits; the embedding rows gathered from the head's bytes,
+    with and without zero points) answer like native onnxruntime on the same folder, on the
+    GPU (SwiftShader) and on onnxruntime-web's WASM backend."""
+    context, _ = open_browser(tiny_nbits_server.url, webgpu=backend == "webgpu")
+    page = context.new_page()
+    page.goto(f"{tiny_nbits_server.url}/?backend={backend}")
+    wait_ready(page)
+    assert page.evaluate("window.pocketlm.engine.backend.name") == backend
+    for prompt in PROMPTS[:2]:
+        page.evaluate("window.pocketlm.engine.newChat()")
+        assert ask(page, prompt, maxNewTokens=8)["tokens"] == native_tokens(tiny_nbits_model, prompt, 8)
+
+
 LOSE_DEVICE_MID_ANSWER = """async ([prompt, n]) => {
     const engine = window.pocketlm.engine;
     const status = [];

@@ -254,7 +254,7 @@ function configure(x, config, tensors, base) {
     throw new Error('the engine cannot read the embedding');
   }
   if (tensors['lm_head/qweight']) linear(HEAD, 0, 'lm_head', hidden);
-  else linear(HEAD, 0, 'lm_head', hidden, { q: 'embed/qweight', scales: 'embed/scales', zp: 'embed/zero_points' });
+  else linear(HEAD, 0, 'lm_head', hidden, { q: 'embed/qweight', scales: 'embed/scales', zp: 'lm_head/zero_points' });
 }
 
 class CpuEngine {

@@ -147,15 +147,7 @@ static void embed(float *out, int id) {
   for (int b = 0; b < kb; b++) {
     const uint8_t *codes = e->q + ((size_t)id * kb + b) * block_bytes;
     float scale = f16_to_f32(e->scales[(size_t)id * kb + b]) * config.embed_scale;
-    // Zero points as MatMulNBits stores them: 4-bit ones packed two a byte along the row's
-    // blocks ([vocab][(kb + 1) / 2]), 8-bit ones one a byte ([vocab][kb]).
-    int zp = 1 << (e->bits - 1);
-    if (e->zp && e->bits == 4) {
-      uint8_t pair = e->zp[(size_t)id * ((kb + 1) / 2) + b / 2];
-      zp = (b & 1) ? pair >> 4 : pair & 15;
-    } else if (e->zp) {
-      zp = e->zp[(size_t)id * kb + b];
-    }
+    int zp = e->zp ? e->zp[(size_t)id * kb + b] : 1 << (e->bits - 1);
     for (int i = 0; i < e->bs; i++) {
       int code = e->bits == 8 ? codes[i] : (i & 1) ? codes[i / 2] >> 4 : codes[i / 2] & 15;
       out[b * e->bs + i] = (float)(code - zp) * scale;
