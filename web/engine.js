@@ -35,6 +35,7 @@ import { Messenger } from './messenger.js';
  * @property {number} [seed]
  * @property {string[]} [stop] stop strings
  * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
+ * @property {number} [maxPromptTokens] refuse longer prompts (a site's cap), like the context
  *
  * @typedef {{role: string, content: string}} ChatMessage
  *
@@ -91,7 +92,10 @@ export class Engine {
    */
   async generate(prompt, options = {}, onToken) {
     const { chat, ...sampling } = options;
-    if (this.stopFlag) Atomics.store(this.stopFlag, 0, 0);
+    if (this.stopFlag) {
+      Atomics.store(this.stopFlag, 0, 0);
+      Atomics.store(this.stopFlag, 1, 1); // an answer is wanted: stop reading the draft
+    }
     const raw = await this.messenger.request('generate', { prompt, options: sampling, chat }, onToken);
     const { text, tokens, stop_reason: stopReason, ...figures } = raw;
     return { text, tokens, stopReason, timing: /** @type {Timing} */ (camelKeys(figures)) };
@@ -106,7 +110,18 @@ export class Engine {
    * @returns {Promise<{fed: number}>} the tokens fed now
    */
   prefill(prompt, options = {}) {
+    if (this.stopFlag) Atomics.store(this.stopFlag, 1, 1); // the draft read before is stale
     return this.messenger.request('prefill', { prompt, chat: options.chat });
+  }
+
+  /**
+   * Stop reading a draft (the text was deleted, or the chat is being reset); what was read
+   * stays in the cache. Resolves once the worker has stopped reading.
+   * @returns {Promise<{cancelled: boolean}>}
+   */
+  cancelDraft() {
+    if (this.stopFlag) Atomics.store(this.stopFlag, 1, 1);
+    return this.messenger.request('cancelDraft');
   }
 
   /** Stop the current answer after the token being computed. */
@@ -126,8 +141,12 @@ export class Engine {
     this.onBackendChange?.(this.backend);
   }
 
-  /** Forget the conversation (the KV cache). */
+  /** Forget the conversation (the KV cache), stopping an answer or draft being read. */
   newChat() {
+    if (this.stopFlag) {
+      Atomics.store(this.stopFlag, 0, 1);
+      Atomics.store(this.stopFlag, 1, 1);
+    }
     return this.messenger.request('newChat');
   }
 
@@ -167,7 +186,7 @@ export async function createEngine(options = {}) {
   });
   /** @type {Engine | null} */
   let engine = null;
-  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(8)) : null;
   try {
     const loaded = await messenger.request('init', { options: { ...rest, ...forced }, stopFlag });
     engine = new Engine(worker, messenger, loaded, stopFlag, onBackendChange);

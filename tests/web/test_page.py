@@ -151,7 +151,8 @@ def test_typing_feeds_the_settled_words_ahead_and_the_tokens_stay_the_same(page:
     page.click("#prompt")
     page.keyboard.type(typed, delay=5)
     messages = [{"role": "user", "content": typed}]
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(600)  # past the page's pause after the last key
+    page.evaluate("window.pocketlm.drafting")
     # The page fed the draft while it was typed: all but its last word is in the cache now.
     assert page.evaluate("(draft) => window.pocketlm.engine.prefill(draft)", messages) == {"fed": 0}
     result = ask(page, messages, maxNewTokens=8)
