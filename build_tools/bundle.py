@@ -32,6 +32,7 @@ import importlib.util
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -43,6 +44,7 @@ from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
 from .server import MANIFEST_FILE, SITE_FORMAT  # what `pocketlm serve` checks for
+from .site_page import page_settings, render_index
 
 REPO: Final = Path(__file__).resolve().parent.parent
 WEB_DIR: Final = REPO / "web"
@@ -101,8 +103,10 @@ class BuildResult:
 
 
 def build_site(model_dir: Path, out: Path, *, force: bool = False,
-               node_modules: Path | None = None) -> BuildResult:
-    """Bundle `model_dir` (an exported model folder) with the page into the site `out`."""
+               node_modules: Path | None = None, page: Mapping[str, Any] | None = None) -> BuildResult:
+    """Bundle `model_dir` (an exported model folder) with the page into the site `out`.
+    ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
+    page = page if page is not None else page_settings({}, {})
     info = check_model_folder(model_dir)
     modules = node_modules if node_modules is not None else REPO / "node_modules"
     check_node_modules(modules, REPO / "package-lock.json")
@@ -110,6 +114,8 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
     with atomic.staged_folder(out, force, error=BuildError) as root:
         stage = Stage(root)
         copy_web(stage, WEB_DIR)
+        index = render_index((WEB_DIR / "index.html").read_text(encoding="utf-8"), page)
+        stage.write("index.html", index.encode("utf-8"))
         ort, pyodide = copy_runtime(stage, modules)
         site = {
             "format": "pocketlm-site-config",
