@@ -4,6 +4,7 @@
 
 import { ChatView, visitorMessage } from './chat_view.js';
 import { createEngine, unsupportedReason } from './engine.js';
+import { setUpKiosk } from './kiosk.js';
 import { prepareOffline } from './offline.js';
 import { readSettings, wellFormed } from './settings.js';
 import { applyPage, readPage } from './site_page.js';
@@ -91,28 +92,85 @@ async function load() {
     },
   });
   setStatus('Starting the model…');
-  engine = await createEngine({
-    onProgress: (progress) => { read = progress.loaded; show(progress.message || 'Loading'); },
+  engine = await startEngine((progress) => { read = progress.loaded; show(progress.message || 'Loading'); });
+  ui.progress.value = 1;
+  ui.loading.hidden = true;
+  showReady(`${offline.message}; loaded in ${engine.loadSeconds.toFixed(1)} s`);
+  document.body.dataset.ready = 'true';
+  // For tests, benchmarks and the console.
+  /** @type {any} */ (window).pocketlm = {
+    get engine() { return engine; }, page, get history() { return history; }, get drafting() { return drafting; },
+  };
+  if (page.kiosk) {
+    setUpKiosk(page, {
+      reset: newChat,
+      hasConversation: () => history.length > 0 || ui.prompt.value !== '' || ui.messages.childElementCount > 0,
+      busy: () => busy,
+    });
+    // Unattended: check now and then that the model still answers, and restart it if not.
+    window.setInterval(() => { if (!busy && engine && !recovering) engine.ping().then((alive) => { if (!alive) recover(); }); }, 15_000);
+  }
+  setBusy(false);
+  ui.prompt.focus();
+}
+
+/**
+ * A new engine (from the service worker's cache after the first visit).
+ * @param {(progress: import('./engine.js').Progress) => void} [onProgress]
+ */
+function startEngine(onProgress) {
+  return createEngine({
+    onProgress,
     onBackendChange: (moved) => {
       setStatus(`The GPU failed; going on with WASM, ${moved.threads} thread${moved.threads === 1 ? '' : 's'}…`);
       ui.status.title = moved.reason;
     },
   });
-  ui.progress.value = 1;
-  ui.loading.hidden = true;
+}
+
+/** @param {string} extra */
+function showReady(extra) {
+  if (!engine) return;
   const b = engine.backend;
   const where = b.name === 'webgpu' ? `WebGPU (${b.adapter})` : `WASM, ${b.threads} thread${b.threads === 1 ? '' : 's'}`;
   const isolation = b.crossOriginIsolated ? '' : ' (not cross-origin isolated, so no threads)';
-  setStatus(`Ready: ${engine.model.name} on ${where}${isolation}; ${offline.message}; loaded in ${engine.loadSeconds.toFixed(1)} s`);
+  setStatus(`Ready: ${engine.model.name} on ${where}${isolation}; ${extra}`);
   ui.status.title = b.reason;
-  document.body.dataset.ready = 'true';
-  // For tests, benchmarks and the console.
-  /** @type {any} */ (window).pocketlm = {
-    engine, page, get history() { return history; }, get drafting() { return drafting; },
-  };
-  setBusy(false);
-  ui.prompt.focus();
 }
+
+// ---- recovery: a worker that died or failed is replaced, a few times at most --------------
+
+/** @type {Promise<void> | null} */
+let recovering = null;
+/** @type {number[]} when the last restarts happened (ms) */
+const restarts = [];
+const RESTARTS_ALLOWED = 3; // within ten minutes; then the page asks for a person instead
+
+/** Replace the engine with a new one; the conversation is read again at the next question. */
+function recover() {
+  if (recovering) return recovering;
+  const now = Date.now();
+  while (restarts.length && now - restarts[0] > 600_000) restarts.shift();
+  if (restarts.length >= RESTARTS_ALLOWED) {
+    setStatus('The model keeps failing; it needs someone to look at this machine.', true);
+    return Promise.resolve();
+  }
+  restarts.push(now);
+  const old = engine;
+  engine = null;
+  old?.terminate();
+  setStatus('The model stopped; restarting it…');
+  recovering = startEngine().then((fresh) => {
+    engine = fresh;
+    showReady('restarted');
+  }, (error) => {
+    setStatus(`The model could not restart: ${visitorMessage(error)}`, true);
+  }).finally(() => { recovering = null; });
+  return recovering;
+}
+
+/** Errors that are the visitor's to fix (the prompt, a setting), not the engine's. */
+const VISITOR_ERRORS = /do not fit the model's context|this site takes at most|must be|unknown generation option|prompt is empty/;
 
 /** @param {boolean} value */
 function setBusy(value) {
@@ -134,6 +192,7 @@ function withSystem(/** @type {ChatMessage[]} */ messages) {
  */
 async function send(given) {
   const text = wellFormed(given ?? ui.prompt.value).trim();
+  if (recovering) await recovering;
   if (!engine) {
     setStatus('The model is still loading; your message stays in the box.');
     return;
@@ -165,6 +224,8 @@ async function send(given) {
   try {
     await resetting;
     if (ours !== conversation) return;
+    if (!(await engine.ping())) await recover();
+    if (!engine) throw new Error('the model is not running; it needs someone to look at this machine');
     setStatus(`Answering on ${engine.backend.name.toUpperCase()}…`);
     const result = await engine.generate(withSystem(asked), { ...options, maxPromptTokens: page.maxPromptTokens ?? undefined },
       (piece) => { if (ours === conversation) sink.put(piece); });
@@ -180,12 +241,17 @@ async function send(given) {
     if (ours !== conversation) return;
     sink.end();
     // The error concerns the question (too long) or, once text came, the answer.
-    if (sink.text) view.error(answer, visitorMessage(error));
+    const message = visitorMessage(error);
+    const theirs = VISITOR_ERRORS.test(message);
+    const shown = theirs ? message : 'The model failed while answering and is restarting; please ask again.';
+    if (!theirs) console.error(`pocketlm: ${message}`);
+    if (sink.text) view.error(answer, shown);
     else {
       answer.item.remove();
-      view.error(user, visitorMessage(error));
+      view.error(user, shown);
     }
     setStatus('The last message was not answered; see the note under it.', true);
+    if (!theirs) recover();
   } finally {
     answer.item.removeAttribute('aria-busy');
     if (ours === conversation) {
@@ -203,7 +269,7 @@ function newChat() {
   ui.welcome.hidden = !page.welcome && page.suggestions.length === 0;
   clearTimeout(typing);
   drafted = '';
-  if (engine) resetting = engine.newChat().catch(() => undefined);
+  if (engine) resetting = engine.newChat().catch(() => recover());
   setBusy(false);
   setStatus('New chat');
   ui.prompt.focus();

@@ -150,6 +150,23 @@ export class Engine {
     return this.messenger.request('newChat');
   }
 
+  /**
+   * Whether the worker still answers within `timeoutMs` (a terminated or crashed worker
+   * never does). The worker answers between two steps, so an answer being written is fine.
+   * @param {number} [timeoutMs]
+   * @returns {Promise<boolean>}
+   */
+  async ping(timeoutMs = 3000) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    try {
+      return await Promise.race([this.messenger.request('ping').then(() => true, () => false), late]) === true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** End the worker and free its memory. */
   terminate() {
     this.worker.terminate();

@@ -399,6 +399,7 @@ serve({
   cancelDraft,
   stop,
   newChat,
+  ping: () => ({ alive: true }), // the page checks the worker still answers
   liveTensors: () => backend.liveTensors(), // a leak check for tests
   loseGpuDevice: () => backend.loseGpuDevice(), // for tests of the move to WASM
 }, self);
