@@ -80,6 +80,9 @@ NODE_FILES: Final = (
     NodeFile("pyodide", "pyodide.asm.mjs", "runtime/pyodide/pyodide.asm.mjs"),
     NodeFile("pyodide", "pyodide.asm.wasm", "runtime/pyodide/pyodide.asm.wasm"),
     NodeFile("pyodide", "python_stdlib.zip", "runtime/pyodide/python_stdlib.zip"),
+    # Markdown for answers (web/markdown.js): the self-contained browser build, and its licence.
+    NodeFile("markdown-it", "dist/browser/markdown-it.esm.min.mjs", "runtime/markdown-it/markdown-it.mjs"),
+    NodeFile("markdown-it", "LICENSE", "runtime/markdown-it/LICENSE"),
 )
 PYODIDE_LOCK: Final = "runtime/pyodide/pyodide-lock.json"
 

@@ -5,6 +5,7 @@
 import { ChatView, visitorMessage } from './chat_view.js';
 import { createEngine, unsupportedReason } from './engine.js';
 import { setUpKiosk } from './kiosk.js';
+import { copyText, loadMarkdown, renderMarkdown } from './markdown.js';
 import { prepareOffline } from './offline.js';
 import { readSettings, wellFormed } from './settings.js';
 import { applyPage, readPage } from './site_page.js';
@@ -70,6 +71,7 @@ async function load() {
   ui.maxTokens.max = String(page.maxNewTokensCap);
   const unsupported = unsupportedReason();
   if (unsupported) throw new Error(unsupported); // before downloading hundreds of megabytes
+  const markdown = loadMarkdown();
   const manifest = await fetchJson('manifest.json');
   const total = manifest.files.reduce((/** @type {number} */ sum, /** @type {{size: number}} */ f) => sum + f.size, 0);
   // One bar in bytes: the service worker's precache on a first visit, the engine's own
@@ -93,6 +95,7 @@ async function load() {
   });
   setStatus('Starting the model…');
   engine = await startEngine((progress) => { read = progress.loaded; show(progress.message || 'Loading'); });
+  await markdown;
   ui.progress.value = 1;
   ui.loading.hidden = true;
   showReady(`${offline.message}; loaded in ${engine.loadSeconds.toFixed(1)} s`);
@@ -219,7 +222,7 @@ async function send(given) {
   const answer = view.add('assistant', '');
   for (const note of notes) view.note(user, note);
   answer.item.setAttribute('aria-busy', 'true');
-  const sink = view.sink(answer);
+  const sink = view.sink(answer, renderMarkdown);
   const asked = [...history, { role: 'user', content: text }];
   try {
     await resetting;
@@ -232,6 +235,7 @@ async function send(given) {
     if (ours !== conversation) return;
     sink.end();
     history = [...asked, { role: 'assistant', content: result.text }];
+    addCopyButton(answer, result.text);
     const t = result.timing;
     if (result.stopReason === 'stopped' && !result.text) view.note(answer, 'Stopped before the answer began.');
     const stopped = result.stopReason === 'stopped' ? 'stopped; ' : '';
@@ -259,6 +263,22 @@ async function send(given) {
       ui.prompt.focus();
     }
   }
+}
+
+/**
+ * A button under an answer that copies its text (the Markdown source, as written).
+ * @param {Bubble} bubble
+ * @param {string} text
+ */
+function addCopyButton(bubble, text) {
+  if (!text) return;
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'copy-answer';
+  button.textContent = 'Copy';
+  button.setAttribute('aria-label', 'Copy this answer');
+  button.addEventListener('click', () => copyText(text, button));
+  bubble.item.append(button);
 }
 
 /** Forget the conversation at once on screen; the engine catches up in the background. */

@@ -41,7 +41,7 @@ export class ChatView {
     const who = document.createElement('span');
     who.className = 'visually-hidden';
     who.textContent = role === 'user' ? 'You: ' : 'Model: ';
-    const body = document.createElement('p');
+    const body = document.createElement(role === 'assistant' ? 'div' : 'p'); // answers hold Markdown blocks
     body.className = 'text';
     body.textContent = text;
     item.append(who, body);

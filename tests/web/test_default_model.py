@@ -102,7 +102,7 @@ def test_the_chat_page_answers(open_browser: BrowserFactory, default_server: Sit
     page.fill("#prompt", "Write a haiku about the sea.")
     page.click("#send")
     page.wait_for_function(
-        "document.querySelector('#messages li.assistant p')?.textContent.length > 20")
+        "document.querySelector('#messages li.assistant .text')?.textContent.length > 20")
     # The README shows this picture.
     page.screenshot(path=str(SCREENSHOT))
     page.wait_for_function("!document.getElementById('send').disabled", timeout=300_000)

@@ -88,7 +88,7 @@ def test_streamed_text_appears_in_the_answer_bubble(page: Any) -> None:
     page.fill("#prompt", "hello world")
     page.click("#send")
     page.wait_for_function("!document.getElementById('send').disabled")
-    shown = page.evaluate("document.querySelector('#messages li.assistant p').textContent")
+    shown = page.evaluate("document.querySelector('#messages li.assistant .text').markdown")
     history = page.evaluate("window.pocketlm.history")
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert shown == history[1]["content"]

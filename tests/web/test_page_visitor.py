@@ -135,7 +135,7 @@ def test_new_chat_mid_answer_clears_at_once_and_the_next_question_is_answered(pa
     setting(page, "max-tokens", "4000")
     page.fill("#prompt", "hello world")
     page.click("#send")
-    page.wait_for_function("document.querySelector('#messages li.assistant p.text').textContent.length > 0")
+    page.wait_for_function("document.querySelector('#messages li.assistant .text').textContent.length > 0")
     page.click("#new-chat")
     assert page.locator("#messages li").count() == 0  # at once, not after the answer
     assert page.evaluate("window.pocketlm.history") == []
