@@ -126,10 +126,11 @@ STOP_A_LONG_ANSWER = """async () => {
 
 
 def test_stop_ends_the_answer_between_tokens(engine_page: Any) -> None:
-    # The tiny model's context is 256 tokens; at this speed the stop comes well before.
+    # The tiny model's context is 256 tokens; at this speed the stop comes well before (or
+    # even before the first token: the stop is also seen while the prompt is read).
     result = engine_page.evaluate(STOP_A_LONG_ANSWER)
     assert result["stopReason"] == "stopped"
-    assert 1 <= len(result["tokens"]) < 50
+    assert len(result["tokens"]) < 50
 
 
 def test_next_chat_turn_reuses_the_cache_until_new_chat(engine_page: Any) -> None:
