@@ -40,6 +40,7 @@ from typing import Any, Final
 from pocketlm_export import atomic
 from pocketlm_runtime.model_info import CONFIG_FILE, ModelInfo
 
+from .app_manifest import app_files
 from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
@@ -119,6 +120,8 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
         copy_web(stage, WEB_DIR)
         index = render_index((WEB_DIR / "index.html").read_text(encoding="utf-8"), page)
         stage.write("index.html", index.encode("utf-8"))
+        for path, data in app_files(page).items():  # installable: web app manifest, icons
+            stage.write(path, data)
         ort, pyodide = copy_runtime(stage, modules)
         site = {
             "format": "pocketlm-site-config",

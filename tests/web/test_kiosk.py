@@ -6,6 +6,7 @@ POCKETLM_SCREENSHOTS=1 also writes the kiosk screenshots the README shows (docs/
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,30 @@ def test_the_kiosk_fits_the_screen_without_scrollbars(open_browser: BrowserFacto
     assert sizes["composer"] <= size[1] and sizes["last"] <= sizes["top"] + 1
     if os.environ.get("POCKETLM_SCREENSHOTS"):
         page.screenshot(path=str(DOCS / f"kiosk-{'portrait' if size[1] > size[0] else 'landscape'}.png"))
+
+
+ICON_PIXELS = """async () => {
+    const image = new Image();
+    image.src = 'icon-512.png';
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = image.width;
+    canvas.height = image.height;
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    const at = (x, y) => [...context.getImageData(x, y, 1, 1).data.slice(0, 3)];
+    return { size: [image.width, image.height], corner: at(2, 2), centre: at(256, 256) };
+}"""
+
+
+def test_the_site_is_installable_with_the_build_title_and_colour(open_browser: BrowserFactory,
+                                                                  kiosk_server: SiteServer) -> None:
+    page = open_kiosk(open_browser, kiosk_server)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    cdp = page.context.new_cdp_session(page)
+    assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
+    manifest = json.loads(cdp.send("Page.getAppManifest")["data"])
+    assert (manifest["name"], manifest["display"], manifest["theme_color"]) == ("Museum guide", "fullscreen", "#0a7a55")
+    # The icons decode in the browser: the theme colour around a white disc.
+    pixels = page.evaluate(ICON_PIXELS)
+    assert pixels == {"size": [512, 512], "corner": [10, 122, 85], "centre": [255, 255, 255]}
