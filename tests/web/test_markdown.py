@@ -3,6 +3,7 @@ blocks come out as HTML elements, and hostile model output stays inert."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,25 @@ def test_a_streamed_answer_is_markdown_with_a_copy_button_and_keeps_its_source(p
     history = page.evaluate("window.pocketlm.history")
     assert page.evaluate("document.querySelector('#messages li.assistant .text').markdown") == history[1]["content"]
     assert page.locator("#messages li.assistant .copy-answer").count() == (1 if history[1]["content"] else 0)
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js"  # npm, pinned
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => (await axe.run(document)).violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)""")
+    return list(found)
+
+
+def test_the_page_has_no_serious_accessibility_violations(page: Any) -> None:
+    page.fill("#prompt", "hello world")
+    page.click("#send")
+    page.wait_for_function("!document.getElementById('send').disabled")
+    page.fill("#prompt", "the cat " * 200)  # refused: an error under the message
+    page.click("#send")
+    page.wait_for_selector("#messages .error")
+    assert serious_violations(page) == []
