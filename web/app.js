@@ -5,6 +5,7 @@
 import { ChatView, visitorMessage } from './chat_view.js';
 import { createEngine, unsupportedReason } from './engine.js';
 import { setUpKiosk } from './kiosk.js';
+import { forgetSite } from './forget.js';
 import { copyText, loadMarkdown, renderMarkdown } from './markdown.js';
 import { prepareOffline } from './offline.js';
 import { readSettings, wellFormed } from './settings.js';
@@ -33,6 +34,7 @@ const ui = {
   newChat: /** @type {HTMLButtonElement} */ (byId('new-chat')),
   temperature: /** @type {HTMLInputElement} */ (byId('temperature')),
   maxTokens: /** @type {HTMLInputElement} */ (byId('max-tokens')),
+  forget: /** @type {HTMLButtonElement} */ (byId('forget')),
 };
 
 const view = new ChatView(ui.messages, ui.main);
@@ -145,12 +147,15 @@ function showReady(extra) {
 
 /** @type {Promise<void> | null} */
 let recovering = null;
+/** "Forget this site" was pressed: the engine stays stopped. */
+let forgotten = false;
 /** @type {number[]} when the last restarts happened (ms) */
 const restarts = [];
 const RESTARTS_ALLOWED = 3; // within ten minutes; then the page asks for a person instead
 
 /** Replace the engine with a new one; the conversation is read again at the next question. */
 function recover() {
+  if (forgotten) return Promise.resolve();
   if (recovering) return recovering;
   const now = Date.now();
   while (restarts.length && now - restarts[0] > 600_000) restarts.shift();
@@ -236,6 +241,7 @@ async function send(given) {
     sink.end();
     history = [...asked, { role: 'assistant', content: result.text }];
     addCopyButton(answer, result.text);
+    addTurnActions(user, answer, text, asked.slice(0, -1));
     const t = result.timing;
     if (result.stopReason === 'stopped' && !result.text) view.note(answer, 'Stopped before the answer began.');
     const stopped = result.stopReason === 'stopped' ? 'stopped; ' : '';
@@ -279,6 +285,41 @@ function addCopyButton(bubble, text) {
   button.setAttribute('aria-label', 'Copy this answer');
   button.addEventListener('click', () => copyText(text, button));
   bubble.item.append(button);
+}
+
+/**
+ * "Regenerate" under the last answer and "Edit" under the last question (only the last
+ * turn has them): both take the turn back out of the conversation, then ask again or put
+ * the question back in the box.
+ * @param {Bubble} user
+ * @param {Bubble} answer
+ * @param {string} text the question
+ * @param {ChatMessage[]} before the conversation before this turn
+ */
+function addTurnActions(user, answer, text, before) {
+  for (const old of ui.messages.querySelectorAll('.turn-action')) old.remove();
+  const takeBack = () => {
+    if (busy) return false;
+    history = before;
+    user.item.remove();
+    answer.item.remove();
+    return true;
+  };
+  const action = (/** @type {Bubble} */ bubble, /** @type {string} */ label, /** @type {() => void} */ run) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'turn-action';
+    button.textContent = label;
+    button.addEventListener('click', run);
+    bubble.item.append(button);
+  };
+  action(answer, 'Regenerate', () => { if (takeBack()) send(text); });
+  action(user, 'Edit', () => {
+    if (!takeBack()) return;
+    ui.prompt.value = text;
+    fitPrompt();
+    ui.prompt.focus();
+  });
 }
 
 /** Forget the conversation at once on screen; the engine catches up in the background. */
@@ -339,6 +380,18 @@ ui.prompt.addEventListener('input', () => {
 });
 ui.stop.addEventListener('click', () => engine?.stop());
 ui.newChat.addEventListener('click', newChat);
+ui.forget.addEventListener('click', async () => {
+  if (!window.confirm('Delete the model, the conversation and everything else this site keeps in this browser?')) return;
+  forgotten = true; // no restart of the engine from here on
+  const old = engine;
+  engine = null;
+  old?.terminate();
+  newChat();
+  setBusy(true);
+  const gone = await forgetSite();
+  setStatus(`Forgotten: ${gone.caches} cache${gone.caches === 1 ? '' : 's'} and the offline copy deleted; `
+    + 'reloading downloads the site again.');
+});
 
 load().catch((error) => {
   setStatus(`Could not start: ${visitorMessage(error)}`, true);

@@ -177,3 +177,45 @@ def test_the_box_cannot_grow_over_the_page_and_the_newest_text_stays_above_it(pa
     assert sizes["box"] <= 0.3 * sizes["window"] + 1
     assert sizes["composer"] <= sizes["window"] and sizes["scroll"] <= sizes["window"]
     assert in_view(page, "#messages li:last-child")
+
+
+def test_regenerate_and_edit_take_the_last_turn_back(page: Any, tiny_model: Path) -> None:
+    page.fill("#prompt", "hello world")
+    page.click("#send")
+    page.wait_for_function(IDLE)
+    first = page.evaluate("window.pocketlm.history")
+    page.click("#messages li.assistant .turn-action")  # Regenerate
+    page.wait_for_function("window.pocketlm.history.length === 2")
+    page.wait_for_function(IDLE)
+    again = page.evaluate("window.pocketlm.history")
+    assert page.locator("#messages li").count() == 2
+    assert again == first  # greedy: the same answer, from a conversation without the old turn
+    assert again[1]["content"] == native_text(tiny_model, again[:1], 8)
+    page.click("#messages li.user .turn-action")  # Edit
+    assert page.input_value("#prompt") == "hello world"
+    assert page.locator("#messages li").count() == 0 and page.evaluate("window.pocketlm.history") == []
+    page.fill("#prompt", "the cat")
+    page.click("#send")
+    page.wait_for_function("window.pocketlm.history.length === 2")
+    history = page.evaluate("window.pocketlm.history")
+    assert history[1]["content"] == native_text(tiny_model, [{"role": "user", "content": "the cat"}], 8)
+    assert page.locator("#messages .turn-action").count() == 2  # only on the last turn
+
+
+def test_forget_this_site_deletes_caches_service_worker_and_conversation(open_browser: BrowserFactory,
+                                                                          tiny_server: SiteServer) -> None:
+    context, _ = open_browser(tiny_server.url)
+    page = context.new_page()
+    page.goto(tiny_server.url + "/?backend=wasm")
+    wait_ready(page)
+    page.fill("#prompt", "hello world")
+    page.click("#send")
+    page.wait_for_function("window.pocketlm.history.length === 2")
+    assert page.evaluate("caches.keys()") != []
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#settings summary")
+    page.click("#forget")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Forgotten')")
+    assert page.evaluate("caches.keys()") == []
+    assert page.evaluate("navigator.serviceWorker.getRegistrations().then((r) => r.length)") == 0
+    assert page.evaluate("window.pocketlm.history") == [] and page.locator("#messages li").count() == 0
