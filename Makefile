@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps demo test check bench bench-export bench-quant clean
+.PHONY: setup browser-deps engine demo test check bench bench-engine bench-export bench-quant bench-serve clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,11 +17,22 @@ $(STAMP): pyproject.toml package-lock.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-setup: $(STAMP)
+ENGINE_SOURCES := $(wildcard web/engine/*.c web/engine/*.h web/engine/kernels/*.c web/engine/build.sh)
+ENGINE := build/engine/engine-relaxed.wasm build/engine/engine-simd.wasm
+
+# pocketlm's WebAssembly CPU engine, compiled from source (clang-19 + lld-19, no libc).
+$(ENGINE) &: $(ENGINE_SOURCES)
+	@command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 lld-19 >/dev/null; }
+	sh web/engine/build.sh build/engine
+
+engine: $(ENGINE)
+
+setup: $(STAMP) $(ENGINE)
 
 browser-deps:
-	@command -v chromium >/dev/null && command -v nginx >/dev/null && command -v firefox-esr >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx firefox-esr >/dev/null; }
+	@command -v chromium >/dev/null && command -v nginx >/dev/null && command -v firefox-esr >/dev/null && command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx firefox-esr clang-19 lld-19 >/dev/null; }
 
 demo: setup
 	$(BIN)/pocketlm demo --workdir $(OUT)
@@ -37,11 +48,17 @@ check: setup
 bench: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench
 
+bench-engine: setup
+	$(BIN)/python -m benchmarks.engine_bench
+
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --quant fp32
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench
+
+bench-serve: setup
+	$(BIN)/python -m benchmarks.serve_bench
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -7,7 +7,8 @@ Figures: the bytes a first visit downloads (counted by the server: page, service
 precache and engine), cold load to ready (fresh profile), warm load to ready (service-worker cache),
 time to first token for a 16- and a 256-token prompt (and for the 256-token one
 after `engine.prefill`, as the page calls it while the prompt is typed), prefill tokens/s (256-token prompt),
-decode tokens/s over 128 new tokens, the tab's memory
+decode tokens/s over 128 new tokens (greedy, and with the page's sampling settings) with
+Python's share of a decode step, the tab's memory
 (measureUserAgentSpecificMemory: the page's and its worker's JS and WebAssembly memory; and
 the resident memory of every Chromium process), and the native ratios.
 """
@@ -30,6 +31,9 @@ from pocketlm_export.export import ExportOptions, export
 from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready
 
 from .native_speed import measure, prompt_of
+
+# The chat page's settings (web/app.js): temperature from its field (0.3), topP, penalty.
+PAGE_SAMPLING = {"temperature": 0.3, "topP": 0.9, "repetitionPenalty": 1.1}
 
 
 def chromium_rss_mb() -> float:
@@ -79,6 +83,12 @@ def run_threads(browsers: Browsers, server: SiteServer, threads: int, prompts: d
         decode.append(timing)
     figures["decode tok/s"] = statistics.median(t["decodeTokensPerSecond"] for t in decode)
     figures["Python share of a step"] = statistics.median(t["pythonShare"] for t in decode)
+    sampled = []
+    for seed in range(3):  # the page's own settings: sampling over the whole row in JS
+        page.evaluate("window.pocketlm.engine.newChat()")
+        sampled.append(ask(page, "Once upon a time", maxNewTokens=128, **PAGE_SAMPLING, seed=seed)["timing"])
+    figures["decode tok/s, page sampling"] = statistics.median(t["decodeTokensPerSecond"] for t in sampled)
+    figures["Python share, page sampling"] = statistics.median(t["pythonShare"] for t in sampled)
     # The page's own memory (JS heaps and WebAssembly memories of the page and its worker).
     figures["tab memory MB"] = page.evaluate(
         "performance.measureUserAgentSpecificMemory().then(r => r.bytes)") / 1e6
@@ -117,7 +127,8 @@ def main() -> None:
           f"{built.files} files, {built.gzip_bytes / 1e6:.1f} MB with gzip\n")
     keys = ["first visit MB", "cold load s", "warm load s", "TTFT 16-token prompt s", "TTFT 256-token prompt s",
             "TTFT 256-token prompt, typed s", "prefill tok/s",
-            "decode tok/s", "Python share of a step", "tab memory MB", "Chromium RSS MB"]
+            "decode tok/s", "Python share of a step", "decode tok/s, page sampling",
+            "Python share, page sampling", "tab memory MB", "Chromium RSS MB"]
     cols = list(rows)
     print("| measure | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))

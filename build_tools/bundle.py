@@ -2,12 +2,14 @@
 
 What DIST holds (every file listed in manifest.json with its size and sha256)::
 
-    index.html app.js engine.js worker.js ...   the page (web/, minus the sw template)
+    index.html app.js engine.js worker.js ...   the page (web/'s .html/.js/.css, minus the sw template)
     site.json                                   how the page finds the files below
-    runtime/ort/         onnxruntime-web: the JSPI build only (WebGPU and WASM in one .wasm)
+    runtime/engine/      pocketlm's CPU engine: relaxed-SIMD and plain-SIMD WebAssembly
+                         builds (compiled from web/engine/ by `make setup`)
+    runtime/ort/         onnxruntime-web: the JSPI build only (WebGPU and WASM in one .wasm);
+                         fetched only when the page uses WebGPU, so not precached
     runtime/pyodide/     Pyodide's loader, WebAssembly and standard library
     runtime/python/      pocketlm_runtime + jinja2 + markupsafe (pure Python), one zip
-    runtime/probe.onnx   a tiny graph timed on WebGPU and WASM to pick the backend
     model/               the exported model folder
     sw.js                service worker generated from the manifest (web/service_worker.js)
     manifest.json        {"format": "pocketlm-site", "build_id", "files": [...]}
@@ -44,6 +46,7 @@ from .app_manifest import app_files
 from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
+from .model_folder import ModelFolderError, check_inside, named_files, validate_model_folder
 from .server import MANIFEST_FILE, SITE_FORMAT  # what `pocketlm serve` checks for
 from .site_page import page_settings, render_index
 
@@ -51,12 +54,17 @@ REPO: Final = Path(__file__).resolve().parent.parent
 WEB_DIR: Final = REPO / "web"
 SW_TEMPLATE: Final = "service_worker.js"
 WEB_NOT_SHIPPED: Final = (SW_TEMPLATE, "jsconfig.json")  # a template; the type-check settings
+# What the page is made of: web/'s sources of other kinds (the engine's C) are not shipped.
+WEB_SUFFIXES: Final = (".html", ".js", ".css", ".png", ".svg", ".ico")
+# Files the service worker does not precache: the page fetches them only on some machines,
+# and they are cached when first used.
+LAZY_PREFIXES: Final = ("runtime/ort/",)
+ENGINE_BUILD_DIR: Final = REPO / "build" / "engine"
+ENGINE_BUILDS: Final = {"relaxed": "engine-relaxed.wasm", "plain": "engine-simd.wasm"}
 SW_MARKER: Final = "// pocketlm:build"
 SW_FILE: Final = "sw.js"
 SITE_CONFIG: Final = "site.json"
 PYTHON_PACKAGES: Final = ("pocketlm_runtime", "jinja2", "markupsafe")
-PROBE_SHAPE: Final = (1, 576)
-PROBE_LAYERS: Final = 12
 _CHUNK: Final = 1 << 20
 
 
@@ -98,22 +106,24 @@ class BuildResult:
     build_id: str
     files: int
     total_bytes: int
-    gzip_bytes: int  # what a browser accepting gzip downloads (compress.py)
+    gzip_bytes: int  # what a first visit downloads with gzip (compress.py): lazy files aside
 
     @property
     def summary(self) -> str:
         return (f"{self.files} files, {self.total_bytes / 1e6:.1f} MB "
-                f"({self.gzip_bytes / 1e6:.1f} MB to download with gzip), build {self.build_id}")
+                f"({self.gzip_bytes / 1e6:.1f} MB for a first visit with gzip), build {self.build_id}")
 
 
 def build_site(model_dir: Path, out: Path, *, force: bool = False,
-               node_modules: Path | None = None, page: Mapping[str, Any] | None = None) -> BuildResult:
+               node_modules: Path | None = None, engine_dir: Path | None = None,
+               page: Mapping[str, Any] | None = None) -> BuildResult:
     """Bundle `model_dir` (an exported model folder) with the page into the site `out`.
     ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
     page = page if page is not None else page_settings({}, {})
     info = check_model_folder(model_dir)
     modules = node_modules if node_modules is not None else REPO / "node_modules"
     check_node_modules(modules, REPO / "package-lock.json")
+    engine_builds = check_engine_builds(engine_dir if engine_dir is not None else ENGINE_BUILD_DIR)
     check_destination(out, force, model_dir)
     with atomic.staged_folder(out, force, error=BuildError) as root:
         stage = Stage(root)
@@ -125,12 +135,11 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
         ort, pyodide = copy_runtime(stage, modules)
         site = {
             "format": "pocketlm-site-config",
+            "engine": copy_engine(stage, engine_builds),
             "ort": ort,
             "pyodide": pyodide,
             "python": {"archive": stage.write("runtime/python/site-packages.zip", python_zip(),
                                               hashed=True)},
-            "probe": {"model": stage.write("runtime/probe.onnx", probe_model()),
-                      "shape": list(PROBE_SHAPE)},
             "model": copy_model(stage, model_dir, info),
         }
         stage.write(SITE_CONFIG, json_bytes(site))
@@ -141,7 +150,7 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
         write_host_configs(root)  # after sw.js, so _headers has a rule for it too
         (root / MANIFEST_FILE).write_bytes(json_bytes(manifest))
     total = sum(int(entry["size"]) for entry in entries)
-    wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries)
+    wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries if not entry.get("lazy"))
     return BuildResult(out=out, build_id=str(manifest["build_id"]), files=len(entries),
                        total_bytes=total, gzip_bytes=wire)
 
@@ -149,25 +158,11 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
 # ---- checks ------------------------------------------------------------------------------
 
 def check_model_folder(model_dir: Path) -> ModelInfo:
-    """The folder's pocketlm.json, after checking every file it names is there."""
-    export_hint = f"run `pocketlm export SOURCE -o {model_dir}` first"
-    if not model_dir.is_dir():
-        raise BuildError(f"model folder {model_dir} does not exist or is not a folder; {export_hint}")
-    config = model_dir / CONFIG_FILE
-    if not config.is_file():
-        raise BuildError(f"{model_dir} has no {CONFIG_FILE}, so it is not an exported model folder; "
-                         f"{export_hint}")
+    """The folder's pocketlm.json, after model_folder.py's checks of everything it names."""
     try:
-        info = ModelInfo.from_text(config.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BuildError(f"{config} is not a usable model description ({exc}); re-export the model") from None
-    needed = [info.model_file, "tokenizer.json"]
-    if info.raw.get("external_data"):
-        needed.append(str(info.raw["external_data"]))
-    for name in needed:
-        if not (model_dir / name).is_file():
-            raise BuildError(f"{model_dir} lacks {name}, which the model needs; re-export the model")
-    return info
+        return validate_model_folder(model_dir)
+    except ModelFolderError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def check_node_modules(modules: Path, lock_file: Path) -> None:
@@ -189,6 +184,15 @@ def check_node_modules(modules: Path, lock_file: Path) -> None:
     for node_file in NODE_FILES:
         if not (modules / node_file.package / node_file.source).is_file():
             raise BuildError(f"{modules / node_file.package / node_file.source} is missing; {fix}")
+
+
+def check_engine_builds(folder: Path) -> dict[str, Path]:
+    """The CPU engine's two WebAssembly builds, compiled by `make setup`."""
+    builds = {kind: folder / name for kind, name in ENGINE_BUILDS.items()}
+    for path in builds.values():
+        if not path.is_file():
+            raise BuildError(f"the CPU engine is not built ({path} is missing); run `make setup`")
+    return builds
 
 
 def check_destination(out: Path, force: bool, model_dir: Path) -> None:
@@ -233,15 +237,19 @@ class Stage:
         self.digests[dest] = sha256
         return dest
 
-    def entries(self) -> list[dict[str, str | int]]:
-        """Every file the site serves: path, size, sha256, sorted by path."""
-        entries: list[dict[str, str | int]] = []
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
-            relative = path.relative_to(self.root).as_posix()
+    def entries(self) -> list[dict[str, str | int | bool]]:
+        """Every file the site serves: path, size, sha256 (and `lazy` for files the service
+        worker caches when first used rather than at install), sorted by path."""
+        entries: list[dict[str, str | int | bool]] = []
+        files = {p.relative_to(self.root).as_posix(): p for p in self.root.rglob("*") if p.is_file()}
+        for relative, path in sorted(files.items()):
             if relative in (MANIFEST_FILE, SW_FILE, *HOST_CONFIG_FILES):
                 continue
             sha256 = self.digests.get(relative) or hashlib.sha256(path.read_bytes()).hexdigest()
-            entries.append({"path": relative, "size": path.stat().st_size, "sha256": sha256})
+            entry: dict[str, str | int | bool] = {"path": relative, "size": path.stat().st_size, "sha256": sha256}
+            if relative.startswith(LAZY_PREFIXES):
+                entry["lazy"] = True
+            entries.append(entry)
         return entries
 
 
@@ -255,19 +263,27 @@ def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def build_id_of(entries: list[dict[str, str | int]]) -> str:
+def build_id_of(entries: list[dict[str, str | int | bool]]) -> str:
     """16 hex digits of sha256 over every file's path, size and sha256."""
     lines = "".join(f"{e['path']}\0{e['size']}\0{e['sha256']}\n" for e in entries)
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()[:16]
 
 
 def copy_web(stage: Stage, web: Path) -> None:
-    """The page: every file of web/ but the sw template, the tsc settings and hidden files."""
+    """The page: web/'s page files (WEB_SUFFIXES) but the sw template and hidden files."""
     for path in sorted(web.rglob("*")):
         relative = path.relative_to(web).as_posix()
-        if path.is_file() and relative not in WEB_NOT_SHIPPED and not any(
+        if path.is_file() and path.suffix in WEB_SUFFIXES and relative not in WEB_NOT_SHIPPED and not any(
                 part.startswith(".") for part in relative.split("/")):
             stage.copy(path, relative)
+
+
+def copy_engine(stage: Stage, builds: dict[str, Path]) -> dict[str, str]:
+    """The CPU engine's builds, content-hashed; returns site.json's `engine` section."""
+    section = {kind: stage.copy(path, f"runtime/engine/{path.name}", hashed=True)
+               for kind, path in builds.items()}
+    section["module"] = "engine/cpu_engine.js"
+    return section
 
 
 def copy_runtime(stage: Stage, modules: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -296,12 +312,12 @@ def _version(modules: Path, package: str) -> str:
 
 
 def copy_model(stage: Stage, model_dir: Path, info: ModelInfo) -> dict[str, Any]:
-    """The model folder under model/; every file but pocketlm.json gets a hashed name."""
+    """The files pocketlm.json names (model_folder.named_files), under model/; every one but
+    pocketlm.json gets a hashed name. Nothing else in the folder reaches the site."""
     files: dict[str, str] = {}
-    for path in sorted(model_dir.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        files[path.name] = stage.copy(path, f"model/{path.name}", hashed=path.name != CONFIG_FILE)
+    for name in sorted(named_files(info.raw)):
+        source = check_inside(model_dir, name)  # again: no symlink swapped in since the check
+        files[name] = stage.copy(source, f"model/{name}", hashed=name != CONFIG_FILE)
     return {"config": files[CONFIG_FILE], "name": info.name, "files": files}
 
 
@@ -337,51 +353,13 @@ def python_zip() -> bytes:
     return buffer.getvalue()
 
 
-def probe_model() -> bytes:
-    """A small ONNX graph shaped like a decoder step's MLPs, timed on each backend.
-
-    Twelve residual up/down MatMul pairs on one position, like a decode step; the 576x1536
-    weights are outer products of short vectors, folded into constants when the session is
-    created, so the file is 17 kB.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    hidden, inner = PROBE_SHAPE[1], 1536
-
-    def vector(name: str, n: int, shape: list[int], step: int) -> onnx.TensorProto:
-        values = [(((i * step) % 101) - 50) / 2048 for i in range(n)]  # exact in float32
-        return helper.make_tensor(name, TensorProto.FLOAT, shape, values)
-
-    nodes = [helper.make_node("Mul", ["a", "b"], ["up"]), helper.make_node("Mul", ["c", "d"], ["down"])]
-    last = "x"
-    for layer in range(PROBE_LAYERS):  # t = tanh(x + x @ up @ down): the signal stays alive
-        nodes += [
-            helper.make_node("MatMul", [last, "up"], [f"h{layer}"]),
-            helper.make_node("MatMul", [f"h{layer}", "down"], [f"o{layer}"]),
-            helper.make_node("Add", [f"o{layer}", last], [f"r{layer}"]),
-            helper.make_node("Tanh", [f"r{layer}"], [f"t{layer}"]),
-        ]
-        last = f"t{layer}"
-    nodes.append(helper.make_node("Identity", [last], ["y"]))
-    graph = helper.make_graph(
-        nodes, "pocketlm-probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(PROBE_SHAPE))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(PROBE_SHAPE))],
-        initializer=[vector("a", hidden, [hidden, 1], 37), vector("b", inner, [1, inner], 53),
-                     vector("c", inner, [inner, 1], 61), vector("d", hidden, [1, hidden], 71)],
-    )
-    model = helper.make_model(graph, producer_name="pocketlm", ir_version=8,
-                              opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
 def render_service_worker(template: Path, manifest: dict[str, Any]) -> bytes:
     """sw.js: the template with its `pocketlm:build` line holding this build's file list."""
     text = template.read_text(encoding="utf-8")
-    files = [[e["path"], e["size"], e["sha256"]] for e in manifest["files"]]
-    data = json.dumps({"build_id": manifest["build_id"], "files": files}, separators=(",", ":"))
+    files = [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    lazy = [e["path"] for e in manifest["files"] if e.get("lazy")]
+    data = json.dumps({"build_id": manifest["build_id"], "files": files, "lazy": lazy},
+                      separators=(",", ":"))
     lines = text.splitlines(keepends=True)
     marked = [i for i, line in enumerate(lines) if line.rstrip().endswith(SW_MARKER)]
     if len(marked) != 1:

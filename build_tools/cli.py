@@ -7,13 +7,63 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from .errors import UserError
 
 EXIT_USAGE = 2
+#: Signals that end a run as an exception, so temporary folders are removed (atomic.py).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERNAL = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"pocketlm: error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (use 1 or more)")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 1-65535 (try 8000)")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no inf, no nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -36,14 +86,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256)
+    p.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=50, help="keep the k most likely tokens (default 50; 0 = off)")
+    p.add_argument("--top-p", type=finite_float, default=1.0,
+                   help="nucleus: keep the most likely tokens up to this mass (default 1 = off)")
+    p.add_argument("--repetition-penalty", type=finite_float, default=1.0,
+                   help="> 1 discourages tokens already seen (default 1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the draws (same seed, same answer)")
+    p.add_argument("--stop", action="append", default=[],
+                   help="stop string, repeatable; the earliest match ends the answer")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="onnxruntime threads (default: all cores)")
 
 
 def _add_page_settings(p: argparse.ArgumentParser) -> None:
@@ -71,19 +125,20 @@ def _add_page_settings(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="pocketlm", description="Small language models in the browser, privately.")
+    root = OneLineParser(prog="pocketlm", description="Small language models in the browser, privately.")
     sub = root.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a GGUF file or Hugging Face folder to an ONNX model folder")
     p.add_argument("source", nargs="?", type=Path, help="GGUF file or HF folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model folder")
     p.add_argument("--quant", default="auto",
-                   help="auto (default: the smallest mode that passes the quality gate), exact, q4, q8, fp16, fp32")
-    p.add_argument("--block-size", type=int, default=32, help="q4/q8 block size (default 32)")
+                   help="auto (default: a quantized GGUF's own blocks unchanged; other sources the smallest of mixed, q8, fp16 within +2%% perplexity), exact, mixed, q4, q8, fp16, fp32")
+    p.add_argument("--block-size", type=positive_int, default=32, help="q4/q8 block size (default 32)")
     p.add_argument("--symmetric", action="store_true", help="q4 without zero points (default: with zero points)")
-    p.add_argument("--layout", default="dq", choices=["dq", "nbits"],
-                   help="quantized weights as DequantizeLinear -> MatMul, widened at load (default; fast in "
-                        "every runtime) or as MatMulNBits nodes (compact in memory natively; slow in WASM)")
+    p.add_argument("--layout", default="nbits", choices=["nbits", "dq"],
+                   help="quantized weights as MatMulNBits blocks (default: read as they are by native "
+                        "onnxruntime, WebGPU and the page's CPU engine) or as DequantizeLinear -> MatMul "
+                        "(widened to float32 when a session loads)")
     p.add_argument("--accuracy-level", type=int, default=0,
                    help="with --layout nbits: 0 float activations (default), 4 int8 activations")
     p.add_argument("--allow-quality-loss", action="store_true",
@@ -112,28 +167,67 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a built site on 127.0.0.1 (static files only)")
     p.add_argument("dist", type=Path)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
 
     p = sub.add_parser("demo", help="export the default model, build the page and serve it")
     p.add_argument("--workdir", type=Path, default=Path("out"), help="where the export and site go (default: out/)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     return root
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    from pocketlm_export.atomic import Terminated
+
+    raise Terminated(signum)
+
+
+def one_line(message: object) -> str:
+    """A message as one line (newlines inside it folded to spaces)."""
+    return " ".join(str(message).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pocketlm_export.atomic import Terminated
+
     logging.basicConfig(level=logging.WARNING, format="pocketlm: %(message)s")
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     from . import commands
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    if main_thread:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _terminate)
     try:
         return int(getattr(commands, args.command)(args) or 0)
     except _user_errors() as exc:
-        print(f"pocketlm: error: {exc}", file=sys.stderr)
+        print(f"pocketlm: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except Terminated as stop:
+        stopped_by = signal.Signals(stop.args[0] if stop.args else signal.SIGTERM)
+        print(f"pocketlm: stopped by {stopped_by.name}", file=sys.stderr)
+        return 128 + int(stopped_by)
+    except MemoryError:
+        print("pocketlm: error: out of memory; the input asks for more than this machine has "
+              "(a smaller model, --quant, or fewer --threads may help)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, still one line; the traceback on request
+        if os.environ.get("POCKETLM_DEBUG"):
+            raise
+        print(f"pocketlm: internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
+              "(set POCKETLM_DEBUG=1 to see where; please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if main_thread:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

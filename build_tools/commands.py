@@ -35,6 +35,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from pocketlm_runtime.native import load_native
     from pocketlm_runtime.sampling import SamplingOptions
 
+    from .model_folder import validate_model_folder
+
     try:
         options = SamplingOptions(
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
@@ -42,10 +44,15 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             stop=list(args.stop)).validate()
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    validate_model_folder(args.model)
     try:
         model = load_native(args.model, threads=args.threads)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors (Fail, InvalidGraph, ...) share no base
+        text = " ".join(str(exc).split())[:200]
+        raise UserError(f"onnxruntime cannot load {args.model} ({text}); re-export the model "
+                        "with `pocketlm export SOURCE -o FOLDER`") from None
     return model, options
 
 
@@ -59,14 +66,31 @@ class _Print:
         sys.stdout.flush()
 
 
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's own exception classes (Fail, InvalidArgument, ...; they share no base)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
+def _cannot_run(model: object, exc: Exception) -> UserError:
+    text = " ".join(str(exc).split())[:200]
+    return UserError(f"onnxruntime cannot run the graph in {model} ({text}); the graph does not match its "
+                     "pocketlm.json: re-export the model with `pocketlm export SOURCE -o FOLDER`")
+
+
 def generate(args: argparse.Namespace) -> int:
     from pocketlm_runtime.generator import ContextFull
 
+    if _not_utf8(args.prompt):
+        raise UserError("the prompt is not valid UTF-8 text; pass it in UTF-8")
     model, options = _load(args)
     try:
         result = model.generate(args.prompt, options, _Print(), chat=args.chat_template)
     except (ContextFull, ValueError) as exc:
         raise UserError(str(exc)) from None
+    except onnxruntime_errors() as exc:
+        raise _cannot_run(args.model, exc) from None
     if args.stats:
         t = result.timing
         print(f"[{t.prompt_tokens} prompt tokens, {t.new_tokens} new; first token {t.time_to_first_token * 1000:.0f} ms; "
@@ -75,11 +99,19 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_utf8(text: str) -> bool:
+    """True when `text` carries bytes that were not UTF-8 (read with errors="surrogateescape")."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
 def chat(args: argparse.Namespace) -> int:
     from pocketlm_runtime.generator import ContextFull
 
     model, options = _load(args)
     messages: list[dict[str, str]] = []
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # undecodable bytes: checked below
+    interactive = sys.stdin.isatty()
     print("Type a message; /new starts a new chat, /quit or Ctrl-D leaves.", file=sys.stderr)
     while True:
         try:
@@ -87,6 +119,12 @@ def chat(args: argparse.Namespace) -> int:
         except EOFError:
             print(file=sys.stderr)
             return 0
+        if _not_utf8(line):
+            message = "that line is not valid UTF-8 text; set your terminal to UTF-8 and type it again"
+            if not interactive:
+                raise UserError(f"standard input: {message}")
+            print(f"pocketlm: {message}", file=sys.stderr)
+            continue
         text = line.strip()
         if not text:
             continue
@@ -104,6 +142,10 @@ def chat(args: argparse.Namespace) -> int:
             messages = []
             model.new_chat()
             continue
+        except ValueError as exc:  # the chat template failed or refused the conversation
+            raise UserError(f"{args.model}: {exc}") from None
+        except onnxruntime_errors() as exc:
+            raise _cannot_run(args.model, exc) from None
         messages.append({"role": "assistant", "content": result.text})
 
 

@@ -15,6 +15,7 @@ from pocketlm_export.export import ExportOptions, export
 from pocketlm_export.sources.model import sha256_of
 
 from .bundle import build_site
+from .listen import check_host
 from .server import serve
 
 log = logging.getLogger("pocketlm")
@@ -31,6 +32,7 @@ def reusable(model_dir: Path, source_sha256: str) -> bool:
 
 
 def run_demo(workdir: Path, host: str = "127.0.0.1", port: int = 8000) -> int:
+    check_host(host)  # an empty host is refused before minutes of export
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir, site = workdir / "model", workdir / "site"
     source = default_model_path()

@@ -125,6 +125,7 @@ def render_nginx_conf() -> str:
         "# never cached.",
         "",
         "autoindex off;",
+        "server_tokens off;",
         "disable_symlinks on from=$document_root;",
         "etag on;",
         "# The build's gzip copies (NAME.gz beside NAME) go to browsers that accept gzip.",

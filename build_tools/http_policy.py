@@ -6,8 +6,12 @@ and a real host cannot drift apart.
 
 Policy:
 
-- Every response carries `SECURITY_HEADERS`: cross-origin isolation (COOP + COEP, which
-  onnxruntime-web needs for WASM threads), CORP, and `nosniff`.
+- Every response, errors included, carries `SECURITY_HEADERS`: cross-origin isolation
+  (COOP + COEP, which onnxruntime-web needs for WASM threads), CORP, `nosniff`, a strict
+  Content-Security-Policy (`CSP_DIRECTIVES`: only the site's own files, WebAssembly
+  compilation but no JavaScript eval, nothing inline, no framing; a browser test loads the
+  page under it on WASM and WebGPU and sees no violation), `Referrer-Policy: no-referrer`
+  and a Permissions-Policy denying the features the page does not use.
 - Media types come from `MEDIA_TYPES` (not from the machine's /etc/mime.types), matched on
   the lower-cased last extension; `text/*` types carry `; charset=utf-8`; anything else is
   `application/octet-stream`.
@@ -23,6 +27,9 @@ Policy:
   (compress.py). A GET for NAME from a client whose `Accept-Encoding` allows gzip, without
   a `Range` header, gets those bytes with `Content-Encoding: gzip`; responses for such files
   carry `Vary: Accept-Encoding`. The `.gz` files have no URL of their own.
+- Range: only the `bytes` unit is understood (case-insensitive). A `Range` header in any
+  other unit (`items=0-9`) is ignored, as RFC 9110 section 14.2 requires of an origin
+  server: the answer is the whole file (200), and the gzip copy may be chosen.
 - Not served (404, never a listing): directories, any path with a segment starting with
   `.`, paths leaving the site folder, `.gz` copies, and the host config files themselves
   (`HOST_CONFIG_FILES`, which the hosts do not serve either).
@@ -34,11 +41,37 @@ import posixpath
 import re
 from typing import Final
 
+#: Content-Security-Policy: everything from the site itself, nothing inline, no plugins, no
+#: framing. 'wasm-unsafe-eval' lets the page compile WebAssembly (onnxruntime-web, Pyodide,
+#: any engine under web/) without allowing JavaScript eval. Workers and fetches: same origin.
+CSP_DIRECTIVES: Final[tuple[tuple[str, str], ...]] = (
+    ("default-src", "'self'"),
+    ("script-src", "'self' 'wasm-unsafe-eval'"),
+    ("worker-src", "'self'"),
+    ("connect-src", "'self'"),
+    ("img-src", "'self'"),
+    ("style-src", "'self'"),
+    ("font-src", "'self'"),
+    ("object-src", "'none'"),
+    ("base-uri", "'none'"),
+    ("form-action", "'none'"),
+    ("frame-ancestors", "'none'"),
+)
+CONTENT_SECURITY_POLICY: Final = "; ".join(f"{name} {value}" for name, value in CSP_DIRECTIVES)
+#: Browser features the page never uses, denied to it and to anything it could embed.
+PERMISSIONS_DENIED: Final = ("accelerometer", "autoplay", "bluetooth", "camera", "display-capture",
+                             "geolocation", "gyroscope", "hid", "magnetometer", "microphone", "midi",
+                             "payment", "serial", "usb")
+PERMISSIONS_POLICY: Final = ", ".join(f"{feature}=()" for feature in PERMISSIONS_DENIED)
+
 SECURITY_HEADERS: Final[tuple[tuple[str, str], ...]] = (
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Embedder-Policy", "require-corp"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
     ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("Referrer-Policy", "no-referrer"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
 )
 
 NO_CACHE: Final = "no-cache"
@@ -107,6 +140,19 @@ def is_public(relative_path: str) -> bool:
     if any(segment == "" or segment.startswith(".") for segment in segments):
         return False
     return relative_path not in HOST_CONFIG_FILES and not relative_path.endswith(GZIP_SUFFIX)
+
+
+RANGE_UNIT: Final = "bytes"
+
+
+def byte_range(range_value: str) -> str | None:
+    """A Range header value with its unit written `bytes`, or None when the unit is not
+    `bytes` (RFC 9110 section 14.1: range units compare case-insensitively; section 14.2: a
+    server MUST ignore a Range header whose range unit it does not understand)."""
+    unit, equals, ranges = range_value.partition("=")
+    if not equals or unit.strip().lower() != RANGE_UNIT:
+        return None
+    return f"{RANGE_UNIT}={ranges}"
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

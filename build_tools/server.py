@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import sys
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -24,7 +27,6 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.middleware import Middleware
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,10 +36,12 @@ from .http_policy import (
     INDEX_FILE,
     SECURITY_HEADERS,
     accepts_gzip,
+    byte_range,
     cache_control_for,
     is_public,
     media_type_for,
 )
+from .listen import KEEP_ALIVE_TIMEOUT, GuardedH11Protocol, bind_socket, check_host
 
 SITE_FORMAT = "pocketlm-site"
 MANIFEST_FILE = "manifest.json"
@@ -133,9 +137,44 @@ def is_not_modified(request: Headers, response: Headers) -> bool:
     try:
         since = parsedate_to_datetime(if_modified_since)
         modified = parsedate_to_datetime(response["last-modified"])
-    except (TypeError, ValueError):
-        return False
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # not an HTTP date: ignore the condition (RFC 9110 section 13.1.3)
+    if since.tzinfo is None:  # "-0000" or no zone at all: HTTP dates are always GMT
+        since = since.replace(tzinfo=UTC)
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
     return since >= modified
+
+
+_BYTE_RANGE = re.compile(r"(\d+)-(\d*)|-(\d+)")
+
+
+def valid_range(value: str) -> bool:
+    """True when a Range value is a valid `bytes` ranges-specifier (RFC 9110 section 14.1.1):
+    each range `first-last` with first <= last, `first-` or `-suffix` (suffix > 0)."""
+    unit, _, ranges = value.partition("=")
+    if unit.strip().lower() != "bytes":
+        return False
+    specs = [spec.strip() for spec in ranges.split(",")]
+    for spec in specs:
+        match = _BYTE_RANGE.fullmatch(spec)
+        if match is None:
+            return False
+        first, last, suffix = match.groups()
+        if suffix is not None and int(suffix) == 0:
+            return False
+        if first is not None and last and int(last) < int(first):
+            return False
+    return bool(specs)
+
+
+def without_invalid_range(scope: Scope) -> Scope:
+    """The scope minus a Range header that is not a valid bytes range: RFC 9110 section 14.2
+    has a server ignore those (a 200 with the whole file) rather than answer 400."""
+    headers = scope.get("headers") or []
+    if all(name != b"range" or valid_range(value.decode("latin-1")) for name, value in headers):
+        return scope
+    return {**scope, "headers": [(n, v) for n, v in headers if n != b"range"]}
 
 
 class SiteFiles:
@@ -145,6 +184,7 @@ class SiteFiles:
         self.root = dist.resolve()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = without_invalid_range(with_byte_range(scope))
         response = await self.respond(scope)
         await response(scope, receive, send)
 
@@ -176,6 +216,22 @@ class SiteFiles:
             kept = {name: response.headers[name] for name in _NOT_MODIFIED_HEADERS if name in response.headers}
             return Response(status_code=304, headers=kept)
         return response
+
+
+def with_byte_range(scope: Scope) -> Scope:
+    """The scope with its Range header in the `bytes` unit, or without it when its unit is
+    another (ignored, so the whole file is sent: RFC 9110 section 14.2)."""
+    if scope["type"] != "http":
+        return scope
+    headers = []
+    for key, value in scope["headers"]:
+        if key.lower() == b"range":
+            kept = byte_range(value.decode("latin-1"))
+            if kept is None:
+                continue
+            value = kept.encode("latin-1")
+        headers.append((key, value))
+    return {**scope, "headers": headers}
 
 
 def route_path(scope: Scope) -> str:
@@ -210,15 +266,35 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(dist: Path) -> Starlette:
-    """The ASGI app serving `dist`; raises NotASiteError if it is not a pocketlm build."""
+def create_app(dist: Path) -> ASGIApp:
+    """The ASGI app serving `dist`; raises NotASiteError if it is not a pocketlm build.
+
+    SecurityHeaders wraps the whole Starlette app, so the 500 that Starlette's outermost
+    error handler writes carries the headers too.
+    """
     check_site(dist)
-    return Starlette(
-        routes=[Mount("/", app=SiteFiles(dist))],
-        middleware=[Middleware(SecurityHeaders)],
-    )
+    return SecurityHeaders(Starlette(routes=[Mount("/", app=SiteFiles(dist))]))
 
 
 def serve(dist: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve `dist` until interrupted; raises NotASiteError before binding if it is no build."""
-    uvicorn.run(create_app(dist), host=host, port=port)
+    """Serve `dist` until interrupted (listen.py: host checks, the socket, connection rules).
+
+    Raises NotASiteError or ServeError, before listening, for a folder that is no build, an
+    empty host, or an address/port that cannot be bound.
+    """
+    app = create_app(dist)
+    warning = check_host(host)
+    sock = bind_socket(host, port)
+    if warning:
+        print(f"pocketlm: {warning}", file=sys.stderr)
+    try:
+        make_server(app).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def make_server(app: ASGIApp, log_level: str = "warning") -> uvicorn.Server:
+    """uvicorn with listen.py's connection rules, no `Server` header, no lifespan events."""
+    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="off", server_header=False,
+                            timeout_keep_alive=KEEP_ALIVE_TIMEOUT, log_level=log_level)
+    return uvicorn.Server(config)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx.external_data_helper import set_external_data
 
 from pocketlm_runtime.tokenizer import Tokenizer
 
 from . import quality
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
+from .end_tokens import end_of_generation_ids, token_texts
 from .errors import ExportError
 from .graph import DecoderGraph, set_logits_positions
 from .io_names import GraphNames
@@ -30,6 +32,8 @@ from .sources import SourceModel, load_source
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
+# Every tensor of model.onnx.data starts at a multiple of this many bytes (a cache line).
+DATA_ALIGNMENT = 64
 log = logging.getLogger("pocketlm")
 
 
@@ -42,7 +46,7 @@ class ExportOptions:
     block_size: int = 32
     symmetric: bool = False
     accuracy_level: int = 0
-    layout: str = "dq"  # "dq" (DequantizeLinear -> MatMul) or "nbits" (MatMulNBits)
+    layout: str = "nbits"  # "nbits" (MatMulNBits, what the page's CPU engine reads) or "dq"
     allow_quality_loss: bool = False
 
 
@@ -77,8 +81,10 @@ def model_json(src: SourceModel, quant: str, logits: str,
         },
         "bos_token_id": src.bos_token_id,
         "add_bos_token": src.add_bos_token,
-        "eos_token_ids": src.eos_token_ids,
+        # The end-of-generation set (end_tokens.py): the model's own eos first.
+        "eos_token_ids": end_of_generation_ids(src.eos_token_ids, src.tokenizer),
         "chat_template": src.chat_template,
+        "chat_templates": src.chat_templates,
         "source": src.source,
         "export_options": export_options or {},
         "model_config": cfg.to_json(),
@@ -95,19 +101,50 @@ def count_parameters(src: SourceModel) -> int:
     return total
 
 
-def save_model(model: onnx.ModelProto, folder: Path) -> None:
-    """Write model.onnx (the graph) and model.onnx.data (the weights).
+def save_model(model: onnx.ModelProto, folder: Path) -> dict[str, dict[str, Any]]:
+    """Write model.onnx (the graph) and model.onnx.data (the weights); return the index of
+    the data file (:func:`tensor_index`).
 
-    Weights always go to the data file: protobuf cannot hold a graph past 2 GB, and
-    onnxruntime-web keeps one copy fewer of external weights while it loads (the page's
-    memory stays under 1 GB for the default model; with weights inside the graph it did not).
+    Every weight goes to the data file, however small (norms, biases, RoPE tables too), each
+    at an offset that is a multiple of :data:`DATA_ALIGNMENT`: protobuf cannot hold a graph
+    past 2 GB, onnxruntime-web keeps one copy fewer of external weights while it loads, and
+    pocketlm's WebAssembly engine reads the weights straight from the data file's bytes.
+    Integer constants (Reshape shapes, ReduceSum axes) stay in the graph: onnxruntime's
+    shape inference must read them while it loads the graph.
     """
+    offset = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) or not tensor.HasField("raw_data"):
+            continue
+        offset = -(-offset // DATA_ALIGNMENT) * DATA_ALIGNMENT
+        set_external_data(tensor, EXTERNAL_DATA_FILE, offset, len(tensor.raw_data))
+        offset += len(tensor.raw_data)
     try:
-        onnx.save_model(model, folder / ONNX_FILE, save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
+        onnx.save_model(model, folder / ONNX_FILE)
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
+    (folder / EXTERNAL_DATA_FILE).touch()
     (folder / EXTERNAL_DATA_FILE).chmod(0o644)
+    return tensor_index(onnx.load(folder / ONNX_FILE, load_external_data=False))
+
+
+def tensor_index(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
+    """Where each initializer lies in model.onnx.data, read back from the saved graph's
+    ``external_data`` entries (ONNX external-data spec: ``location``, ``offset``, ``length``).
+
+    Returns ``{name: {"offset": bytes, "length": bytes, "dtype": numpy name, "shape": [...]}}``
+    in file order; dtype is the ONNX element type's numpy name ("float32", "float16",
+    "uint8", ...). Initializers kept inside the graph (integer constants) are not listed.
+    """
+    index: dict[str, dict[str, Any]] = {}
+    for tensor in model.graph.initializer:
+        entries = {e.key: e.value for e in tensor.external_data}
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue  # an integer constant of the graph's own shape arithmetic
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        index[tensor.name] = {"offset": int(entries["offset"]), "length": int(entries["length"]),
+                              "dtype": str(dtype), "shape": [int(d) for d in tensor.dims]}
+    return dict(sorted(index.items(), key=lambda item: item[1]["offset"]))
 
 
 def smoke_test(folder: Path) -> None:
@@ -123,13 +160,18 @@ def smoke_test(folder: Path) -> None:
 
 
 def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
-    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate."""
+    """The modes to try, smallest first; ``auto`` keeps the first that passes the gate.
+
+    ``auto`` never rounds a weight twice where it can help it: a GGUF whose matrices are
+    Q4_0 / Q4_1 / Q8_0 blocks exports them unchanged (``exact``). Other sources (float
+    weights, K-quants) try ``mixed`` (4-bit matrices, 8-bit embedding/head), then ``q8``,
+    then ``fp16``; each must stay within +2% perplexity of the source.
+    """
     if options.quant != "auto":
         return [options.quant]
-    modes = ["q4"]
     if has_exact_blocks(src):
-        modes.append("exact")
-    return modes + ["q8", "fp16"]
+        return ["exact", "q8", "fp16"]
+    return ["mixed", "q8", "fp16"]
 
 
 def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
@@ -187,12 +229,13 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     set_logits_positions(model, last=options.logits == "last")
     built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
-        save_model(model, stage)
+        tensors = save_model(model, stage)
         del model
         config = model_json(src, mode, options.logits, session_config(quant_options(options, mode)),
                             {"quant": options.quant, "block_size": options.block_size,
                              "symmetric": options.symmetric, "layout": options.layout,
                              "accuracy_level": options.accuracy_level})
+        config["tensors"] = tensors
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()
@@ -200,6 +243,8 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
         checked = time.perf_counter()
         report = write_report(stage, src, config, {
             "parameters": count_parameters(src),
+            "end_of_generation": [{"id": i, "text": t} for i, t in
+                                  token_texts(config["eos_token_ids"], src.tokenizer).items()],
             "quality": gate,
             "accuracy_level": options.accuracy_level,
             "seconds": {"read_source": loaded - started, "build_and_gate": built - loaded,

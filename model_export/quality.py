@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .errors import ExportError
+
 WINDOW = 512
 GREEDY_PROMPTS = (
     "The history of the bicycle begins",
@@ -25,7 +27,7 @@ GREEDY_PROMPTS = (
 )
 GREEDY_TOKENS = 32
 # Largest allowed perplexity rise over fp32, per mode.
-PPL_LIMITS = {"exact": 0.02, "q8": 0.02, "fp16": 0.02, "q4": 0.08}
+PPL_LIMITS = {"exact": 0.02, "mixed": 0.02, "q8": 0.02, "fp16": 0.02, "q4": 0.08}
 
 
 def eval_text() -> str:
@@ -124,10 +126,18 @@ def window_for(context_length: int) -> int:
     return max(16, min(WINDOW, context_length // 2))
 
 
+def finite_logits(mode: str, windows: list[np.ndarray]) -> None:
+    """NaN or infinite logits are a broken model, never a quality figure: ExportError."""
+    if not all(np.isfinite(w).all() for w in windows):
+        raise ExportError(f"the {mode} graph gives NaN or infinite logits on the evaluation text; the "
+                          "weights overflow in this mode: choose another --quant (e.g. fp32)")
+
+
 def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[int]],
               context_length: int) -> Reference:
     runner = GraphRunner(model, window=window_for(context_length))
     windows = runner.windows(text_ids)
+    finite_logits("fp32", windows)
     greedy = [runner.greedy(p, GREEDY_TOKENS) for p in prompts]
     return Reference(windows, perplexity(windows, text_ids), [g for g, _ in greedy],
                      float(np.median([s for _, s in greedy])))
@@ -137,6 +147,7 @@ def compare(mode: str, model: onnx.ModelProto, ref: Reference, text_ids: list[in
             prompts: list[list[int]], context_length: int, config: dict[str, str] | None = None) -> Quality:
     runner = GraphRunner(model, config=config, window=window_for(context_length))
     windows = runner.windows(text_ids)
+    finite_logits(mode, windows)
     ppl = perplexity(windows, text_ids)
     agree = total = 0
     worst = 0.0

@@ -7,6 +7,9 @@ mode       storage
            embedding through GatherBlockQuantized, the tied LM head sharing its bytes).
            Other GGUF types are re-quantized to the nearest supported block format and
            the report says which.
+``mixed``  ``q4`` for the matrices, 8-bit blocks for the token embedding / LM head (the
+           most sensitive tensors: every token's input and every logit go through them);
+           GGUF blocks of those widths are carried over unchanged
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
@@ -41,7 +44,9 @@ from .quant_blocks import (
 )
 from .sources import SourceModel
 
-MODES = ("exact", "q4", "q8", "fp16", "fp32")
+MODES = ("exact", "mixed", "q4", "q8", "fp16", "fp32")
+BLOCK_MODES = ("mixed", "q4", "q8")  # modes that quantize to --block-size blocks
+EIGHT_BIT_IN_MIXED = ("embed", "lm_head")
 EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
 BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
 # Where a GGUF block type has no exact image: the nearest supported format.
@@ -61,8 +66,10 @@ class QuantOptions:
     symmetric: bool = False
     # MatMulNBits accuracy_level: 0 = float activations, 4 = int8 activations (CPU).
     accuracy_level: int = 0
-    # "dq": DequantizeLinear -> MatMul (the page's layout); "nbits": MatMulNBits nodes.
-    layout: str = "dq"
+    # "nbits": MatMulNBits nodes (the default: native onnxruntime, onnxruntime-web's WebGPU
+    # backend and the page's CPU engine all read these blocks as they are);
+    # "dq": DequantizeLinear -> MatMul (widened to float32 when a session loads).
+    layout: str = "nbits"
     notes: list[str] = field(default_factory=list)
 
 
@@ -77,7 +84,7 @@ def validate(options: QuantOptions, src: SourceModel) -> None:
             f"({', '.join(t.name for t in sorted(EXACT_TYPES))} carry over exactly); this source "
             f"({src.source.get('kind')}) has float weights: use q4, q8, fp16 or fp32"
         )
-    if options.mode in ("q4", "q8"):
+    if options.mode in BLOCK_MODES:
         bs = options.block_size
         if bs < 16 or bs & (bs - 1):
             raise ExportError(f"--block-size must be a power of two >= 16, got {bs}")
@@ -116,7 +123,7 @@ class NBitsCodec(FloatCodec):
         else is quantized from its float values.
         """
         weight = self.src.weights[name]
-        mode, bits = self.options.mode, self.target_bits(weight.qtype)
+        mode, bits = self.options.mode, self.target_bits(weight.qtype, name)
         carried = BLOCK_BITS.get(weight.qtype)
         if carried is not None and (mode == "exact" or (carried == bits and self.options.block_size == GGUF_BLOCK_SIZE)):
             n, k = weight.shape
@@ -127,12 +134,14 @@ class NBitsCodec(FloatCodec):
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
         w = weight.float32()
-        block = self.options.block_size if mode in ("q4", "q8") else GGUF_BLOCK_SIZE
+        block = self.options.block_size if mode in BLOCK_MODES else GGUF_BLOCK_SIZE
         if bits == 4:
-            return quantize_q4(w, block, self.options.symmetric if mode == "q4" else False), None
+            return quantize_q4(w, block, self.options.symmetric if mode in ("q4", "mixed") else False), None
         return quantize_q8(w, block), None
 
-    def target_bits(self, qtype: GGMLQuantizationType) -> int:
+    def target_bits(self, qtype: GGMLQuantizationType, name: str = "") -> int:
+        if self.options.mode == "mixed":
+            return 8 if name in EIGHT_BIT_IN_MIXED else 4
         if self.options.mode == "q4":
             return 4
         if self.options.mode == "q8":
@@ -256,7 +265,7 @@ def session_config(options: QuantOptions) -> dict[str, str]:
     backend runs fast and exactly). MatMulNBits layout: keep the chosen accuracy level
     (onnxruntime otherwise picks int8 activations for fused nodes).
     """
-    if options.mode in ("exact", "q4", "q8") and options.layout == "dq":
+    if options.mode in ("exact", *BLOCK_MODES) and options.layout == "dq":
         return {"session.disable_quant_qdq": "1"}
     return {"session.qdq_matmulnbits_accuracy_level": str(options.accuracy_level)}
 

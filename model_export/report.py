@@ -34,6 +34,8 @@ def write_report(folder: Path, src: SourceModel, config: dict[str, Any], facts: 
         "heads": f"{cfg.num_heads} query / {cfg.num_kv_heads} key-value, head dim {cfg.head_dim}",
         "context_length": cfg.context_length,
         "vocab_size": cfg.vocab_size,
+        "chat_templates": (["default"] if config.get("chat_template") else [])
+        + sorted(config.get("chat_templates") or {}),
         **facts,
     }
     report["files"] = folder_sizes(folder)
@@ -55,6 +57,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| layers | {report['layers']} (hidden {report['hidden_size']}; {report['heads']}) |",
         f"| context | {report['context_length']} tokens; vocabulary {report['vocab_size']:,} |",
         f"| quantization | {report['quantization']} |",
+        f"| chat templates | {', '.join(report.get('chat_templates') or []) or 'none'} |",
+        f"| end of generation | {end_tokens(report.get('end_of_generation') or [])} |",
         f"| logits | {report['logits']} positions |",
         f"| total size | {human_bytes(report['total_bytes'])} |",
         "",
@@ -69,6 +73,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def end_tokens(tokens: list[dict[str, Any]]) -> str:
+    """The end-of-generation tokens as `id` `text` pairs, for one table cell."""
+    if not tokens:
+        return "none (generation ends at the length limit)"
+    return ", ".join(f"{t['id']} `{t['text'].replace('|', chr(92) + '|')}`" for t in tokens)
 
 
 def quality_lines(gate: dict[str, Any]) -> list[str]:

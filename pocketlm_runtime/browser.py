@@ -1,19 +1,22 @@
-"""The session protocol over onnxruntime-web, called from Python inside Pyodide.
+"""The session protocol over the page's model runtime, called from Python inside Pyodide.
 
 The only Python module that imports ``js`` or ``pyodide``. Tensors never cross into
-Python: they live in JavaScript (or on the GPU with WebGPU) and Python holds integer
-handles to them, so the KV cache goes from one step's outputs to the next step's feeds
-without being copied or even proxied. Python only receives the k best logits of the last
-position (``candidates``), computed by a small JS helper.
+Python: they live in JavaScript, in the CPU engine's memory or on the GPU, and Python holds
+integer handles to them, so the KV cache goes from one step's outputs to the next step's
+feeds without being copied or even proxied. The logits row stays on the JS side too: the
+logits processors and the draw run there over the whole row (``web/sampler.js``, the same
+rules as :mod:`pocketlm_runtime.sampling`), and Python receives one token id per step.
 
-``run`` blocks on the ``session.run`` promise with :func:`pyodide.ffi.run_sync`, which
+The CPU engine (``web/engine/``) answers ``run`` synchronously; onnxruntime-web (WebGPU)
+answers with a promise, which ``run`` blocks on with :func:`pyodide.ffi.run_sync`. That
 needs JavaScript Promise Integration (JSPI) and a call stack entered through
 ``callPromising`` (the worker calls :meth:`BrowserModel.generate` that way). So the one
 generation loop of :mod:`pocketlm_runtime.generator` runs unchanged, synchronously.
 
-The JS side is ``web/ort_backend.js``; the module passed in as ``backend`` exposes
+The JS side is ``web/model_backend.js``; the object passed in as ``backend`` exposes
 ``setFeedNames(names)``, ``run(handles)``, ``outputNames()``, ``int64(bytes, dims)``,
-``emptyKV()``, ``topK(handle, k)`` and ``dispose(handles)``.
+``emptyKV()``, ``pick(handle, settings, previous, uniform)``,
+``distribution(handle, settings, previous)`` and ``dispose(handles)``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import array
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +34,8 @@ from pyodide.ffi import JsProxy, jsnull, run_sync, to_js
 from .generator import Chunking
 from .model_info import ModelInfo
 from .pipeline import LanguageModel, Message, Result
-from .sampling import SamplingOptions
-from .session import Candidates, SessionLost
+from .sampling import Distribution, SamplingOptions
+from .session import SessionLost
 from .tokenizer import Tokenizer
 
 # Engine option names (JS, camelCase) -> SamplingOptions fields.
@@ -44,7 +47,6 @@ OPTION_NAMES = {
     "repetitionPenalty": "repetition_penalty",
     "seed": "seed",
     "stop": "stop",
-    "candidates": "candidates",
 }
 
 # A chunk of the prompt takes about this long, so a stop waits about as long. Chunks stay
@@ -57,7 +59,7 @@ CHUNK_LEAST = 32
 
 @dataclass
 class StepClock:
-    """Where a decode step's time goes: waiting for onnxruntime-web, or everything else.
+    """Where a decode step's time goes: waiting for the model runtime, or everything else.
 
     "Everything else" is Python's share: the generation loop, sampling, detokenizing,
     streaming and the calls across to JS. Waiting covers ``session.run`` and, on WebGPU,
@@ -88,7 +90,7 @@ class StepClock:
 
 
 class BrowserSession:
-    """:class:`pocketlm_runtime.session.Session` over onnxruntime-web (see the module doc).
+    """:class:`pocketlm_runtime.session.Session` over the page's runtime (see the module doc).
 
     Tensors are integer handles into a table in ``ort_backend.js``: a step sends the feed
     handles as one Int32Array and gets the output handles back as one, instead of making
@@ -101,6 +103,7 @@ class BrowserSession:
         self.feed_names: tuple[str, ...] = ()
         self.output_names: list[str] = []
         self.before_step: Callable[[], None] | None = None  # e.g. a stop check
+        self.settings: tuple[SamplingOptions | None, Any] = (None, None)  # options -> JS object
 
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -112,7 +115,9 @@ class BrowserSession:
             self.feed_names = names
         handles = to_js(array.array("i", feeds.values()))
         before = time.perf_counter()
-        outputs = run_sync(self.backend.run(handles))
+        outputs = self.backend.run(handles)
+        if inspect.isawaitable(outputs):  # onnxruntime-web; the CPU engine answers at once
+            outputs = run_sync(outputs)
         if outputs is None or outputs is jsnull:
             raise SessionLost("the GPU failed and the model moved to WASM")
         self.clock.starts.append(started)
@@ -128,16 +133,32 @@ class BrowserSession:
     def empty_kv(self) -> Any:
         return self.backend.emptyKV()
 
-    def candidates(self, logits: Any, k: int) -> Candidates:
-        best = self.backend.topK(logits, k)
-        if inspect.isawaitable(best):  # logits on the GPU: a promise of the read-back
+    def _settings(self, options: SamplingOptions) -> Any:
+        """The sampler's settings as one JS object, made once per answer's options."""
+        if self.settings[0] is not options:
+            self.settings = (options, _to_js({
+                "temperature": options.temperature, "topK": options.top_k, "topP": options.top_p,
+                "repetitionPenalty": options.repetition_penalty}))
+        return self.settings[1]
+
+    def _settled(self, value: Any) -> Any:
+        if inspect.isawaitable(value):  # logits on the GPU: a promise of the read-back
             before = time.perf_counter()
-            best = run_sync(best)
-            if best is None or best is jsnull:
+            value = run_sync(value)
+            if value is None or value is jsnull:
                 raise SessionLost("the GPU failed and the model moved to WASM")
             if self.clock.runs:
                 self.clock.runs[-1] += time.perf_counter() - before
-        return best.ids.to_py().tolist(), best.values.to_py().tolist()
+        return value
+
+    def pick(self, logits: Any, options: SamplingOptions, history: Sequence[int], uniform: float) -> int:
+        previous = to_js(array.array("i", history))
+        return int(self._settled(self.backend.pick(logits, self._settings(options), previous, uniform)))
+
+    def distribution(self, logits: Any, options: SamplingOptions, history: Sequence[int]) -> Distribution:
+        previous = to_js(array.array("i", history))
+        kept = self._settled(self.backend.distribution(logits, self._settings(options), previous))
+        return kept.ids.to_py().tolist(), kept.probs.to_py().tolist()
 
     def release(self, tensors: list[Any]) -> None:
         # dispose() frees GPU buffers on WebGPU and the table entries; no PyProxy exists to
@@ -277,5 +298,5 @@ def _to_js(value: Any) -> JsProxy:
 
 
 def load_model(config_json: str, tokenizer_json: str, backend: JsProxy) -> BrowserModel:
-    """Entry point for the worker: the model description, tokenizer and ORT backend."""
+    """Entry point for the worker: the model description, tokenizer and model backend."""
     return BrowserModel(config_json, tokenizer_json, backend)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .model_info import ModelInfo
 from .sampling import Sampler, SamplingOptions
-from .session import Candidates, Session, SessionLost
+from .session import Session, SessionLost
 
 Clock = Callable[[], float]
 
@@ -125,7 +125,7 @@ class Generator:
         self.sampler = Sampler(options)
         self.pending: list[int] = []
         self.generated: list[int] = []
-        self.candidates: Candidates | None = None
+        self.chosen: int | None = None  # the token picked from the last step's logits
         self.done = False
         self.timing = Timing()
         self.stop_reason = ""
@@ -175,25 +175,27 @@ class Generator:
             return 0
         before = len(self.cached)
         try:
-            self._feed()
+            self._feed(None)
         except Interrupted:
             self.pending = []
-        self.candidates = None
+        self.chosen = None
         return len(self.cached) - before
 
-    def _feed(self) -> None:
+    def _feed(self, uniform: float | None) -> None:
+        """Run the pending tokens; with ``uniform`` (not None), pick the next token too."""
         try:
-            self._run_pending()
+            self._run_pending(uniform)
         except SessionLost:
             # A new session holds nothing: feed every token again (once; a second loss raises).
             self.session.release(list(self.kv.values()))
             self.kv = {name: self.session.empty_kv() for name in self.info.kv.past_names()}
             self.pending = self.cached + self.pending
             self.cached = []
-            self._run_pending()
+            self._run_pending(uniform)
 
-    def _run_pending(self) -> None:
-        """Feed the pending tokens, a chunk per model run (see :class:`Chunking`)."""
+    def _run_pending(self, uniform: float | None) -> None:
+        """Feed the pending tokens, a chunk per model run (see :class:`Chunking`); the
+        next token is picked (with ``uniform``) after the last chunk only."""
         total = len(self.cached) + len(self.pending)
         if total > self.info.context_length:
             raise context_error(total, self.info.context_length)
@@ -203,13 +205,13 @@ class Generator:
                 raise Interrupted("stopped while reading the prompt")
             chunk, rest = self.pending[:size], self.pending[size:]
             started = self.clock()
-            self._run(chunk, last=not rest)
+            self._run(chunk, None if rest else uniform)
             self.pending = rest
             size = self.chunking.next_size(len(chunk), self.clock() - started)
 
-    def _run(self, ids: list[int], *, last: bool = True) -> None:
-        """One model run over ``ids``, after the cached tokens; the candidates for the next
-        token are read after the ``last`` chunk only."""
+    def _run(self, ids: list[int], uniform: float | None) -> None:
+        """One model run over ``ids``, after the cached tokens; with ``uniform`` (not None),
+        the next token is picked from its logits."""
         start = len(self.cached)
         total = start + len(ids)
         s = self.session
@@ -230,8 +232,10 @@ class Generator:
         }
         logits = outputs[self.info.outputs.get("logits", "logits")]
         try:
-            if last:
-                self.candidates = s.candidates(logits, self.options.needed_candidates())
+            if uniform is not None:
+                # The penalty looks at every token of the sequence, this step's included.
+                seen = (self.cached + ids) if self.options.repetition_penalty != 1.0 else []
+                self.chosen = s.pick(logits, self.options, seen, uniform)
         finally:
             s.release([logits])
         self.cached.extend(ids)
@@ -240,12 +244,13 @@ class Generator:
         if self.done:
             raise RuntimeError("generation is done; call begin() for a new answer")
         started = self.clock()
-        if self.pending:
-            self._feed()
-        if self.candidates is None:
+        if not self.pending:
             raise RuntimeError("no tokens to continue from; append_tokens() first")
-        token = self.sampler(self.candidates, self.cached)
-        self.candidates = None
+        self._feed(self.sampler.uniform())
+        token = self.chosen
+        if token is None:
+            raise RuntimeError("the session picked no token")
+        self.chosen = None
         elapsed = self.clock() - started
         if self.generated:
             self.timing.decode_seconds += elapsed

@@ -43,6 +43,9 @@ class ModelInfo:
     bos_token_id: int | None
     add_bos_token: bool
     chat_template: str | None
+    # Named templates of a model that has several (HF tokenizer_config.json list form,
+    # GGUF tokenizer.chat_template.NAME): name -> template; "default" is chat_template.
+    chat_templates: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     # onnxruntime session config entries the graph needs (e.g. session.disable_quant_qdq).
@@ -76,11 +79,26 @@ class ModelInfo:
             bos_token_id=data.get("bos_token_id"),
             add_bos_token=bool(data.get("add_bos_token", False)),
             chat_template=data.get("chat_template"),
+            chat_templates={str(k): str(v) for k, v in (data.get("chat_templates") or {}).items()},
             outputs=dict(data.get("outputs", {"logits": "logits"})),
             inputs={**DEFAULT_INPUTS, **(data.get("inputs") or {})},
             session_config={str(k): str(v) for k, v in (data.get("session_config") or {}).items()},
             raw=data,
         )
+
+    def template_for(self, tools: object = None) -> str:
+        """The chat template to render with, chosen as transformers' ``get_chat_template``
+        does: "tool_use" when tools are given and the model has one, else the default.
+        Raises ValueError when the model has no usable template."""
+        if tools is not None and "tool_use" in self.chat_templates:
+            return self.chat_templates["tool_use"]
+        if self.chat_template:
+            return self.chat_template
+        if self.chat_templates:
+            names = ", ".join(sorted(self.chat_templates))
+            raise ValueError(f"this model has several chat templates ({names}) and none named default; "
+                             "pass a plain prompt instead")
+        raise ValueError("this model has no chat template; pass a plain prompt instead")
 
     @classmethod
     def from_text(cls, text: str) -> ModelInfo:

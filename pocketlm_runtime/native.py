@@ -1,15 +1,21 @@
-"""The session protocol over onnxruntime (CPython only: imports numpy and onnxruntime)."""
+"""The session protocol over onnxruntime (CPython only: imports numpy and onnxruntime).
+
+The logits processors run over the whole last row in numpy (:func:`kept`), by the rules of
+:mod:`pocketlm_runtime.sampling`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import NDArray
 
 from .model_info import CONFIG_FILE, ModelInfo
-from .session import Candidates
+from .sampling import Distribution, SamplingOptions
 
 if TYPE_CHECKING:
     from .pipeline import LanguageModel
@@ -41,19 +47,77 @@ class NativeSession:
     def empty_kv(self) -> Any:
         return np.zeros(self.kv_shape, dtype=self.kv_dtype)
 
-    def candidates(self, logits: Any, k: int) -> Candidates:
-        row = np.asarray(logits[0, -1], dtype=np.float32)
-        if k <= 0 or k >= row.shape[0]:
-            order = np.argsort(-row, kind="stable")
-        elif k == 1:
-            order = np.array([int(np.argmax(row))])
-        else:
-            part = np.argpartition(-row, k - 1)[:k]
-            order = part[np.lexsort((part, -row[part]))]
-        return [int(i) for i in order], [float(row[i]) for i in order]
+    def pick(self, logits: Any, options: SamplingOptions, history: Sequence[int], uniform: float) -> int:
+        return pick(np.asarray(logits[0, -1], dtype=np.float32), options, history, uniform)
+
+    def distribution(self, logits: Any, options: SamplingOptions, history: Sequence[int]) -> Distribution:
+        ids, probs = kept(np.asarray(logits[0, -1], dtype=np.float32), options, history)
+        order = np.lexsort((ids, -probs))
+        return [int(i) for i in ids[order]], [float(p) for p in probs[order]]
 
     def release(self, tensors: list[Any]) -> None:
         return None
+
+
+def penalized(row: NDArray[np.float32], options: SamplingOptions, history: Sequence[int]) -> NDArray[np.float32]:
+    """The row after the repetition penalty (a copy when the penalty changes anything)."""
+    penalty = options.repetition_penalty
+    if penalty == 1.0 or not len(history):
+        return row
+    out = row.copy()
+    seen = np.unique(np.asarray(history, dtype=np.int64))
+    values = out[seen]
+    out[seen] = np.where(values > 0, values / np.float32(penalty), values * np.float32(penalty))
+    return out
+
+
+def kept(row: NDArray[np.float32], options: SamplingOptions,
+         history: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The kept ids in increasing order and their probabilities (float64), for one float32
+    row of vocabulary size; greedy options keep the argmax alone."""
+    logits = penalized(row, options, history)
+    if options.greedy:
+        return np.array([int(np.argmax(logits))]), np.array([1.0])
+    scaled = logits / np.float32(options.temperature)
+    size = scaled.shape[0]
+    if 0 < options.top_k < size:
+        kth = np.partition(scaled, size - options.top_k)[size - options.top_k]
+        ids = np.flatnonzero(scaled >= kth)
+    else:
+        ids = np.arange(size)
+    values = scaled[ids].astype(np.float64)
+    weights = np.exp(values - values.max())
+    probs = weights / weights.sum()
+    if options.top_p < 1.0:
+        ids, probs = nucleus(ids, probs, options.top_p)
+    return ids, probs
+
+
+def nucleus(ids: NDArray[np.int64], probs: NDArray[np.float64],
+            top_p: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Top-p: drop the least likely tokens while their cumulative probability is
+    <= 1 - top_p. A token of probability <= (1 - top_p) / n is always dropped (every token
+    before it in ascending order is no more likely), so only the others are sorted."""
+    limit = 1.0 - top_p
+    small = probs <= limit / probs.shape[0]
+    rest = np.flatnonzero(~small)
+    order = rest[np.lexsort((ids[rest], probs[rest]))]  # ascending; ties: lower id first
+    cumulative = float(probs[small].sum()) + np.cumsum(probs[order])
+    drop = cumulative <= limit
+    drop[-1] = False  # the most likely token always stays
+    keep = np.sort(order[~drop])
+    out = probs[keep]
+    return ids[keep], out / out.sum()
+
+
+def pick(row: NDArray[np.float32], options: SamplingOptions, history: Sequence[int], uniform: float) -> int:
+    """Greedy argmax, or the inverse-CDF draw for ``uniform`` over the kept ids in increasing
+    id order (:mod:`pocketlm_runtime.sampling`)."""
+    if options.greedy and options.repetition_penalty == 1.0:
+        return int(np.argmax(row))
+    ids, probs = kept(row, options, history)
+    at = int(np.searchsorted(np.cumsum(probs), uniform, side="right"))
+    return int(ids[min(at, ids.shape[0] - 1)])
 
 
 def read_info(model_dir: Path) -> ModelInfo:

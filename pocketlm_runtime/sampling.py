@@ -1,22 +1,52 @@
-"""Sampling: small steps over the best candidates of the last position's logits.
+"""Sampling over the whole distribution of the last position's logits.
 
-Each step maps ``(ids, logits) -> (ids, logits)`` with ids kept best first. Greedy
-decoding is ``temperature == 0``. Sampling looks at the session's ``candidates`` best
-tokens (64 by default), enough for any top-k / top-p setting people use.
+The logits processors run over the full vocabulary row, in the order and with the rules of
+transformers' ``generate``:
+
+1. repetition penalty (``RepetitionPenaltyLogitsProcessor``, CTRL, Keskar et al. 2019):
+   the logit ``x`` of every token id already in the sequence (prompt and answer) becomes
+   ``x / penalty`` when ``x > 0`` and ``x * penalty`` otherwise; 1 = off;
+2. temperature (``TemperatureLogitsWarper``): logits divided by ``temperature``;
+   0 means greedy decoding, which takes the highest logit after step 1 and skips 3-5;
+3. top-k (``TopKLogitsWarper``): keeps the tokens whose logit is at least the k-th highest
+   (ties with it are kept); ``top_k = 0`` = off, ``top_k`` above the vocabulary = all;
+4. top-p (``TopPLogitsWarper``, nucleus, Holtzman et al. 2019): sorts the kept tokens by
+   probability, ascending (equal ones by id), and drops those whose cumulative probability
+   is ``<= 1 - top_p``
+   (the most likely token always stays); ``top_p = 1`` = off;
+5. softmax over what is kept, then one draw.
+
+The draw is inverse-CDF sampling with one uniform number ``u`` in [0, 1) from the caller's
+seeded generator: the first kept token, in increasing id order, at which the cumulative
+probability exceeds ``u``. Every implementation (numpy in native.py, ``web/sampler.js``
+for onnxruntime-web, this module) uses that same rule, so one seed gives one answer.
+
+This module is the readable reference and the fallback in pure Python (standard library,
+about 20 ms a step on a 49k-token row); sessions run the same steps in numpy or JS.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .session import Candidates
+# (token ids, probabilities) of the kept tokens, most likely first (ties: lower id first).
+Distribution = tuple[list[int], list[float]]
 
 
 @dataclass
 class SamplingOptions:
+    """How the next token is chosen (see the module docstring for each step).
+
+    ``max_new_tokens``: answer length limit in tokens; ``temperature``: 0 = greedy, else
+    logits / temperature; ``top_k``: keep the k most likely (0 = off); ``top_p``: nucleus
+    mass in (0, 1] (1 = off); ``repetition_penalty``: > 0, 1 = off; ``seed``: makes draws
+    repeatable (None = a fresh seed); ``stop``: strings that end the answer (the earliest
+    match wins, see pipeline.StopStrings).
+    """
+
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 50
@@ -24,16 +54,16 @@ class SamplingOptions:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    candidates: int = 64
 
     def validate(self) -> SamplingOptions:
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
-            (self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}"),
+            (math.isfinite(self.temperature) and self.temperature >= 0,
+             f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"),
-            (self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}"),
+            (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+             f"repetition_penalty must be a finite number > 0 (1 = off), got {self.repetition_penalty}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -44,74 +74,80 @@ class SamplingOptions:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def needed_candidates(self) -> int:
-        """How many best logits the session must return for these options."""
-        if self.greedy and self.repetition_penalty == 1.0:
-            return 1
-        want = self.candidates
-        if self.top_k:
-            want = max(min(want, self.top_k), 1) if self.top_p == 1.0 else want
-        return want
+
+def penalize(row: Sequence[float], history: Iterable[int], penalty: float) -> list[float]:
+    """Step 1 on a copy of ``row`` (float logits, one per token id)."""
+    out = list(row)
+    if penalty != 1.0:
+        for token in set(history):
+            x = out[token]
+            out[token] = x / penalty if x > 0 else x * penalty
+    return out
 
 
-def penalize(cands: Candidates, history: Iterable[int], penalty: float) -> Candidates:
-    """CTRL-style repetition penalty on tokens already seen, then re-sorted."""
-    if penalty == 1.0:
-        return cands
-    seen = set(history)
-    ids, logits = cands
-    scored = [
-        (tid, (x / penalty if x > 0 else x * penalty) if tid in seen else x)
-        for tid, x in zip(ids, logits)
-    ]
-    scored.sort(key=lambda pair: -pair[1])
-    return [t for t, _ in scored], [x for _, x in scored]
+def argmax(row: Sequence[float]) -> int:
+    """The first id of the highest value (as numpy and torch pick on ties)."""
+    best = 0
+    for i in range(1, len(row)):
+        if row[i] > row[best]:
+            best = i
+    return best
 
 
-def scale(cands: Candidates, temperature: float) -> Candidates:
-    ids, logits = cands
-    return ids, [x / temperature for x in logits]
+def distribution(row: Sequence[float], options: SamplingOptions, history: Iterable[int]) -> Distribution:
+    """Steps 1-5 on one full row: the kept ids and their probabilities, most likely first.
+    Greedy options give ``([argmax], [1.0])``."""
+    logits = penalize(row, history, options.repetition_penalty)
+    if options.greedy:
+        return [argmax(logits)], [1.0]
+    scaled = [x / options.temperature for x in logits]
+    kept = list(range(len(scaled)))
+    k = options.top_k
+    if 0 < k < len(scaled):
+        kth = sorted(scaled, reverse=True)[k - 1]
+        kept = [i for i in kept if scaled[i] >= kth]
+    top = max(scaled[i] for i in kept)
+    weights = {i: math.exp(scaled[i] - top) for i in kept}
+    total = math.fsum(weights.values())
+    probs = {i: w / total for i, w in weights.items()}
+    if options.top_p < 1.0:
+        ascending = sorted(kept, key=lambda i: (probs[i], i))  # ties: lower id first, as torch.sort
+        cumulative, drop = 0.0, 0
+        for i in ascending[:-1]:  # the most likely token always stays
+            cumulative += probs[i]
+            if cumulative > 1.0 - options.top_p:
+                break
+            drop += 1
+        kept = ascending[drop:]
+        mass = math.fsum(probs[i] for i in kept)
+        probs = {i: probs[i] / mass for i in kept}
+    order = sorted(kept, key=lambda i: (-probs[i], i))
+    return order, [probs[i] for i in order]
 
 
-def top_k(cands: Candidates, k: int) -> Candidates:
-    if k <= 0:
-        return cands
-    ids, logits = cands
-    return ids[:k], logits[:k]
-
-
-def softmax(logits: list[float]) -> list[float]:
-    top = max(logits) if logits else 0.0
-    exps = [math.exp(x - top) for x in logits]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
-def top_p(cands: Candidates, p: float) -> Candidates:
-    if p >= 1.0:
-        return cands
-    ids, logits = cands
-    probs = softmax(logits)
-    cumulative, keep = 0.0, 0
-    for keep, prob in enumerate(probs, start=1):
+def draw(dist: Distribution, uniform: float) -> int:
+    """Inverse-CDF pick over the kept ids in increasing id order (see the module doc)."""
+    pairs = sorted(zip(*dist))
+    cumulative = 0.0
+    for token, prob in pairs:
         cumulative += prob
-        if cumulative >= p:
-            break
-    return ids[:keep], logits[:keep]
+        if uniform < cumulative:
+            return token
+    return pairs[-1][0]  # u within rounding of 1
+
+
+def pick(row: Sequence[float], options: SamplingOptions, history: Iterable[int], uniform: float) -> int:
+    """The next token for one full row: greedy, or one draw with ``uniform`` in [0, 1)."""
+    return draw(distribution(row, options, history), uniform)
 
 
 class Sampler:
-    """Turns candidates into one token id according to :class:`SamplingOptions`."""
+    """The seeded source of the uniform numbers of :func:`pick` (one per sampled token)."""
 
     def __init__(self, options: SamplingOptions) -> None:
         self.options = options.validate()
         self.rng = random.Random(options.seed)
 
-    def __call__(self, cands: Candidates, history: list[int]) -> int:
-        opts = self.options
-        cands = penalize(cands, history, opts.repetition_penalty)
-        if opts.greedy:
-            return cands[0][0]
-        cands = top_p(top_k(scale(cands, opts.temperature), opts.top_k), opts.top_p)
-        ids, logits = cands
-        return self.rng.choices(ids, weights=softmax(logits), k=1)[0]
+    def uniform(self) -> float:
+        """A number in [0, 1); 0.0 for greedy options, which need none (no draw is used up)."""
+        return 0.0 if self.options.greedy else self.rng.random()

@@ -345,6 +345,11 @@ class Tokenizer:
         return cls.from_str(Path(path).read_text(encoding="utf-8"))
 
     @property
+    def model_vocab_size(self) -> int:
+        """Number of ids in the model's own vocabulary (``model.vocab``), added tokens excluded."""
+        return len(self._model.vocab)
+
+    @property
     def vocab_size(self) -> int:
         """Number of ids, added tokens included (``get_vocab_size(with_added_tokens=True)``)."""
         return len(self._id_to_token)
@@ -392,6 +397,25 @@ class Tokenizer:
                 ids.extend(tokenize(piece))
         if add_special_tokens and self._post is not None:
             ids = self._post(ids)
+        return ids
+
+    @property
+    def added_tokens(self) -> dict[str, int]:
+        """Every added token's text -> id, special or not (``added_tokens`` of tokenizer.json)."""
+        return dict(self._added_ids)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of ``text`` as ordinary text: no added token (special or not) is matched
+        and no post-processor runs; normalizer, pre-tokenizer and model as usual. The same as
+        transformers' ``_encode_without_added_tokens`` (used for sanitized chat input)."""
+        if self._normalizer is not None:
+            text = self._normalizer(text)
+        pieces: list[pt.Piece] = [(text, True)]
+        if self._pre_tokenizer is not None:
+            pieces = self._pre_tokenizer(pieces)
+        ids: list[int] = []
+        for piece, _ in pieces:
+            ids.extend(self._model.tokenize(piece))
         return ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:

@@ -3,9 +3,9 @@
 // site.json's `page` section, written by `pocketlm build`.
 
 import { ChatView, visitorMessage } from './chat_view.js';
-import { createEngine, unsupportedReason } from './engine.js';
-import { setUpKiosk } from './kiosk.js';
+import { createEngine, describeBackend, unsupportedReason } from './engine.js';
 import { forgetSite } from './forget.js';
+import { setUpKiosk } from './kiosk.js';
 import { copyText, loadMarkdown, renderMarkdown } from './markdown.js';
 import { prepareOffline } from './offline.js';
 import { readSettings, wellFormed } from './settings.js';
@@ -127,7 +127,7 @@ function startEngine(onProgress) {
   return createEngine({
     onProgress,
     onBackendChange: (moved) => {
-      setStatus(`The GPU failed; going on with WASM, ${moved.threads} thread${moved.threads === 1 ? '' : 's'}…`);
+      setStatus(`The GPU failed; going on with ${describeBackend(moved)}…`);
       ui.status.title = moved.reason;
     },
   });
@@ -137,7 +137,7 @@ function startEngine(onProgress) {
 function showReady(extra) {
   if (!engine) return;
   const b = engine.backend;
-  const where = b.name === 'webgpu' ? `WebGPU (${b.adapter})` : `WASM, ${b.threads} thread${b.threads === 1 ? '' : 's'}`;
+  const where = describeBackend(b);
   const isolation = b.crossOriginIsolated ? '' : ' (not cross-origin isolated, so no threads)';
   setStatus(`Ready: ${engine.model.name} on ${where}${isolation}; ${extra}`);
   ui.status.title = b.reason;

@@ -6,16 +6,21 @@
 //   console.log(result.text, result.timing.decodeTokensPerSecond, engine.backend.name);
 //
 // The page's URL can force a backend for tests and benchmarks, overriding the options:
-// `?backend=wasm&threads=1`, `?backend=webgpu`. Everything heavy (Pyodide, onnxruntime-web,
-// the model) lives in worker.js; this module only sends it messages.
+// `?backend=wasm&threads=1` (the CPU engine; `&simd=plain` for its plain-SIMD build),
+// `?backend=webgpu`, `?backend=ort-wasm` (onnxruntime-web's WASM build). Everything heavy
+// (Pyodide, the CPU engine or onnxruntime-web, the model) lives in worker.js; this module
+// only sends it messages.
 
 import { Messenger } from './messenger.js';
 
 /**
  * @typedef {object} EngineOptions
  * @property {string} [modelUrl] a model folder to load instead of the bundled one (same origin)
- * @property {'wasm' | 'webgpu'} [backend] force a backend (default: WebGPU when faster, else WASM)
- * @property {number} [threads] WASM threads (default: min(cores, 4) when cross-origin isolated)
+ * @property {'wasm' | 'webgpu' | 'ort-wasm'} [backend] force a backend (default: WebGPU when
+ *   a one-token step runs faster there, else `wasm`, the CPU engine)
+ * @property {'relaxed' | 'plain'} [simd] force the CPU engine's build (default: relaxed SIMD
+ *   where the browser validates it)
+ * @property {number} [threads] CPU threads (default: min(cores, 4) when cross-origin isolated)
  * @property {(progress: Progress) => void} [onProgress] loading progress, in bytes
  * @property {(backend: Backend) => void} [onBackendChange] the GPU failed and the model moved
  *   to WASM (the answer in progress goes on there)
@@ -29,11 +34,11 @@ import { Messenger } from './messenger.js';
  * @typedef {object} GenerateOptions
  * @property {number} [maxNewTokens] default 256
  * @property {number} [temperature] 0 = greedy (default)
- * @property {number} [topK] default 50
- * @property {number} [topP] default 1
- * @property {number} [repetitionPenalty] default 1 (off)
- * @property {number} [seed]
- * @property {string[]} [stop] stop strings
+ * @property {number} [topK] keep the k most likely tokens; default 50, 0 = off
+ * @property {number} [topP] nucleus mass in (0, 1]; default 1 (off)
+ * @property {number} [repetitionPenalty] > 1 discourages tokens already seen; default 1 (off)
+ * @property {number} [seed] seed of the draws: the same seed gives the same answer
+ * @property {string[]} [stop] stop strings; the earliest match ends the answer
  * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
  * @property {number} [maxPromptTokens] refuse longer prompts (a site's cap), like the context
  *
@@ -56,7 +61,7 @@ import { Messenger } from './messenger.js';
  * @property {string} stopReason eos, max_tokens, context, stop_string or stopped
  * @property {Timing} timing
  *
- * @typedef {import('./ort_backend.js').BackendInfo & {ortVersion: string}} Backend
+ * @typedef {import('./backends.js').BackendInfo} Backend
  */
 
 export class Engine {
@@ -134,7 +139,7 @@ export class Engine {
 
   /**
    * The worker moved the model from WebGPU to WASM (the GPU failed during generation).
-   * @param {import('./ort_backend.js').BackendInfo} backend
+   * @param {Backend} backend
    */
   moved(backend) {
     this.backend = { ...backend, ortVersion: this.backend.ortVersion };
@@ -215,15 +220,28 @@ export async function createEngine(options = {}) {
 }
 
 /**
- * `backend` and `threads` from the page URL, when present.
+ * Where the model runs, for people: "WASM (CPU engine, relaxed SIMD), 2 threads".
+ * @param {Backend} backend
+ */
+export function describeBackend(backend) {
+  const threads = `${backend.threads} thread${backend.threads === 1 ? '' : 's'}`;
+  if (backend.name === 'webgpu') return `WebGPU (${backend.adapter})`;
+  if (backend.name === 'ort-wasm') return `WASM (onnxruntime-web), ${threads}`;
+  return `WASM (CPU engine, ${backend.simd ?? 'relaxed'} SIMD), ${threads}`;
+}
+
+/**
+ * `backend`, `simd` and `threads` from the page URL, when present.
  * @param {URLSearchParams} params
- * @returns {{backend?: string, threads?: number}}
+ * @returns {{backend?: string, simd?: string, threads?: number}}
  */
 export function fromUrl(params) {
-  /** @type {{backend?: string, threads?: number}} */
+  /** @type {{backend?: string, simd?: string, threads?: number}} */
   const forced = {};
   const name = params.get('backend');
   if (name) forced.backend = name;
+  const simd = params.get('simd');
+  if (simd) forced.simd = simd;
   const threads = params.get('threads');
   if (threads) forced.threads = Number(threads);
   return forced;

@@ -1,22 +1,15 @@
 // The only module that touches onnxruntime-web. It loads the ORT build named in
 // site.json (the JSPI build: one WebAssembly file serving both the WebGPU and the WASM
-// execution providers), picks a backend, creates the session, and gives Python
-// (pocketlm_runtime/browser.py) the few helpers it calls: run, int64, emptyKV, topK, dispose.
+// execution providers), creates the session, and gives Python (through model_backend.js)
+// the few helpers it calls: run, int64, emptyKV, logitsRow, dispose. The page loads it only
+// for WebGPU, or when onnxruntime-web's WASM build is asked for (`?backend=ort-wasm`).
 
 import { errorText } from './messenger.js';
 
 /** @typedef {import('onnxruntime-web').InferenceSession} InferenceSession */
 /** @typedef {import('onnxruntime-web').InferenceSession.SessionOptions} SessionOptions */
 /** @typedef {import('onnxruntime-web').Tensor} Tensor */
-/** @typedef {'wasm' | 'webgpu'} BackendName */
-/**
- * @typedef {object} BackendInfo
- * @property {BackendName} name
- * @property {number} threads WASM threads (1 unless cross-origin isolated)
- * @property {boolean} crossOriginIsolated
- * @property {string} reason why this backend: forced, probe figures, or a fallback error
- * @property {string} [adapter] the WebGPU adapter, when one exists
- */
+/** @typedef {'wasm' | 'webgpu'} BackendName onnxruntime-web's execution providers */
 
 /** @type {typeof import('onnxruntime-web')} */
 let ort;
@@ -36,26 +29,6 @@ export async function loadOrt({ module, glue, wasm, threads }) {
   return ort.env.versions?.web ?? '';
 }
 
-/** WASM threads to use: min(cores, 4) when cross-origin isolated, else 1. */
-export function defaultThreads() {
-  return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 1;
-}
-
-/** @returns {Promise<string | null>} the WebGPU adapter's description, or null without one */
-export async function webgpuAdapter() {
-  const gpu = /** @type {any} */ (navigator).gpu;
-  if (!gpu) return null;
-  try {
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return null;
-    const info = adapter.info || {};
-    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown GPU';
-    return adapter.isFallbackAdapter || info.isFallbackAdapter ? `${name} (software)` : name;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * @param {BackendName} name
  * @param {Record<string, string>} [config] session config entries, e.g.
@@ -70,88 +43,17 @@ function sessionOptions(name, config = {}) {
     // are small, so plain allocations cost little and keep the tab's memory down.
     enableCpuMemArena: false,
   };
-  // Outputs stay on the GPU (KV cache); topK reads back only the logits it needs.
+  // Outputs stay on the GPU (KV cache); pick reads back only the logits it needs.
   if (name === 'webgpu') options.preferredOutputLocation = 'gpu-buffer';
   return options;
 }
 
-/**
- * @typedef {object} Probe a tiny graph (MatMuls shaped like one decoder step) for timing
- * @property {Uint8Array} model
- * @property {number[]} shape its one input's shape
- */
-
-/**
- * Median milliseconds of a few runs of the probe graph on one backend.
- * @param {Probe} probe
- * @param {BackendName} name
- */
-async function timeProbe(probe, name) {
-  const probeSession = await ort.InferenceSession.create(probe.model, sessionOptions(name));
-  try {
-    const size = probe.shape.reduce((a, b) => a * b, 1);
-    const x = new ort.Tensor('float32', new Float32Array(size).fill(0.5), probe.shape);
-    const times = [];
-    for (let i = 0; i < 7; i++) {
-      const started = performance.now();
-      const out = await probeSession.run({ [probeSession.inputNames[0]]: x });
-      const y = out[probeSession.outputNames[0]];
-      await y.getData();
-      y.dispose();
-      if (i >= 2) times.push(performance.now() - started); // the first runs warm up
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
-  } finally {
-    await probeSession.release();
-  }
-}
-
-/**
- * Pick WebGPU or WASM. Forced by the caller, else WebGPU only when an adapter exists and
- * the probe graph runs faster there than on WASM.
- * @param {{forced?: string | null, threads: number, probe: Probe}} options
- * @returns {Promise<BackendInfo>}
- */
-export async function chooseBackend({ forced, threads, probe }) {
-  const base = { threads, crossOriginIsolated: self.crossOriginIsolated };
-  if (forced && forced !== 'wasm' && forced !== 'webgpu') {
-    throw new Error(`unknown backend ${JSON.stringify(forced)}; use backend=wasm or backend=webgpu`);
-  }
-  const adapter = forced === 'wasm' ? null : await webgpuAdapter();
-  if (forced === 'wasm') return { ...base, name: 'wasm', reason: 'forced' };
-  if (forced === 'webgpu') {
-    if (!adapter) return { ...base, name: 'wasm', reason: 'WebGPU forced but no adapter; using WASM' };
-    return { ...base, name: 'webgpu', adapter, reason: 'forced' };
-  }
-  if (!adapter) return { ...base, name: 'wasm', reason: 'no WebGPU adapter' };
-  try {
-    const gpuMs = await timeProbe(probe, 'webgpu');
-    const wasmMs = await timeProbe(probe, 'wasm');
-    const figures = `probe: WebGPU ${gpuMs.toFixed(1)} ms, WASM ${wasmMs.toFixed(1)} ms`;
-    const name = gpuMs < wasmMs ? 'webgpu' : 'wasm';
-    return { ...base, name, adapter, reason: figures };
-  } catch (error) {
-    return { ...base, name: 'wasm', adapter, reason: `WebGPU probe failed (${String(error)}); using WASM` };
-  }
-}
-
 /** @type {InferenceSession | null} */
 let session = null;
-/**
- * On WebGPU: moves the model to WASM after a failure (a lost device, an error in a step).
- * @type {((reason: string) => Promise<void>) | null}
- */
-let fallBack = null;
+/** Whether the session runs on WebGPU (whose failures are reported, not thrown). */
+let onGpu = false;
 /** Why the WebGPU device was lost, once it is. @type {string | null} */
 let gpuLost = null;
-/** Told the new backend when the model moves to WASM. @type {(backend: BackendInfo) => void} */
-let backendChanged = () => {};
-
-/** @param {(backend: BackendInfo) => void} listener */
-export function onBackendChange(listener) {
-  backendChanged = listener;
-}
 /** @type {{type: 'float32' | 'float16', dims: number[]}} */
 let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
 
@@ -160,48 +62,41 @@ let kvLayout = { type: 'float32', dims: [1, 1, 0, 1] };
  */
 
 /**
- * Create the model's session on the chosen backend; on WebGPU, check one step runs and
- * gives finite logits, and fall back to WASM when it does not. A WebGPU session that
- * fails later (device lost, a step throws) moves to WASM too: `reload` fetches the model
- * bytes again then (the bytes given here are not kept, to spare memory).
- * @param {BackendInfo} backend
+ * Create the model's session on `name`. On WebGPU, one step must run and give finite
+ * logits, or this throws (the caller then uses another runtime). A WebGPU session that
+ * fails later (device lost, a step throws) answers `undefined` from `run`/`logitsRow`: the
+ * caller's tensors are gone and it moves the model elsewhere (model_backend.js).
+ * @param {BackendName} name
  * @param {ModelBytes & {
  *   config: Record<string, string>,
  *   kv: {dtype: string, num_kv_heads: number, head_dim: number, past_names: string[]},
  *   inputs: {input_ids: string, attention_mask: string, position_ids: string}, logits: string}} spec
- * @param {() => Promise<ModelBytes>} reload
- * @returns {Promise<BackendInfo>}
  */
-export async function createSession(backend, spec, reload) {
+export async function createSession(name, spec) {
   kvLayout = {
     type: spec.kv.dtype === 'float16' ? 'float16' : 'float32',
     dims: [1, spec.kv.num_kv_heads, 0, spec.kv.head_dim],
   };
-  const config = spec.config;
-  const create = (/** @type {BackendName} */ name, /** @type {ModelBytes} */ bytes) => ort.InferenceSession.create(
-    bytes.model, { ...sessionOptions(name, config), ...(bytes.externalData ? { externalData: bytes.externalData } : {}) });
-  if (backend.name === 'webgpu') {
-    try {
-      session = await create('webgpu', spec);
-      await checkOneStep(spec);
-      watchDevice(await ort.env.webgpu.device);
-      fallBack = async (reason) => {
-        fallBack = null;
-        const lost = session;
-        session = null;
-        await lost?.release().catch(() => undefined);
-        session = await create('wasm', await reload());
-        backendChanged({ ...backend, name: 'wasm', reason: `WebGPU failed during generation (${reason}); using WASM` });
-      };
-      return backend;
-    } catch (error) {
-      if (session) await session.release();
-      session = null;
-      backend = { ...backend, name: 'wasm', reason: `WebGPU failed (${String(error)}); using WASM` };
-    }
+  const options = { ...sessionOptions(name, spec.config), ...(spec.externalData ? { externalData: spec.externalData } : {}) };
+  session = await ort.InferenceSession.create(spec.model, options);
+  onGpu = name === 'webgpu';
+  if (!onGpu) return;
+  try {
+    await checkOneStep(spec);
+    watchDevice(await ort.env.webgpu.device);
+  } catch (error) {
+    await releaseSession();
+    throw error;
   }
-  session = await create('wasm', spec);
-  return backend;
+}
+
+/** Free the session (and its GPU buffers). */
+export async function releaseSession() {
+  const old = session;
+  session = null;
+  onGpu = false;
+  for (const handle of [...table.keys()]) dispose(Int32Array.of(handle));
+  await old?.release().catch(() => undefined);
 }
 
 /** Remember when the device goes away, so the next step moves to WASM. @param {any} device */
@@ -213,18 +108,19 @@ function watchDevice(device) {
 
 /** For tests: lose the WebGPU device, as a driver reset or a sleeping laptop would. */
 export async function loseGpuDevice() {
-  if (!fallBack) throw new Error('the model is not running on WebGPU');
+  if (!onGpu) throw new Error('the model is not running on WebGPU');
   (await ort.env.webgpu.device).destroy();
 }
 
 /**
- * After a WebGPU failure: move to WASM and tell the caller its tensors are gone
- * (undefined, which Python sees as None), or rethrow when there is nowhere to go.
+ * After a WebGPU failure: answer undefined (Python sees None: its tensors are gone and the
+ * model moves to another runtime), or rethrow a failure that is not the GPU's.
  * @param {unknown} error
+ * @returns {undefined}
  */
-async function recover(error) {
-  if (!fallBack) throw error;
-  await fallBack(gpuLost ?? errorText(error).split('\n')[0]);
+function recover(error) {
+  if (!onGpu) throw error;
+  console.warn(`WebGPU failed: ${gpuLost ?? errorText(error).split('\n')[0]}`);
   return undefined;
 }
 
@@ -298,7 +194,7 @@ export function setFeedNames(names) {
  *   to WASM: the caller's tensors are gone, and it feeds its tokens again
  */
 export async function run(handles) {
-  if (gpuLost !== null && fallBack) return recover(new Error(gpuLost));
+  if (gpuLost !== null && onGpu) return recover(new Error(gpuLost));
   /** @type {Record<string, Tensor>} */
   const feeds = {};
   feedNames.forEach((name, i) => { feeds[name] = tensorOf(handles[i]); });
@@ -362,56 +258,20 @@ export function liveTensors() {
 }
 
 /**
- * The k highest logits of the last position, best first; ties go to the lower id, like
- * numpy's stable sort in the native session. k <= 0 means all of them. Synchronous for
- * logits in CPU memory; a promise when they must be read back from the GPU first.
+ * The last position's logits as a Float32Array (a view where they already are float32).
+ * Synchronous for logits in CPU memory; a promise when they must be read back from the
+ * GPU first (undefined then if the device was lost, as from run()).
  * @param {number} handle the logits tensor
- * @param {number} k
- * @returns {TopK | Promise<TopK | undefined>}
+ * @returns {Float32Array | Promise<Float32Array | undefined>}
  */
-export function topK(handle, k) {
+export function logitsRow(handle) {
   const logits = tensorOf(handle);
   const vocab = logits.dims[logits.dims.length - 1];
-  if (logits.location === 'cpu') return best(/** @type {any} */ (logits.data), vocab, k);
-  // A read-back fails when the device was lost: undefined then, as from run().
-  return logits.getData().then((data) => best(/** @type {any} */ (data), vocab, k), recover);
+  if (logits.location === 'cpu') return lastRow(/** @type {any} */ (logits.data), vocab);
+  return logits.getData().then((data) => lastRow(/** @type {any} */ (data), vocab), recover);
 }
 
-/** @typedef {{ids: Int32Array, values: Float32Array}} TopK */
 /** @typedef {ArrayLike<number> & {subarray: (start: number) => ArrayLike<number>}} TypedRow e.g. Float16Array */
-
-/**
- * @param {Float32Array | Uint16Array | TypedRow} data
- * @param {number} vocab
- * @param {number} k
- * @returns {TopK}
- */
-function best(data, vocab, k) {
-  const row = lastRow(data, vocab);
-  if (k <= 0 || k >= vocab) return sortAll(row);
-  if (k === 1) {
-    let top = 0;
-    for (let i = 1; i < vocab; i++) if (row[i] > row[top]) top = i;
-    return { ids: Int32Array.of(top), values: Float32Array.of(row[top]) };
-  }
-  // Insertion into a small sorted buffer: O(vocab) comparisons in the common case.
-  const ids = new Int32Array(k).fill(-1);
-  const values = new Float32Array(k).fill(-Infinity);
-  let filled = 0;
-  for (let i = 0; i < vocab; i++) {
-    const x = row[i];
-    if (filled === k && !(x > values[k - 1])) continue;
-    let j = filled < k ? filled++ : k - 1;
-    while (j > 0 && x > values[j - 1]) {
-      values[j] = values[j - 1];
-      ids[j] = ids[j - 1];
-      j--;
-    }
-    values[j] = x;
-    ids[j] = i;
-  }
-  return { ids: ids.subarray(0, filled), values: values.subarray(0, filled) };
-}
 
 /**
  * The last `vocab` values as float32 (float16 logits arrive as Float16Array, or as raw
@@ -437,10 +297,4 @@ function halfToFloat(h) {
   if (exp === 0) return sign * frac * 2 ** -24;
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/** @param {Float32Array} row */
-function sortAll(row) {
-  const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
-  return { ids: Int32Array.from(order), values: Float32Array.from(order, (i) => row[i]) };
 }

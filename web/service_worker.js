@@ -8,17 +8,20 @@
 //   whose sha256 is unchanged are copied from an older build's cache instead of downloaded,
 //   and a cache left half-filled by an interrupted install is resumed, not restarted.
 // - activate (only once no page uses the old build): older builds' caches are deleted.
-// - fetch: cache first, network for anything not in the build.
+// - fetch: cache first, network for anything not in the build. Lazy files (onnxruntime-web,
+//   which only WebGPU machines use) are not precached: they go into the cache when first
+//   fetched, so such a page works offline after its first visit too.
 // Progress goes to pages on the BroadcastChannel `pocketlm-sw`.
 
-/** @type {{build_id: string, files: [path: string, size: number, sha256: string][]}} */
-const BUILD = { build_id: 'dev', files: [] }; // pocketlm:build
+/** @type {{build_id: string, files: [path: string, size: number, sha256: string][], lazy: string[]}} */
+const BUILD = { build_id: 'dev', files: [], lazy: [] }; // pocketlm:build
 
 const PREFIX = 'pocketlm-';
 const CACHE = PREFIX + BUILD.build_id;
 const MANIFEST = 'manifest.json';
 const VERIFY_LIMIT = 64 * 1024 * 1024; // sha256 checked below this size
 const PARALLEL = 4;
+const LAZY = new Set(BUILD.lazy);
 const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 const channel = new BroadcastChannel('pocketlm-sw');
 
@@ -55,7 +58,19 @@ async function cacheFirst(request, url) {
   // The page itself, with or without ?backend=... parameters.
   const key = request.mode === 'navigate' && url.pathname === scope.pathname ? 'index.html' : request;
   const hit = await cache.match(key, { ignoreSearch: request.mode === 'navigate' });
-  return hit ?? fetch(request);
+  if (hit) return hit;
+  const path = url.pathname.startsWith(scope.pathname) ? url.pathname.slice(scope.pathname.length) : '';
+  if (!LAZY.has(path)) return fetch(request);
+  const response = await fetch(request);
+  if (response.ok && response.status === 200 && response.type === 'basic') {
+    // Stored decoded, with the plain file's headers (as download() does).
+    const headers = new Headers(response.headers);
+    headers.delete('content-encoding');
+    headers.delete('content-length');
+    const init = { status: 200, statusText: response.statusText, headers };
+    await cache.put(path, new Response(await response.clone().arrayBuffer(), init)).catch(() => undefined);
+  }
+  return response;
 }
 
 async function precache() {

@@ -1,22 +1,22 @@
 // The engine's worker: Pyodide runs pocketlm's Python runtime here, and the runtime drives
-// onnxruntime-web through ort_backend.js. The page only renders; every request it sends
-// ({id, type, ...}) gets a reply or an error (messenger.js).
+// the model through backends.js (pocketlm's CPU engine, or onnxruntime-web on WebGPU). The
+// page only renders; every request it sends ({id, type, ...}) gets a reply or an error
+// (messenger.js).
 //
-// Loading runs three branches at once: Pyodide + the Python packages; onnxruntime-web +
-// the backend choice + the model's session; the tokenizer. Bytes read are reported as
-// `progress` events.
+// Loading runs three branches at once: Pyodide + the Python packages; the backend choice +
+// the model's weights; the tokenizer. Bytes read are reported as `progress` events.
 
+import { defaultThreads, loadBackend } from './backends.js';
 import { errorText, serve } from './messenger.js';
-import * as backend from './ort_backend.js';
 import { PRELOAD, dropSnapshot, readSnapshot, saveSnapshot } from './python_snapshot.js';
 
-/** @typedef {import('./ort_backend.js').BackendInfo} BackendInfo */
+/** @typedef {import('./backends.js').BackendInfo} BackendInfo */
 /**
  * @typedef {object} SiteConfig site.json, written by `pocketlm build`
+ * @property {{module: string, relaxed: string, plain: string}} engine the CPU engine
  * @property {{module: string, glue: string, wasm: string}} ort
  * @property {{index: string, files: string[]}} pyodide
  * @property {{archive: string}} python
- * @property {{model: string, shape: number[]}} probe
  * @property {{config: string, files: Record<string, string>}} model
  */
 
@@ -27,6 +27,8 @@ const siteUrl = (path) => new URL(path, base).href;
 const state = {
   /** @type {any} the Python BrowserModel (a PyProxy) */
   model: null,
+  /** @type {import('./model_backend.js').ModelBackend | null} what Python drives */
+  backend: null,
   /** @type {Promise<unknown> | null} */
   generating: null,
   /** @type {Promise<unknown> | null} a prompt being fed ahead of its answer */
@@ -95,6 +97,22 @@ async function fetchBytes(url, report = true) {
   return whole;
 }
 
+/**
+ * A file's body as a stream, its bytes counted in the loading progress as they pass.
+ * @param {string} url
+ * @returns {Promise<ReadableStream<Uint8Array>>}
+ */
+async function fetchStream(url) {
+  const response = await fetch(url);
+  if (!response.ok || !response.body) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
+  return response.body.pipeThrough(new TransformStream({
+    transform(chunk, controller) {
+      progress.add(chunk.length);
+      controller.enqueue(chunk);
+    },
+  }));
+}
+
 /** @param {string} url */
 async function fetchText(url) {
   const response = await fetch(url);
@@ -130,7 +148,8 @@ async function init(options) {
   const manifest = await fetchJson(siteUrl('manifest.json'));
   /** @type {Map<string, number>} */
   const sizes = new Map(manifest.files.map((/** @type {{path: string, size: number}} */ f) => [f.path, f.size]));
-  progress.total = [...sizes.values()].reduce((a, b) => a + b, 0);
+  // Lazy files (onnxruntime-web) are counted only if this page ends up loading them.
+  progress.total = manifest.files.reduce((/** @type {number} */ sum, /** @type {{size: number, lazy?: boolean}} */ f) => sum + (f.lazy ? 0 : f.size), 0);
 
   // The bundled model (hashed file names from site.json), or a model folder at modelUrl.
   const modelBase = options.modelUrl ? new URL(options.modelUrl.replace(/\/?$/, '/'), base) : null;
@@ -144,17 +163,18 @@ async function init(options) {
   const configText = await fetchText(modelFile('pocketlm.json'));
   const threads = chooseThreads(options.threads);
 
-  const [browser, session, tokenizerText] = await Promise.all([
+  const [browser, chosen, tokenizerText] = await Promise.all([
     loadPython(site, sizes, String(manifest.build_id), mark),
-    prepareSession(site, sizes, JSON.parse(configText), modelFile, options.backend, threads, mark),
+    prepareBackend(site, JSON.parse(configText), modelFile, options, threads, mark),
     fetchBytes(modelFile('tokenizer.json')).then((bytes) => new TextDecoder().decode(bytes)),
   ]);
   progress.say('reading the tokenizer');
-  state.model = browser.load_model(configText, tokenizerText, backend);
+  state.backend = chosen.backend;
+  state.model = browser.load_model(configText, tokenizerText, chosen.backend);
   mark('modelReady');
   progress.say('ready');
   return {
-    backend: session,
+    backend: chosen.info,
     model: state.model.describe(),
     loadSeconds: (performance.now() - started) / 1000,
     loadSteps: steps,
@@ -162,81 +182,42 @@ async function init(options) {
 }
 
 /**
- * onnxruntime-web, the backend choice, and the model's session.
+ * The backend choice and the model's weights (backends.js).
  * @param {SiteConfig} site
- * @param {Map<string, number>} sizes
  * @param {any} config the model's pocketlm.json
  * @param {(name: string) => string} modelFile
- * @param {string | undefined} forced
+ * @param {{backend?: string, simd?: string}} options
  * @param {{count: number, note: string}} threads
  * @param {(step: string) => void} mark
  */
-async function prepareSession(site, sizes, config, modelFile, forced, threads, mark) {
-  const bytes = modelBytes(config, modelFile, true); // downloads while ORT starts
-  const ortVersion = await backend.loadOrt({
-    module: siteUrl(site.ort.module), glue: siteUrl(site.ort.glue), wasm: siteUrl(site.ort.wasm),
-    threads: threads.count,
-  });
-  const probe = { model: await fetchBytes(siteUrl(site.probe.model)), shape: site.probe.shape };
+async function prepareBackend(site, config, modelFile, options, threads, mark) {
   progress.say('choosing a backend');
-  let chosen = await backend.chooseBackend({ forced, threads: threads.count, probe });
-  if (threads.note) chosen = { ...chosen, reason: `${chosen.reason}; ${threads.note}` };
-  mark('backendChosen');
-  const spec = {
-    ...(await bytes),
-    // Session config entries the export asks every runtime to set (as native.py does).
-    config: { ...(config.session_config ?? {}) },
-    kv: { ...config.kv_cache, past_names: pastNames(config.kv_cache) },
-    inputs: { input_ids: 'input_ids', attention_mask: 'attention_mask', position_ids: 'position_ids', ...config.inputs },
-    logits: config.outputs?.logits ?? 'logits',
+  const loader = {
+    config,
+    modelFile,
+    engine: { module: siteUrl(site.engine.module), relaxed: siteUrl(site.engine.relaxed), plain: siteUrl(site.engine.plain) },
+    ort: { module: siteUrl(site.ort.module), glue: siteUrl(site.ort.glue), wasm: siteUrl(site.ort.wasm) },
+    stream: fetchStream,
+    bytes: (/** @type {string} */ url) => fetchBytes(url),
+    say: (/** @type {string} */ message) => progress.say(message),
   };
-  mark('modelFetched');
-  progress.say(`preparing the model (${chosen.name})`);
-  // Should WebGPU fail later, the WASM session reads the model again (from the cache).
-  chosen = await backend.createSession(chosen, spec, () => modelBytes(config, modelFile, false));
-  mark('sessionCreated');
-  progress.add(sizes.get(site.ort.wasm) ?? 0); // ORT fetched its .wasm itself
-  return { ...chosen, ortVersion };
-}
-
-/**
- * The graph and its external weights, fetched side by side.
- * @param {any} config the model's pocketlm.json
- * @param {(name: string) => string} modelFile
- * @param {boolean} report count the bytes in the loading progress
- * @returns {Promise<import('./ort_backend.js').ModelBytes>}
- */
-async function modelBytes(config, modelFile, report) {
-  const model = fetchBytes(modelFile(config.model_file), report);
-  const external = config.external_data ? fetchBytes(modelFile(config.external_data), report) : null;
-  return {
-    model: await model,
-    externalData: external ? [{ path: config.external_data, data: await external }] : undefined,
-  };
+  const onMove = (/** @type {BackendInfo} */ info) => self.postMessage({ type: 'backend', backend: info });
+  const chosen = await loadBackend(loader, { forced: options.backend, simd: options.simd, threads: threads.count }, onMove);
+  if (threads.note) chosen.info.reason = `${chosen.info.reason}; ${threads.note}`;
+  mark('backendReady');
+  return chosen;
 }
 
 /** @param {number | undefined} wanted */
 function chooseThreads(wanted) {
-  const fallback = backend.defaultThreads();
+  const fallback = defaultThreads();
   if (!self.crossOriginIsolated) {
-    const note = 'not cross-origin isolated (COOP/COEP headers missing): WASM runs on 1 thread';
+    const note = 'not cross-origin isolated (COOP/COEP headers missing): the CPU runs 1 thread';
     return { count: 1, note };
   }
   if (wanted === undefined || wanted === null || Number.isNaN(wanted)) return { count: fallback, note: '' };
   if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`threads must be a whole number >= 1, got ${wanted}`);
   return { count: wanted, note: '' };
-}
-
-/**
- * KV input names from the model folder's printf-style templates (docs/model-folder.md).
- * @param {{num_layers: number, past_key: string, past_value: string}} kv
- */
-function pastNames(kv) {
-  const names = [];
-  for (let i = 0; i < kv.num_layers; i++) {
-    names.push(kv.past_key.replace('%d', String(i)), kv.past_value.replace('%d', String(i)));
-  }
-  return names;
 }
 
 /**
@@ -400,12 +381,9 @@ serve({
   stop,
   newChat,
   ping: () => ({ alive: true }), // the page checks the worker still answers
-  liveTensors: () => backend.liveTensors(), // a leak check for tests
-  loseGpuDevice: () => backend.loseGpuDevice(), // for tests of the move to WASM
+  liveTensors: () => state.backend?.liveTensors() ?? 0, // a leak check for tests
+  loseGpuDevice: async () => (await import('./ort_backend.js')).loseGpuDevice(), // tests of the move to the CPU
 }, self);
-
-// The model moved from WebGPU to WASM during generation: the page shows the new backend.
-backend.onBackendChange((info) => self.postMessage({ type: 'backend', backend: info }));
 
 self.addEventListener('unhandledrejection', (event) => {
   self.postMessage({ type: 'log', level: 'error', message: errorText(event.reason) });

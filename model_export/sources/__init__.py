@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ExportError
+from .checks import check_finite, check_special_ids, check_tokenizer, usable_chat_template
 from .model import SourceModel
 
 
@@ -15,10 +16,16 @@ def load_source(path: Path) -> SourceModel:
     if path.is_dir():
         from .hf_folder import read_hf_folder
 
-        return read_hf_folder(path)
-    from .gguf_file import read_gguf
+        model = read_hf_folder(path)
+    else:
+        from .gguf_file import read_gguf
 
-    return read_gguf(path)
+        model = read_gguf(path)
+    check_finite(model.weights, str(path))
+    check_special_ids(model, str(path))
+    check_tokenizer(model, str(path))
+    model.chat_template = usable_chat_template(model.chat_template, str(path))
+    return model
 
 
 __all__ = ["SourceModel", "load_source"]

@@ -12,6 +12,7 @@ from ..architectures import ArchSpec, spec_for_gguf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from ..tokenizer_json import tokenizer_json_from_gguf
+from .checks import check_fields, check_rope_factors, number
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
 from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
 from .weights import Weight
@@ -88,24 +89,26 @@ def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, 
     for key, target in GGUF_KEYS.items():
         if f"{arch}.{key}" in meta:
             values[target] = meta[f"{arch}.{key}"]
+    key_of = {field: f"{arch}.{key}" for key, field in GGUF_KEYS.items()}
     needed = ["num_layers", "hidden_size", "intermediate_size", "num_heads"]
     missing = [k for k in needed if k not in values]
     if missing:
-        raise ExportError(f"GGUF metadata lacks {', '.join(f'{arch}.{k}' for k in missing)}; the file is incomplete")
-    if isinstance(values["intermediate_size"], list):
-        values["intermediate_size"] = int(values["intermediate_size"][0])
+        raise ExportError(f"GGUF metadata lacks {', '.join(key_of[k] for k in missing)}; the file is incomplete: "
+                          "download or convert it again")
+    for field in ("intermediate_size", "num_kv_heads", "num_heads"):  # per-layer arrays: the first layer's
+        if isinstance(values.get(field), list):
+            values[field] = values[field][0] if values[field] else None
     values.setdefault("num_kv_heads", values["num_heads"])
-    if isinstance(values["num_kv_heads"], list):
-        values["num_kv_heads"] = int(values["num_kv_heads"][0])
+    check_fields(values, key_of, "GGUF metadata")
     values.setdefault("head_dim", values["hidden_size"] // values["num_heads"])
     values.setdefault("context_length", 4096)
     values.setdefault("vocab_size", weights["embed"].shape[0])
     rot = meta.get(f"{arch}.rope.dimension_count")
-    rope = RopeConfig(theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)))
+    rope = RopeConfig(theta=number(meta, f"{arch}.rope.freq_base", 10000.0, "GGUF metadata"))
     scaling = meta.get(f"{arch}.rope.scaling.type")
     if scaling and scaling != "none":
         rope.scaling = str(scaling)
-        rope.factor = float(meta.get(f"{arch}.rope.scaling.factor", 1.0))
+        rope.factor = number(meta, f"{arch}.rope.scaling.factor", 1.0, "GGUF metadata")
         orig = meta.get(f"{arch}.rope.scaling.original_context_length")
         rope.original_max_position = int(orig) if orig else None
         attn = meta.get(f"{arch}.rope.scaling.attn_factor")
@@ -129,6 +132,7 @@ def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, 
         name=name,
         **values,
     )
+    check_rope_factors(config, "GGUF tensors", "rope_")
     if spec.name == "gemma3":
         config.query_pre_attn_scalar = float(config.head_dim)
         config.rope_local = RopeConfig(theta=GEMMA3_LOCAL_THETA)
@@ -189,6 +193,9 @@ def read_gguf(path: Path) -> SourceModel:
         weights=weights,
         tokenizer=tokenizer,
         chat_template=meta.get("tokenizer.chat_template"),
+        # llama.cpp's converter writes named templates as tokenizer.chat_template.NAME.
+        chat_templates={key.removeprefix("tokenizer.chat_template."): str(value) for key, value in meta.items()
+                        if key.startswith("tokenizer.chat_template.")},
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
         add_bos_token=post_processor_adds_bos(tokenizer),

@@ -26,6 +26,8 @@ class SourceModel:
     eos_token_ids: list[int]
     add_bos_token: bool
     source: dict[str, Any] = field(default_factory=dict)
+    # Further named chat templates (name -> Jinja text), e.g. "tool_use"; chat_template is "default".
+    chat_templates: dict[str, str] = field(default_factory=dict)
 
     def float32(self, name: str) -> np.ndarray:
         return self.weights[name].float32()

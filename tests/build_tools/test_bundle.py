@@ -1,7 +1,6 @@
 """`pocketlm build`: what the site holds, its manifest, determinism, atomicity, errors.
 
-Fast: the model folder and node_modules are small fakes written here (the bundler copies
-files, it does not read the model). One test checks the real node_modules from `npm ci`.
+Fast: the model folder is a tiny real export, node_modules a small fake written here. One test checks the real node_modules from `npm ci`.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -22,52 +22,26 @@ import pytest
 from starlette.testclient import TestClient
 
 from pocketlm_build import bundle
-from pocketlm_build.bundle import NODE_FILES, BuildError, build_site, check_node_modules
+from pocketlm_build.bundle import BuildError, build_site, check_node_modules
 from pocketlm_build.http_policy import HOST_CONFIG_FILES, is_hashed
 from pocketlm_build.server import create_app
+from tests.fixtures.fake_node_modules import pinned, write_fake_node_modules
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "package-lock.json"
 NOT_LISTED = {"manifest.json", "sw.js", *HOST_CONFIG_FILES}
 
 
-def pinned(package: str) -> str:
-    return str(json.loads(LOCK.read_text())["packages"][f"node_modules/{package}"]["version"])
-
-
 @pytest.fixture
 def node_modules(tmp_path: Path) -> Path:
     """A stand-in for node_modules: the pinned versions, each file a few recognisable bytes."""
-    modules = tmp_path / "node_modules"
-    for package in {f.package for f in NODE_FILES}:
-        (modules / package).mkdir(parents=True)
-        (modules / package / "package.json").write_text(
-            json.dumps({"name": package, "version": pinned(package)}))
-    for node_file in NODE_FILES:
-        path = modules / node_file.package / node_file.source
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f"// {node_file.package}/{node_file.source}\n".encode() * 50)
-    (modules / "pyodide/pyodide-lock.json").write_text(json.dumps(
-        {"info": {"abi_version": "x", "python": "3.14"}, "packages": {"numpy": {}}}))
-    return modules
+    return write_fake_node_modules(tmp_path)
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    config = {
-        "format": "pocketlm-model", "format_version": 1, "name": "fake", "architecture": "llama",
-        "model_file": "model.onnx", "external_data": None, "context_length": 64, "vocab_size": 8,
-        "kv_cache": {"num_layers": 1, "num_kv_heads": 1, "head_dim": 2, "dtype": "float32",
-                     "past_key": "past_key_values.%d.key", "past_value": "past_key_values.%d.value",
-                     "present_key": "present.%d.key", "present_value": "present.%d.value"},
-        "eos_token_ids": [2],
-    }
-    (folder / "pocketlm.json").write_text(json.dumps(config))
-    (folder / "model.onnx").write_bytes(b"onnx" * 1000)
-    (folder / "tokenizer.json").write_text('{"model": {}}')
-    return folder
+def model_dir(tmp_path: Path, tiny_export: Path) -> Path:
+    """A real exported model folder (tiny Llama), copied so a test may change it."""
+    return Path(shutil.copytree(tiny_export, tmp_path / "model"))
 
 
 def build(model_dir: Path, node_modules: Path, out: Path, **kwargs: Any) -> bundle.BuildResult:
@@ -88,12 +62,17 @@ def test_build_writes_the_page_runtime_model_and_host_configs(model_dir: Path, n
     dist = tmp_path / "dist"
     result = build(model_dir, node_modules, dist)
     files = site_files(dist)
-    for name in ["index.html", "app.js", "engine.js", "worker.js", "ort_backend.js", "style.css",
+    for name in ["index.html", "app.js", "engine.js", "worker.js", "ort_backend.js", "backends.js",
+                 "model_backend.js", "engine/cpu_engine.js", "style.css",
                  "site.json", "sw.js", "manifest.json", "_headers", "pocketlm-nginx.conf",
                  "runtime/ort/ort.jspi.min.mjs", "runtime/pyodide/pyodide.asm.wasm",
-                 "runtime/probe.onnx", "model/pocketlm.json"]:
+                 "model/pocketlm.json"]:
         assert name in files, name
     assert "service_worker.js" not in files  # the template becomes sw.js
+    site = json.loads((dist / "site.json").read_text())
+    for kind in ("relaxed", "plain"):
+        assert site["engine"][kind] in files and site["engine"][kind].startswith("runtime/engine/")
+    assert not [n for n in files if n.endswith((".c", ".h"))]  # the engine's sources stay home
     assert not any(name.endswith((".map", ".wasm")) and "jsep" in name for name in files)
     assert result.files == len(manifest_of(dist)["files"])
     assert result.build_id in result.summary
@@ -129,7 +108,9 @@ def test_gzip_copies_hold_the_listed_files_and_only_where_they_save(model_dir: P
         assert gzip.decompress(data) == files[name]
         assert len(data) <= 0.95 * listed[name]
     assert not any(name.endswith((".zip", ".png")) for name in copies)  # already compressed
-    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size for n, size in listed.items())
+    lazy = {entry["path"] for entry in manifest_of(dist)["files"] if entry.get("lazy")}
+    assert result.gzip_bytes == sum(len(copies[n]) if n in copies else size
+                                    for n, size in listed.items() if n not in lazy)
     assert result.gzip_bytes < result.total_bytes
 
 
@@ -144,7 +125,8 @@ def test_the_same_inputs_give_a_byte_identical_site(model_dir: Path, node_module
 def test_any_changed_file_gives_a_new_build_id(model_dir: Path, node_modules: Path,
                                                tmp_path: Path) -> None:
     build(model_dir, node_modules, tmp_path / "one")
-    (model_dir / "tokenizer.json").write_text('{"model": {"changed": true}}')
+    tokenizer_spec = json.loads((model_dir / "tokenizer.json").read_text())
+    (model_dir / "tokenizer.json").write_text(json.dumps({**tokenizer_spec, "version": "changed"}))
     build(model_dir, node_modules, tmp_path / "two")
     one, two = manifest_of(tmp_path / "one"), manifest_of(tmp_path / "two")
     assert one["build_id"] != two["build_id"]
@@ -178,7 +160,10 @@ def test_service_worker_precaches_exactly_the_manifest(model_dir: Path, node_mod
     line = next(line for line in text.splitlines() if line.startswith("const BUILD = "))
     embedded = json.loads(line.removeprefix("const BUILD = ").removesuffix(";"))
     assert embedded["build_id"] == manifest["build_id"]
-    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"]]
+    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    # onnxruntime-web is used only with WebGPU: cached when first fetched, not at install.
+    assert embedded["lazy"] == [e["path"] for e in manifest["files"] if e.get("lazy")]
+    assert embedded["lazy"] and all(path.startswith("runtime/ort/") for path in embedded["lazy"])
     assert "// pocketlm:build\n" not in text  # the marked line was replaced
 
 
@@ -205,23 +190,26 @@ def test_python_zip_is_pure_python_sorted_and_dated_1980() -> None:
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
 
 
-def test_probe_graph_runs_in_onnxruntime() -> None:
-    session = ort.InferenceSession(bundle.probe_model(), providers=["CPUExecutionProvider"])
-    x = np.full(bundle.PROBE_SHAPE, 0.5, dtype=np.float32)
-    (y,) = session.run(None, {session.get_inputs()[0].name: x})
-    assert y.shape == bundle.PROBE_SHAPE
-    assert np.isfinite(y).all() and np.abs(y).max() > 0
-
-
 def test_an_existing_output_needs_force(model_dir: Path, node_modules: Path, tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    dist.mkdir()
+    build(model_dir, node_modules, dist)
     (dist / "old.txt").write_text("old")
     with pytest.raises(BuildError, match="already exists; pass --force"):
         build(model_dir, node_modules, dist)
     build(model_dir, node_modules, dist, force=True)
     assert not (dist / "old.txt").exists()
     assert (dist / "manifest.json").is_file()
+
+
+def test_force_refuses_a_folder_pocketlm_did_not_write(model_dir: Path, node_modules: Path,
+                                                       tmp_path: Path) -> None:
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("precious")
+    (thesis / "manifest.json").write_text('{"format": "someone-else"}')
+    with pytest.raises(BuildError, match="--force replaces only folders pocketlm wrote"):
+        build(model_dir, node_modules, thesis, force=True)
+    assert (thesis / "chapter1.tex").read_text() == "precious"
 
 
 def test_a_failed_build_leaves_nothing_behind(model_dir: Path, node_modules: Path, tmp_path: Path,
@@ -243,7 +231,7 @@ def test_a_failed_build_leaves_nothing_behind(model_dir: Path, node_modules: Pat
 @pytest.mark.parametrize("damage, message", [
     ("no-config", "has no pocketlm.json, so it is not an exported model folder; run `pocketlm export"),
     ("no-tokenizer", "lacks tokenizer.json, which the model needs; re-export the model"),
-    ("bad-config", "is not a usable model description"),
+    ("bad-config", "has format 'something-else', expected 'pocketlm-model'; re-export the model"),
 ])
 def test_a_broken_model_folder_is_refused_in_one_line(model_dir: Path, node_modules: Path,
                                                       tmp_path: Path, damage: str, message: str) -> None:

@@ -456,3 +456,20 @@ def test_files_without_a_copy_are_sent_plain(client: TestClient, packed: int) ->
     response = client.get("/app.mjs", headers={"Accept-Encoding": "gzip"})  # too small to pack
     assert "content-encoding" not in response.headers
     assert "vary" not in response.headers
+
+
+# RFC 9110 section 14.2: "An origin server MUST ignore a Range header field that contains a
+# range unit it does not understand"; section 14.1: range units are case-insensitive.
+@pytest.mark.parametrize("value", ["items=0-9", "pages=1-2", "0-9", "bytesx=0-9"])
+def test_range_in_an_unknown_unit_is_ignored(client: TestClient, value: str) -> None:
+    response = client.get(f"/{WASM}", headers={"Range": value})
+    assert response.status_code == 200
+    assert "content-range" not in response.headers
+    assert response.content == WASM_BYTES
+
+
+def test_range_unit_is_case_insensitive(client: TestClient) -> None:
+    response = client.get(f"/{WASM}", headers={"Range": "Bytes=10-19"})
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes 10-19/{len(WASM_BYTES)}"
+    assert response.content == WASM_BYTES[10:20]

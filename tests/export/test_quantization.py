@@ -16,7 +16,7 @@ from pocketlm_export.web_operators import unsupported_ops
 from tests.fixtures.tiny_models import TINY_ARCHS, write_tiny_gguf, write_tiny_hf
 from tests.onnx_runner import OnnxDecoder
 
-MODES = ["exact", "q4", "q8", "fp16", "fp32"]
+MODES = ["exact", "mixed", "q4", "q8", "fp16", "fp32"]
 
 
 def logits_diff(a: Path, b: Path, prompt: list[int], steps: int) -> tuple[float, list[int], list[int]]:
@@ -52,6 +52,40 @@ def test_exact_mode_reproduces_the_dequantized_gguf(arch: str, tmp_path: Path) -
     export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
     worst, a, b = logits_diff(tmp_path / "exact", tmp_path / "fp32", list(range(3, 40)), 16)
     assert worst <= 1e-3 and a == b
+
+
+@pytest.mark.parametrize("matrix_type", ["Q4_1", "Q4_0", "Q8_0"])
+def test_default_export_of_a_quantized_gguf_keeps_its_blocks(matrix_type: str, tmp_path: Path) -> None:
+    """No --quant (auto): the GGUF's own blocks, unchanged: the logits of the dequantized
+    GGUF (the fp32 export of the same file), not of a second rounding."""
+    src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type=matrix_type, embedding_type="Q8_0")
+    result = export(src, tmp_path / "auto", ExportOptions(logits="all", progress=False, quant="auto"))
+    assert result.config["quantization"] == "exact"
+    export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    worst, a, b = logits_diff(tmp_path / "auto", tmp_path / "fp32", list(range(3, 40)), 16)
+    assert worst <= 1e-3 and a == b
+
+
+def test_default_export_of_a_float_source_stays_within_two_percent(tmp_path: Path) -> None:
+    src = write_tiny_hf("llama", tmp_path / "hf", seed=4)
+    result = export(src, tmp_path / "auto", ExportOptions(progress=False, quant="auto"))
+    gate = result.report["quality"]["candidates"][-1]
+    assert result.config["quantization"] == gate["mode"] in ("mixed", "q8", "fp16")
+    assert gate["passed"] and gate["limit"] == 0.02 and gate["perplexity_rise"] <= 0.02
+
+
+def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
+    src = write_tiny_hf("llama", tmp_path / "hf", seed=4)
+    export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False))
+    export(src, tmp_path / "q4", ExportOptions(quant="q4", logits="all", progress=False))
+    export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    graph = onnx.load(str(tmp_path / "mixed" / "model.onnx"), load_external_data=False)
+    codes = {t.name: t.data_type for t in graph.graph.initializer}
+    assert codes.get("embed/codes") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    assert codes.get("L0/down/codes") in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+    mixed, _, _ = logits_diff(tmp_path / "mixed", tmp_path / "fp32", list(range(3, 40)), 1)
+    q4, _, _ = logits_diff(tmp_path / "q4", tmp_path / "fp32", list(range(3, 40)), 1)
+    assert mixed < q4
 
 
 @pytest.mark.parametrize("matrix_type", ["Q4_0", "Q8_0"])

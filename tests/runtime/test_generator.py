@@ -75,7 +75,7 @@ def test_chat_turn_reuses_the_cache_and_gives_the_same_tokens(tiny: tuple[Path, 
 
 class LosesItsSession:
     """A session that, like the browser's after a GPU failure, drops every tensor it made
-    and raises SessionLost at chosen calls (counted over run() and candidates())."""
+    and raises SessionLost at chosen calls (counted over run() and pick())."""
 
     def __init__(self, inner: Any, lose_at: set[int]) -> None:
         self.inner, self.lose_at, self.calls = inner, lose_at, 0
@@ -98,10 +98,11 @@ class LosesItsSession:
         self.live.update(id(t) for t in outputs.values())
         return outputs
 
-    def candidates(self, logits: Any, k: int) -> Any:
+    def pick(self, logits: Any, options: Any, history: Any, uniform: float) -> int:
         self._checked(logits)
         self._maybe_lose()
-        return self.inner.candidates(logits, k)
+        token: int = self.inner.pick(logits, options, history, uniform)
+        return token
 
     def int64(self, values: list[int], shape: tuple[int, ...]) -> Any:
         tensor = self.inner.int64(values, shape)
@@ -120,7 +121,7 @@ class LosesItsSession:
 @pytest.mark.parametrize("lose_at", [{1}, {2}, {7}, {12, 30}])
 def test_a_lost_session_is_refilled_and_the_answer_goes_on_unchanged(tiny: tuple[Path, Path],
                                                                      lose_at: set[int]) -> None:
-    """Calls 1-2 are the prompt's run and candidates; later ones are decode steps."""
+    """Calls 1-2 are the prompt's run and pick; later ones are decode steps."""
     want = load_native(tiny[1]).generate(PROMPT, SamplingOptions(max_new_tokens=12))
     model = load_native(tiny[1])
     flaky = LosesItsSession(model.generator.session, lose_at)
@@ -156,6 +157,12 @@ def test_stops_at_an_eos_id(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     result = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12))
     first = plain.index(plain[5])
     assert result.tokens == plain[: first + 1] and result.stop_reason == "eos"
+    # Any id of the end-of-generation set ends the answer, not only the first one.
+    unseen = next(t for t in range(3, 200) if t not in plain)
+    config["eos_token_ids"] = [unseen, plain[first]]
+    (folder / "pocketlm.json").write_text(json.dumps(config))
+    again = load_native(folder).generate(PROMPT, SamplingOptions(max_new_tokens=12))
+    assert again.tokens == plain[: first + 1] and again.stop_reason == "eos"
 
 
 def test_stop_string_cuts_the_text(tiny: tuple[Path, Path]) -> None:

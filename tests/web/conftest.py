@@ -27,20 +27,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.fixtures.tiny_models import write_tiny_gguf
 
     folder = tmp_path_factory.mktemp("tiny-model")
-    gguf = write_tiny_gguf("llama", folder / "tiny.gguf", seed=0)
-    return export(gguf, folder / "model", ExportOptions(progress=False)).out
+    gguf = write_tiny_gguf("llama", folder / "tiny.gguf", seed=0, matrix_type="Q4_0")
+    # Its own 4-bit blocks, as the page's CPU engine runs them (random weights: no gate).
+    return export(gguf, folder / "model", ExportOptions(quant="exact", progress=False,
+                                                        allow_quality_loss=True)).out
 
 
 @pytest.fixture(scope="session")
 def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model (SmolLM2-135M-Instruct) exported with the default options."""
+    """The default model (SmolLM2-135M-Instruct) exported as `pocketlm export` does by default."""
     given = os.environ.get("POCKETLM_TEST_MODEL")
     if given:
         return Path(given)
     from pocketlm_export.export import ExportOptions, export
 
     return export(None, tmp_path_factory.mktemp("default-model") / "model",
-                  ExportOptions(progress=False)).out
+                  ExportOptions(quant="auto", progress=False)).out
 
 
 def build(model: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

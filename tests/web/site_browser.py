@@ -127,8 +127,22 @@ class Browsers:
 BrowserFactory = Callable[..., tuple[Any, Traffic]]
 
 
+def wait_until(page: Any, expression: str, timeout_s: float = 30) -> None:
+    """Poll `expression` in the page until it is truthy (TimeoutError after `timeout_s`).
+
+    Polled from here with page.evaluate (the DevTools protocol, outside the page's
+    Content-Security-Policy): playwright's wait_for_function evaluates its predicate with
+    eval inside the page, which the site's policy forbids.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression} still false after {timeout_s} s")
+        time.sleep(0.05)
+
+
 def wait_ready(page: Any, timeout_s: float = 600) -> None:
-    page.wait_for_function(READY, timeout=timeout_s * 1000)
+    wait_until(page, READY, timeout_s)
     status = page.inner_text("#status")
     if page.evaluate("document.body.dataset.ready") != "true":
         raise AssertionError(f"the page did not get ready: {status}")

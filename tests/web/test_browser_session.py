@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from pocketlm_runtime import native
 from pocketlm_runtime.model_info import ModelInfo
 from pocketlm_runtime.native import load_native
 from pocketlm_runtime.sampling import SamplingOptions
@@ -54,7 +55,9 @@ class FakeBackend:
         self.table: dict[int, Any] = {}
         self.next = 1
         self.feed_names: list[str] = []
-        self.gpu_like = gpu_like  # topK answers with a promise, as for logits on a GPU
+        # Like onnxruntime-web on a GPU: run and pick answer with promises. Otherwise like the
+        # CPU engine: both answer at once.
+        self.gpu_like = gpu_like
         self.runs = 0
 
     def keep(self, value: Any) -> int:
@@ -72,7 +75,8 @@ class FakeBackend:
         self.runs += 1
         feeds = {name: self.table[h] for name, h in zip(self.feed_names, handles)}
         outputs = self.session.run(None, feeds)
-        return Done(Typed("i", [self.keep(value) for value in outputs]))
+        handles = Typed("i", [self.keep(value) for value in outputs])
+        return Done(handles) if self.gpu_like else handles
 
     def int64(self, data: bytes, dims: list[int]) -> int:
         return self.keep(np.frombuffer(data, dtype=np.int64).reshape(dims))
@@ -80,11 +84,11 @@ class FakeBackend:
     def emptyKV(self) -> int:
         return self.keep(np.zeros(self.kv_shape, dtype=np.float32))
 
-    def topK(self, handle: int, k: int) -> Any:
-        row = self.table[handle][0, -1]
-        order = np.argsort(-row, kind="stable")[: (k if k > 0 else len(row))]
-        best = types.SimpleNamespace(ids=Typed("i", order.tolist()), values=Typed("f", row[order].tolist()))
-        return Done(best) if self.gpu_like else best
+    def pick(self, handle: int, settings: dict[str, Any], previous: array.array, uniform: float) -> Any:
+        options = SamplingOptions(temperature=settings["temperature"], top_k=settings["topK"],
+                                  top_p=settings["topP"], repetition_penalty=settings["repetitionPenalty"])
+        token = native.pick(self.table[handle][0, -1], options, list(previous), uniform)
+        return Done(token) if self.gpu_like else token
 
     def dispose(self, handles: array.array) -> None:
         for handle in handles:

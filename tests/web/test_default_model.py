@@ -1,8 +1,12 @@
-"""The default model in the browser: the same greedy tokens as native onnxruntime.
+"""The default model in the browser, against runs outside it.
 
-Two independent paths to one answer: onnxruntime-web in Chromium (WASM, 1 and 2 threads;
-WebGPU on SwiftShader when POCKETLM_TEST_WEBGPU=1, about 15 s a token) against
-onnxruntime in CPython, both driven by pocketlm_runtime's one generation loop.
+- The CPU engine in Chromium (relaxed and plain SIMD builds, 1 and 2 threads) gives the
+  same greedy tokens as the same engine build run in node (tests/engine), which
+  tests/engine checks against native onnxruntime.
+- onnxruntime-web in Chromium (its WASM build, and WebGPU on SwiftShader: a few tokens
+  by default, all with POCKETLM_TEST_WEBGPU=1, about 15 s a token) gives native
+  onnxruntime's tokens.
+All of them are driven by pocketlm_runtime's one generation loop.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.nginx_runner import nginx_serving
-from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready, wait_until
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
@@ -26,6 +30,30 @@ PROMPTS: list[Any] = [
     "def fibonacci(n):",
     [{"role": "user", "content": "What is the capital of France?"}],
 ]
+
+
+@pytest.fixture(scope="module")
+def engine_answers(default_model: Path) -> dict[str, list[list[int]]]:
+    """The CPU engine's greedy answers in node, for each of its two builds."""
+    from pocketlm_runtime.model_info import ModelInfo
+    from pocketlm_runtime.pipeline import LanguageModel
+    from pocketlm_runtime.sampling import SamplingOptions
+    from pocketlm_runtime.tokenizer import Tokenizer
+    from tests.engine.node_engine import EngineSession, NodeEngine
+
+    info = ModelInfo.from_text((default_model / "pocketlm.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(default_model / "tokenizer.json")
+    answers = {}
+    for build in ("relaxed", "plain"):
+        node = NodeEngine()
+        try:
+            node.load(default_model, build=build, threads=1)
+            model = LanguageModel(EngineSession(node), info, tokenizer)
+            answers[build] = [model.generate(prompt, SamplingOptions(max_new_tokens=NEW_TOKENS)).tokens
+                              for prompt in PROMPTS]
+        finally:
+            node.close()
+    return answers
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +74,28 @@ def open_page(browsers: BrowserFactory, server: SiteServer, query: str, webgpu: 
     return page, traffic
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_wasm_greedy_tokens_equal_native(open_browser: BrowserFactory, default_server: SiteServer,
-                                         native_answers: list[list[int]], threads: int) -> None:
-    page, traffic = open_page(open_browser, default_server, f"backend=wasm&threads={threads}")
+@pytest.mark.parametrize(("simd", "threads"), [("relaxed", 1), ("relaxed", 2), ("plain", 2)])
+def test_cpu_engine_gives_the_node_engines_tokens(open_browser: BrowserFactory, default_server: SiteServer,
+                                                  engine_answers: dict[str, list[list[int]]],
+                                                  simd: str, threads: int) -> None:
+    page, traffic = open_page(open_browser, default_server, f"backend=wasm&simd={simd}&threads={threads}")
     backend = page.evaluate("window.pocketlm.engine.backend")
-    assert (backend["name"], backend["threads"]) == ("wasm", threads)
-    for prompt, expected in zip(PROMPTS, native_answers):
+    assert (backend["name"], backend["simd"], backend["threads"]) == ("wasm", simd, threads)
+    for prompt, expected in zip(PROMPTS, engine_answers[simd]):
         page.evaluate("window.pocketlm.engine.newChat()")
         assert ask(page, prompt, maxNewTokens=NEW_TOKENS)["tokens"] == expected, prompt
     assert traffic.foreign == []
+    # The CPU path never loads onnxruntime-web.
+    assert not [url for url in traffic.seen if "/runtime/ort/" in url]
+
+
+def test_ort_wasm_gives_native_tokens(open_browser: BrowserFactory, default_server: SiteServer,
+                                      native_answers: list[list[int]]) -> None:
+    """onnxruntime-web's WASM build, kept as the in-page reference (slow on 4-bit blocks)."""
+    count = 8
+    page, _ = open_page(open_browser, default_server, "backend=ort-wasm&threads=2")
+    assert page.evaluate("window.pocketlm.engine.backend.name") == "ort-wasm"
+    assert ask(page, PROMPTS[0], maxNewTokens=count)["tokens"] == native_answers[0][:count]
 
 
 def test_webgpu_greedy_tokens_equal_native(open_browser: BrowserFactory, default_server: SiteServer,
@@ -71,8 +111,8 @@ def test_webgpu_greedy_tokens_equal_native(open_browser: BrowserFactory, default
         assert ask(page, prompt, maxNewTokens=count)["tokens"] == expected[:count], prompt
 
 
-def test_the_site_served_by_nginx_gives_the_native_tokens(open_browser: BrowserFactory, default_site: Path,
-                                                         native_answers: list[list[int]],
+def test_the_site_served_by_nginx_gives_the_same_tokens(open_browser: BrowserFactory, default_site: Path,
+                                                         engine_answers: dict[str, list[list[int]]],
                                                          tmp_path: Path) -> None:
     with nginx_serving(default_site, tmp_path / "nginx") as port:
         origin = f"http://127.0.0.1:{port}"
@@ -81,7 +121,7 @@ def test_the_site_served_by_nginx_gives_the_native_tokens(open_browser: BrowserF
         page.goto(f"{origin}/?backend=wasm&threads=2")
         wait_ready(page)
         assert page.evaluate("crossOriginIsolated") is True
-        for prompt, expected in zip(PROMPTS, native_answers):
+        for prompt, expected in zip(PROMPTS, engine_answers["relaxed"]):
             page.evaluate("window.pocketlm.engine.newChat()")
             assert ask(page, prompt, maxNewTokens=NEW_TOKENS)["tokens"] == expected, prompt
         assert traffic.foreign == []
@@ -101,11 +141,10 @@ def test_the_chat_page_answers(open_browser: BrowserFactory, default_server: Sit
     page, _ = open_page(open_browser, default_server, "")
     page.fill("#prompt", "Write a haiku about the sea.")
     page.click("#send")
-    page.wait_for_function(
-        "document.querySelector('#messages li.assistant .text')?.textContent.length > 20")
+    wait_until(page, "document.querySelector('#messages li.assistant .text')?.textContent.length > 20", 300)
     # The README shows this picture.
     page.screenshot(path=str(SCREENSHOT))
-    page.wait_for_function("!document.getElementById('send').disabled", timeout=300_000)
+    wait_until(page, "!document.getElementById('send').disabled", 300)
     status = page.inner_text("#status")
     assert "tokens/s" in status and "first token" in status
     answer = page.evaluate("window.pocketlm.history[1].content")

@@ -1,0 +1,46 @@
+"""Every SIMD kernel of the engine against its scalar reference, in node, in both builds.
+
+The driver fills random weight blocks and activations, runs the SIMD kernel, the scalar C
+reference and a float computation in JavaScript (weights dequantized, activations
+quantized per block the same way: an independent check of the integer arithmetic).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .node_engine import BUILDS, NodeEngine
+
+# bits, block size, zero points, Q4_1 minima
+FORMATS = [
+    (4, 32, False, False),  # symmetric q4 (default zero point 8), GGUF Q4_0
+    (4, 32, True, False),  # asymmetric q4
+    (4, 32, True, True),  # GGUF Q4_1: codes, zero points 0, block minima
+    (8, 32, False, False),  # q8, GGUF Q8_0
+    (4, 64, True, False),
+    (4, 128, False, False),
+    (4, 16, True, False),  # blocks shorter than a SIMD chunk: the reference path
+    (8, 64, False, False),
+]
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}")
+@pytest.mark.parametrize("tokens", [1, 3, 11])
+def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int) -> None:
+    bits, bs, zero_points, mins = fmt
+    k = 576 if 576 % bs == 0 else 512  # 576 = 18 blocks of 32: a tail of 2 after groups of 4
+    r = node.call("kernel", wasm=str(BUILDS[build]), bits=bits, bs=bs, n=44, k=k, m=tokens,
+                  zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens, reps=1)
+    assert r["relaxed"] == (build == "relaxed")
+    assert r["finite"]
+    # Same integer sums; only the float accumulation order differs (a few ulps of the sum).
+    tol = 1e-5 * max(1.0, r["scale"])
+    assert r["max_simd_vs_ref"] <= tol, r
+    assert r["max_ref_vs_float"] <= tol, r
+    assert r["max_simd_vs_float"] <= tol, r
+
+
+def test_relaxed_simd_detection(node: NodeEngine) -> None:
+    # The driver runs node with relaxed SIMD on and Liftoff off: the dot product is right.
+    assert node.call("relaxedSimdSupported") is True

@@ -1,0 +1,262 @@
+// Quantized linear layers: 4- or 8-bit weight blocks x int8 activation blocks, float32
+// accumulation. For block b of row n and token t:
+//   y[t][n] += wscale[n][b] * ascale[t][b] * (sum_i code[i] * aq[i] - zp[n][b] * sum_i aq[i])
+// which is the exact integer image of (code - zp) * aq; Q4_1's minima add
+// min[b][n] * (sum of the float activations over block b).
+//
+// qmatmul_ref is the scalar reference. qmatmul is the SIMD kernel: with relaxed SIMD the
+// 4-bit codes (0..15) are the 7-bit operand of i32x4.relaxed_dot_i8x16_i7x16_add; plain
+// SIMD128 widens with i16x8.extmul. Each unpacked group of 4 weight blocks is reused for
+// every token of a chunk (prefill).
+#include "../engine.h"
+#include <wasm_simd128.h>
+
+static inline int zp_of(const QLinear *w, int n, int b) {
+  if (w->bits == 8) return 128;
+  if (!w->zp) return 8;
+  int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
+  return (b & 1) ? byte >> 4 : byte & 15;
+}
+
+static void add_minima_and_bias_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  for (int t = 0; t < a->m; t++) {
+    for (int n = n0; n < n1; n++) {
+      float acc = 0.0f;
+      if (w->mins)
+        for (int b = 0; b < w->kb; b++) acc += f16_to_f32(w->mins[(size_t)b * w->n + n]) * a->fsum[t * a->kbpad + b];
+      if (w->bias) acc += w->bias[n];
+      y[(size_t)t * ldy + n] += acc;
+    }
+  }
+}
+
+void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  int bs = w->bs, kb = w->kb;
+  size_t row_bytes = (size_t)kb * bs * w->bits / 8;
+  for (int t = 0; t < a->m; t++) {
+    const int8_t *aq = a->q + (size_t)t * a->kpad;
+    for (int n = n0; n < n1; n++) {
+      const uint8_t *row = w->q + (size_t)n * row_bytes;
+      float acc = 0.0f;
+      for (int b = 0; b < kb; b++) {
+        int zp = zp_of(w, n, b), dot = 0;
+        for (int i = 0; i < bs; i++) {
+          int k = b * bs + i;
+          int code = w->bits == 8 ? row[k] : (k & 1) ? row[k / 2] >> 4 : row[k / 2] & 15;
+          dot += (code - zp) * aq[b * bs + act_slot(i, a->nibble_order)];
+        }
+        acc += f16_to_f32(w->scales[(size_t)n * kb + b]) * a->scale[t * a->kbpad + b] * (float)dot;
+      }
+      y[(size_t)t * ldy + n] = acc;
+    }
+  }
+  add_minima_and_bias_ref(w, a, y, ldy, n0, n1);
+}
+
+// ---- SIMD ------------------------------------------------------------------------------
+
+static inline v128_t f16x4(const uint16_t *p) {
+  v128_t h = wasm_u32x4_load16x4(p);
+  v128_t mag = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
+  v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(0x1p112f));
+  return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+// The 4-bit zero points of 4 blocks from their 2 packed bytes: lane j = nibble j. The
+// second byte may lie past the row (a tail group); its lanes then meet activation sums of 0.
+static inline v128_t zp4(const uint8_t *p) {
+  uint16_t pair;
+  __builtin_memcpy(&pair, p, 2);
+  v128_t v = wasm_i32x4_mul(wasm_i32x4_splat(pair), wasm_i32x4_make(1 << 12, 1 << 8, 1 << 4, 1));
+  return wasm_v128_and(wasm_u32x4_shr(v, 12), wasm_i32x4_splat(15));
+}
+
+// [sum(d0), sum(d1), sum(d2), sum(d3)]
+static inline v128_t hsum4(v128_t d0, v128_t d1, v128_t d2, v128_t d3) {
+  v128_t t0 = wasm_i32x4_add(wasm_i32x4_shuffle(d0, d1, 0, 4, 1, 5), wasm_i32x4_shuffle(d0, d1, 2, 6, 3, 7));
+  v128_t t1 = wasm_i32x4_add(wasm_i32x4_shuffle(d2, d3, 0, 4, 1, 5), wasm_i32x4_shuffle(d2, d3, 2, 6, 3, 7));
+  return wasm_i32x4_add(wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5), wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
+}
+
+static inline float hsumf(v128_t v) {
+  v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+  v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+  return wasm_f32x4_extract_lane(v, 0);
+}
+
+// 32 codes (lo: even positions, hi: odd ones; 0..15) . 32 int8 activations, added to acc.
+static inline v128_t dot32_q4(v128_t lo, v128_t hi, const int8_t *aq, v128_t acc) {
+  v128_t a0 = wasm_v128_load(aq), a1 = wasm_v128_load(aq + 16);
+#ifdef __wasm_relaxed_simd__
+  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(a0, lo, acc);
+  return wasm_i32x4_relaxed_dot_i8x16_i7x16_add(a1, hi, acc);
+#else
+  // Each i16 lane sums 4 products of at most 15 * 127: no overflow.
+  v128_t p = wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16(lo, a0), wasm_i16x8_extmul_high_i8x16(lo, a0));
+  p = wasm_i16x8_add(p, wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16(hi, a1), wasm_i16x8_extmul_high_i8x16(hi, a1)));
+  return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(p));
+#endif
+}
+
+// 32 signed codes (code - 128) . 32 int8 activations, added to acc.
+static inline v128_t dot32_q8(v128_t w0, v128_t w1, const int8_t *aq, v128_t acc) {
+  v128_t a0 = wasm_v128_load(aq), a1 = wasm_v128_load(aq + 16);
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_i16x8_extend_low_i8x16(a0)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), wasm_i16x8_extend_high_i8x16(a0)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), wasm_i16x8_extend_low_i8x16(a1)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_i16x8_extend_high_i8x16(a1)));
+}
+
+#define TOKENS_A_TILE 8
+
+// CB: 32-value chunks a block (bs / 32); BITS: 4 or 8. Constants at every call site, so
+// each (CB, BITS) gets its own unrolled body.
+static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, const QAct *a, float *y, int ldy,
+                                                            int n0, int n1, const int CB, const int BITS) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
+  const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
+  const int zp_row = (kb + 1) / 2;
+  const int tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  for (int n = n0; n < n1; n++) {
+    const uint8_t *row = w->q + (size_t)n * row_bytes;
+    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
+    for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
+      int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
+      v128_t acc[TOKENS_A_TILE];
+      for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
+      for (int g = 0; g < groups; g++) {
+        v128_t ws = f16x4(srow + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t zp;
+        if (BITS == 8) zp = wasm_i32x4_splat(0);
+        else if (zrow) zp = zp4(zrow + 2 * g);
+        else zp = wasm_i32x4_splat(8);
+        v128_t lo[4 * CB], hi[4 * CB];
+        for (int j = 0; j < 4 * CB; j++) {
+          const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
+          if (BITS == 4) {
+            v128_t v = wasm_v128_load(p);
+            lo[j] = wasm_v128_and(v, wasm_i8x16_splat(0x0f));
+            hi[j] = wasm_u8x16_shr(v, 4);
+          } else {
+            lo[j] = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
+            hi[j] = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
+          }
+        }
+        for (int tt = 0; tt < tokens; tt++) {
+          int t = t0 + tt;
+          const int8_t *aq = a->q + (size_t)t * a->kpad + (size_t)(4 * g) * CB * 32;
+          v128_t d[4];
+          for (int j = 0; j < 4; j++) {
+            d[j] = wasm_i32x4_splat(0);
+            for (int c = 0; c < CB; c++) {
+              int idx = j * CB + c;
+              d[j] = BITS == 4 ? dot32_q4(lo[idx], hi[idx], aq + idx * 32, d[j]) : dot32_q8(lo[idx], hi[idx], aq + idx * 32, d[j]);
+            }
+          }
+          v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+          if (BITS == 4) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, wasm_v128_load(a->isum + t * a->kbpad + 4 * g)));
+          v128_t s = wasm_f32x4_mul(ws, wasm_v128_load(a->scale + t * a->kbpad + 4 * g));
+          acc[tt] = wasm_f32x4_add(acc[tt], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), s));
+        }
+      }
+      for (int tt = 0; tt < tokens; tt++) y[(size_t)(t0 + tt) * ldy + n] = hsumf(acc[tt]);
+    }
+  }
+}
+
+// One token (decode): two rows at a time share every activation load.
+static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
+                                                              int n0, int n1, const int CB, const int BITS) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
+  const size_t block_bytes = (size_t)CB * 32 * BITS / 8, row_bytes = (size_t)kb * block_bytes;
+  const int zp_row = (kb + 1) / 2;
+  const int tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  for (int n = n0; n < n1; n += 2) {
+    const int rows = n + 1 < n1 ? 2 : 1;
+    v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+    for (int g = 0; g < groups; g++) {
+      const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
+      v128_t as = wasm_v128_load(a->scale + 4 * g);
+      v128_t isum = wasm_v128_load(a->isum + 4 * g);
+      for (int r = 0; r < 2; r++) {
+        if (r == 1 && rows == 1) break;
+        const size_t row = (size_t)(n + r);
+        const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
+        v128_t ws = f16x4(w->scales + row * kb + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t d[4];
+        for (int j = 0; j < 4; j++) {
+          d[j] = wasm_i32x4_splat(0);
+          for (int c = 0; c < CB; c++) {
+            const uint8_t *p = wq + (size_t)(j * CB + c) * 32 * BITS / 8;
+            const int8_t *ap = aq + (j * CB + c) * 32;
+            if (BITS == 4) {
+              v128_t v = wasm_v128_load(p);
+              d[j] = dot32_q4(wasm_v128_and(v, wasm_i8x16_splat(0x0f)), wasm_u8x16_shr(v, 4), ap, d[j]);
+            } else {
+              d[j] = dot32_q8(wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80)),
+                              wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80)), ap, d[j]);
+            }
+          }
+        }
+        v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+        if (BITS == 4) {
+          v128_t zp;
+          if (w->zp) zp = zp4(w->zp + row * zp_row + 2 * g);
+          else zp = wasm_i32x4_splat(8);
+          di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, isum));
+        }
+        acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
+      }
+    }
+    y[n] = hsumf(acc[0]);
+    if (rows == 2) y[n + 1] = hsumf(acc[1]);
+  }
+}
+
+static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  for (int t = 0; t < a->m; t++) {
+    float *yt = y + (size_t)t * ldy;
+    if (w->mins) {
+      for (int b = 0; b < w->kb; b++) {
+        const uint16_t *mb = w->mins + (size_t)b * w->n;
+        float fs = a->fsum[t * a->kbpad + b];
+        v128_t vfs = wasm_f32x4_splat(fs);
+        int n = n0;
+        for (; n + 4 <= n1; n += 4)
+          wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), wasm_f32x4_mul(f16x4(mb + n), vfs)));
+        for (; n < n1; n++) yt[n] += f16_to_f32(mb[n]) * fs;
+      }
+    }
+    if (w->bias)
+      for (int n = n0; n < n1; n++) yt[n] += w->bias[n];
+  }
+}
+
+void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  if (n1 <= n0) return;
+  if (w->bs % 32 || (w->bits == 4) != (a->nibble_order != 0)) {
+    qmatmul_ref(w, a, y, ldy, n0, n1);
+    return;
+  }
+  int cb = w->bs / 32;
+  if (a->m == 1 && cb == 1) {
+    if (w->bits == 4) rows_simd_1(w, a, y, n0, n1, 1, 4);
+    else rows_simd_1(w, a, y, n0, n1, 1, 8);
+  } else if (w->bits == 4) {
+    if (cb == 1) rows_simd(w, a, y, ldy, n0, n1, 1, 4);
+    else if (cb == 2) rows_simd(w, a, y, ldy, n0, n1, 2, 4);
+    else if (cb == 4) rows_simd(w, a, y, ldy, n0, n1, 4, 4);
+    else { qmatmul_ref(w, a, y, ldy, n0, n1); return; }
+  } else {
+    if (cb == 1) rows_simd(w, a, y, ldy, n0, n1, 1, 8);
+    else if (cb == 2) rows_simd(w, a, y, ldy, n0, n1, 2, 8);
+    else if (cb == 4) rows_simd(w, a, y, ldy, n0, n1, 4, 8);
+    else { qmatmul_ref(w, a, y, ldy, n0, n1); return; }
+  }
+  add_minima_and_bias(w, a, y, ldy, n0, n1);
+}

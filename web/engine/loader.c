@@ -1,0 +1,154 @@
+// The loader's side of the engine: JS (cpu_engine.js) allocates the weight region, streams
+// model.onnx.data into it, then names every tensor's address and the hyper-parameters
+// through these calls, reading pocketlm.json. Nothing is copied: the model's pointers point
+// into the region.
+#include "model.h"
+
+enum { C_VOCAB, C_HIDDEN, C_FFN, C_LAYERS, C_HEADS, C_KV_HEADS, C_HEAD_DIM, C_ROT_DIM, C_CONTEXT,
+       C_SLIDING_WINDOW, C_GELU, C_SANDWICH };
+enum { F_EPS, F_Q_SCALE, F_ATTN_SOFTCAP, F_FINAL_SOFTCAP, F_EMBED_SCALE };
+enum { V_ATTN_NORM, V_FFN_NORM, V_POST_ATTN_NORM, V_POST_FFN_NORM, V_Q_NORM, V_K_NORM, V_FINAL_NORM,
+       V_COS, V_SIN, V_COS_LOCAL, V_SIN_LOCAL };
+enum { L_Q, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN, L_HEAD };
+
+// A zeroed, 64-byte aligned region of `bytes` (plus slack the SIMD kernels may read past a
+// tensor's end): the weight region, stacks, buffers.
+EXPORT(engine_alloc) void *engine_alloc(int bytes) { return mem_alloc((size_t)(unsigned)bytes + 256); }
+
+EXPORT(engine_config_int) int engine_config_int(int key, int value) {
+  Config *c = &config;
+  int *fields[] = {&c->vocab, &c->hidden, &c->ffn, &c->layers, &c->heads, &c->kv_heads, &c->head_dim,
+                   &c->rot_dim, &c->context, &c->sliding_window, &c->gelu, &c->sandwich};
+  if (key < 0 || key >= (int)(sizeof fields / sizeof *fields)) return -1;
+  if (key == C_LAYERS && value > MAX_LAYERS) return -1;
+  *fields[key] = value;
+  return 0;
+}
+
+EXPORT(engine_config_float) int engine_config_float(int key, float value) {
+  Config *c = &config;
+  float *fields[] = {&c->eps, &c->q_scale, &c->attn_softcap, &c->final_softcap, &c->embed_scale};
+  if (key < 0 || key >= (int)(sizeof fields / sizeof *fields)) return -1;
+  *fields[key] = value;
+  return 0;
+}
+
+EXPORT(engine_set_sliding) void engine_set_sliding(int layer, int sliding) { config.sliding[layer] = (uint8_t)sliding; }
+
+EXPORT(engine_set_vector) int engine_set_vector(int kind, int layer, const float *p) {
+  if (layer < 0 || layer >= MAX_LAYERS) return -1;
+  Layer *L = &weights.layers[layer];
+  switch (kind) {
+    case V_ATTN_NORM: L->attn_norm = p; break;
+    case V_FFN_NORM: L->ffn_norm = p; break;
+    case V_POST_ATTN_NORM: L->post_attn_norm = p; break;
+    case V_POST_FFN_NORM: L->post_ffn_norm = p; break;
+    case V_Q_NORM: L->q_norm = p; break;
+    case V_K_NORM: L->k_norm = p; break;
+    case V_FINAL_NORM: weights.final_norm = p; break;
+    case V_COS: weights.cos[0] = p; break;
+    case V_SIN: weights.sin[0] = p; break;
+    case V_COS_LOCAL: weights.cos[1] = p; break;
+    case V_SIN_LOCAL: weights.sin[1] = p; break;
+    default: return -1;
+  }
+  return 0;
+}
+
+static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t *q, const uint16_t *scales,
+                       const uint8_t *zp, const uint16_t *mins, const float *bias) {
+  if ((bits != 4 && bits != 8) || bs < 16 || k % bs || (bits == 8 && zp)) return -1;
+  *w = (QLinear){bits, bs, n, k, k / bs, q, scales, zp, mins, bias};
+  return 0;
+}
+
+EXPORT(engine_set_linear) int engine_set_linear(int kind, int layer, int bits, int bs, int n, int k,
+                                                const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
+                                                const uint16_t *mins, const float *bias) {
+  if (layer < 0 || layer >= MAX_LAYERS) return -1;
+  Layer *L = &weights.layers[layer];
+  QLinear *targets[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &weights.head};
+  if (kind < 0 || kind > L_HEAD) return -1;
+  return fill_linear(targets[kind], bits, bs, n, k, q, scales, zp, mins, bias);
+}
+
+EXPORT(engine_set_embedding) int engine_set_embedding(int bits, int bs, const uint8_t *q, const uint16_t *scales,
+                                                      const uint8_t *zp) {
+  if ((bits != 4 && bits != 8) || bs < 2) return -1;
+  weights.embed = (Embedding){bits, bs, q, scales, zp};
+  return 0;
+}
+
+EXPORT(engine_init) int engine_init(void) {
+  Config *c = &config;
+  if (c->heads % c->kv_heads || c->rot_dim > c->head_dim || c->rot_dim % 2) return -1;
+  if (!weights.cos[1]) weights.cos[1] = weights.cos[0], weights.sin[1] = weights.sin[0];
+  return model_init();
+}
+
+// ---- running ---------------------------------------------------------------------------
+
+static int32_t *io;
+static int io_capacity;
+
+// Room for n token ids followed by n position ids (int32), reused between calls.
+EXPORT(engine_io) int32_t *engine_io(int n) {
+  if (n > io_capacity) {
+    io_capacity = n < 256 ? 256 : n;
+    io = mem_alloc(sizeof(int32_t) * 2 * (size_t)io_capacity);
+  }
+  return io;
+}
+
+// n tokens (ids and positions in engine_io) after `past` cached positions; returns the
+// logits of the last token ([vocab] float32).
+EXPORT(engine_forward) float *engine_forward(int n, int past) {
+  forward(io, io + n, n, past, 0);
+  return state.logits;
+}
+
+// As engine_forward, with the logits of every token written to out [n][vocab] (evaluation).
+EXPORT(engine_forward_all) void engine_forward_all(int n, int past, float *out) {
+  forward(io, io + n, n, past, out);
+}
+
+// 1 in the relaxed-SIMD build, 0 in the plain SIMD128 one.
+EXPORT(engine_relaxed_simd) int engine_relaxed_simd(void) {
+#ifdef __wasm_relaxed_simd__
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
+
+// ---- kernels, for tests and the benchmark ----------------------------------------------
+
+// y [m][n] = x [m][k] @ W.T through the SIMD kernels (ref = 0) or the scalar references
+// (ref = 1), activations quantized by the matching quantizer; `reps` repeats for timing.
+EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int reps, int bits, int bs, int n, int k,
+                                                  const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
+                                                  const uint16_t *mins, const float *bias, const float *x, int m,
+                                                  float *y, void *scratch) {
+  QLinear w;
+  if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias)) return -1;
+  int kbpad = (k / bs + 3) & ~3;
+  uint8_t *p = scratch;
+  QAct a;
+  a.q = (int8_t *)p, p += (size_t)m * kbpad * bs;
+  a.scale = (float *)p, p += sizeof(float) * m * kbpad;
+  a.isum = (int32_t *)p, p += sizeof(int32_t) * m * kbpad;
+  a.fsum = (float *)p;
+  int nibbles = bits == 4 && bs % 32 == 0;
+  for (int r = 0; r < reps; r++) {
+    if (ref) {
+      quantize_act_ref(&a, x, m, k, bs, nibbles);
+      qmatmul_ref(&w, &a, y, n, 0, n);
+    } else {
+      quantize_act(&a, x, m, k, bs, nibbles);
+      qmatmul(&w, &a, y, n, 0, n);
+    }
+  }
+  return 0;
+}

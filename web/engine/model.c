@@ -1,0 +1,234 @@
+// The decoder step. forward() reads top to bottom: embed -> per layer (RMSNorm, q/k/v,
+// [q/k norm], RoPE, cache, attention, output projection, [post norm], residual, RMSNorm,
+// gated MLP, [post norm], residual) -> final norm -> LM head -> [soft-cap].
+// It mirrors model_export/graph.py, which builds the ONNX graph of the same step.
+#include "model.h"
+
+Config config;
+Weights weights;
+RunState state;
+
+static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+int model_init(void) {
+  Config *c = &config;
+  RunState *s = &state;
+  int qdim = c->heads * c->head_dim, kvdim = c->kv_heads * c->head_dim;
+  int widest = max3(c->hidden, c->ffn, qdim);
+  s->x = mem_alloc(sizeof(float) * CHUNK * c->hidden);
+  s->xb = mem_alloc(sizeof(float) * CHUNK * widest);
+  s->q = mem_alloc(sizeof(float) * CHUNK * qdim);
+  s->k = mem_alloc(sizeof(float) * CHUNK * kvdim);
+  s->v = mem_alloc(sizeof(float) * CHUNK * kvdim);
+  s->att = mem_alloc(sizeof(float) * CHUNK * qdim);
+  s->gate = mem_alloc(sizeof(float) * CHUNK * c->ffn);
+  s->up = mem_alloc(sizeof(float) * CHUNK * c->ffn);
+  s->logits = mem_alloc(sizeof(float) * c->vocab);
+  s->scores = mem_alloc(sizeof(float) * 16 * (c->context + 4));
+  int kpad = ((widest / 16 + 3) & ~3) * 16 + 128;  // room for the smallest block size, padded
+  for (int i = 0; i < 2; i++) {
+    s->act[i].q = mem_alloc((size_t)CHUNK * kpad);
+    s->act[i].scale = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
+    s->act[i].isum = mem_alloc(sizeof(int32_t) * CHUNK * (kpad / 16));
+    s->act[i].fsum = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
+  }
+  int pages = (c->context + KV_PAGE - 1) / KV_PAGE;
+  s->pages = mem_alloc(sizeof(float *) * c->layers * pages);
+  s->pages_allocated = 0;
+  s->cached = 0;
+  return 0;
+}
+
+// The cache grows with the sequence: a page of every layer when a position needs it.
+static void ensure_cache(int positions) {
+  Config *c = &config;
+  int per_layer = (c->context + KV_PAGE - 1) / KV_PAGE;
+  int need = (positions + KV_PAGE - 1) / KV_PAGE;
+  size_t page_floats = (size_t)2 * c->kv_heads * KV_PAGE * c->head_dim;
+  while (state.pages_allocated < need) {
+    for (int l = 0; l < c->layers; l++)
+      state.pages[l * per_layer + state.pages_allocated] = mem_alloc(sizeof(float) * page_floats);
+    state.pages_allocated++;
+  }
+}
+
+static float *const *layer_pages(int l) {
+  return state.pages + l * ((config.context + KV_PAGE - 1) / KV_PAGE);
+}
+
+// ---- jobs split over threads -------------------------------------------------------------
+
+// Up to three linears over the same input (q/k/v, gate/up): the rows of all of them,
+// side by side, split evenly over the threads.
+typedef struct {
+  int count;
+  const QLinear *w[3];
+  const QAct *a[3];
+  float *y[3];
+} MatJob;
+
+static void matmul_job(void *arg, int tid, int nthreads) {
+  MatJob *job = arg;
+  int total = 0;
+  for (int i = 0; i < job->count; i++) total += job->w[i]->n;
+  int share = (total + nthreads - 1) / nthreads;
+  share = (share + 3) & ~3;
+  int lo = tid * share, hi = lo + share < total ? lo + share : total;
+  int base = 0;
+  for (int i = 0; i < job->count; i++) {
+    const QLinear *w = job->w[i];
+    int n0 = lo - base, n1 = hi - base;
+    n0 = n0 < 0 ? 0 : n0;
+    n1 = n1 > w->n ? w->n : n1;
+    if (n0 < n1) qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
+    base += w->n;
+  }
+}
+
+// Quantizes x [m][k] for w (one QAct a block format: slot 0, or 1 when a second format is
+// needed for the same input).
+static const QAct *quantized_for(const QLinear *w, const float *x, int m, int slot_hint) {
+  QAct *a = &state.act[slot_hint];
+  quantize_act(a, x, m, w->k, w->bs, w->bits == 4 && w->bs % 32 == 0);
+  return a;
+}
+
+static int same_format(const QLinear *a, const QLinear *b) {
+  return a->bs == b->bs && (a->bits == 4) == (b->bits == 4);
+}
+
+// y_i = x @ W_i.T for up to three linears sharing their input x [m][k].
+static void linears(const float *x, int m, int count, const QLinear *w0, float *y0,
+                    const QLinear *w1, float *y1, const QLinear *w2, float *y2) {
+  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, {y0, y1, y2}};
+  job.a[0] = quantized_for(w0, x, m, 0);
+  for (int i = 1; i < count; i++) {
+    if (same_format(job.w[i], w0)) job.a[i] = job.a[0];
+    else {
+      for (int j = 1; j < i; j++) if (same_format(job.w[i], job.w[j])) job.a[i] = job.a[j];
+      if (!job.a[i]) job.a[i] = quantized_for(job.w[i], x, m, 1);
+    }
+  }
+  run_job(matmul_job, &job);
+}
+
+typedef struct {
+  int m, past, layer;
+} AttnJob;
+
+static void attention_job(void *arg, int tid, int nthreads) {
+  AttnJob *job = arg;
+  Config *c = &config;
+  int qdim = c->heads * c->head_dim, group = c->heads / c->kv_heads;
+  int window = c->sliding[job->layer] ? c->sliding_window : 0;
+  float *scores = state.scores + (size_t)tid * (c->context + 4);
+  int items = job->m * c->heads;
+  for (int i = tid; i < items; i += nthreads) {
+    int t = i / c->heads, h = i % c->heads;
+    int end = job->past + t;  // this token's cache position
+    // A window of W: each query sees itself and the W - 1 positions before it.
+    int start = window > 0 && end - window + 1 > 0 ? end - window + 1 : 0;
+    attend(state.att + (size_t)t * qdim + h * c->head_dim, state.q + (size_t)t * qdim + h * c->head_dim,
+           layer_pages(job->layer), h / group, c->kv_heads, KV_PAGE, c->head_dim, start, end, c->q_scale,
+           c->attn_softcap, scores);
+  }
+}
+
+// ---- the step ----------------------------------------------------------------------------
+
+static void embed(float *out, int id) {
+  const Embedding *e = &weights.embed;
+  int kb = config.hidden / e->bs;
+  size_t block_bytes = (size_t)e->bs * e->bits / 8;
+  for (int b = 0; b < kb; b++) {
+    const uint8_t *codes = e->q + ((size_t)id * kb + b) * block_bytes;
+    float scale = f16_to_f32(e->scales[(size_t)id * kb + b]) * config.embed_scale;
+    int zp = e->zp ? e->zp[(size_t)id * kb + b] : 1 << (e->bits - 1);
+    for (int i = 0; i < e->bs; i++) {
+      int code = e->bits == 8 ? codes[i] : (i & 1) ? codes[i / 2] >> 4 : codes[i / 2] & 15;
+      out[b * e->bs + i] = (float)(code - zp) * scale;
+    }
+  }
+}
+
+// One chunk of at most CHUNK tokens at cache positions [past, past + m).
+// Logits: of the last token into state.logits (want_logits), or of every token into
+// all_logits [m][vocab] when it is given.
+static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, int past, int want_logits,
+                          float *all_logits) {
+  Config *c = &config;
+  RunState *s = &state;
+  int H = c->hidden, hd = c->head_dim, qdim = c->heads * hd, kvdim = c->kv_heads * hd;
+  ensure_cache(past + m);
+
+  for (int t = 0; t < m; t++) embed(s->x + t * H, ids[t]);
+
+  for (int l = 0; l < c->layers; l++) {
+    const Layer *L = &weights.layers[l];
+    int local = c->sliding[l];
+    float *const *pages = layer_pages(l);
+
+    // attention
+    for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->attn_norm, H, c->eps);
+    linears(s->xb, m, 3, &L->q, s->q, &L->k, s->k, &L->v, s->v);
+    for (int t = 0; t < m; t++) {
+      float *q = s->q + t * qdim, *k = s->k + t * kvdim, *v = s->v + t * kvdim;
+      if (L->q_norm) {
+        for (int h = 0; h < c->heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, c->eps);
+        for (int h = 0; h < c->kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, c->eps);
+      }
+      size_t row = (size_t)positions[t] * (c->rot_dim / 2);
+      rope(q, c->heads, hd, c->rot_dim, weights.cos[local] + row, weights.sin[local] + row);
+      rope(k, c->kv_heads, hd, c->rot_dim, weights.cos[local] + row, weights.sin[local] + row);
+      int p = past + t;
+      float *page = pages[p / KV_PAGE];
+      for (int h = 0; h < c->kv_heads; h++) {
+        mem_copy(page + ((size_t)h * KV_PAGE + p % KV_PAGE) * hd, k + h * hd, sizeof(float) * hd);
+        mem_copy(page + ((size_t)(c->kv_heads + h) * KV_PAGE + p % KV_PAGE) * hd, v + h * hd, sizeof(float) * hd);
+      }
+    }
+    AttnJob aj = {m, past, l};
+    run_job(attention_job, &aj);
+    linears(s->att, m, 1, &L->o, s->xb, 0, 0, 0, 0);
+    for (int t = 0; t < m; t++) {
+      if (c->sandwich) rmsnorm(s->xb + t * H, s->xb + t * H, L->post_attn_norm, H, c->eps);
+      add_f32(s->x + t * H, s->xb + t * H, H);
+    }
+
+    // MLP
+    for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->ffn_norm, H, c->eps);
+    linears(s->xb, m, 2, &L->gate, s->gate, &L->up, s->up, 0, 0);
+    if (c->gelu) gelu_tanh_mul(s->gate, s->up, m * c->ffn);
+    else silu_mul(s->gate, s->up, m * c->ffn);
+    linears(s->gate, m, 1, &L->down, s->xb, 0, 0, 0, 0);
+    for (int t = 0; t < m; t++) {
+      if (c->sandwich) rmsnorm(s->xb + t * H, s->xb + t * H, L->post_ffn_norm, H, c->eps);
+      add_f32(s->x + t * H, s->xb + t * H, H);
+    }
+  }
+
+  if (all_logits) {
+    for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, weights.final_norm, H, c->eps);
+    linears(s->xb, m, 1, &weights.head, all_logits, 0, 0, 0, 0);
+    if (c->final_softcap > 0.0f)
+      for (size_t i = 0; i < (size_t)m * c->vocab; i++) all_logits[i] = c->final_softcap * tanhf_(all_logits[i] / c->final_softcap);
+    return;
+  }
+  if (!want_logits) return;
+  float *last = s->xb;
+  rmsnorm(last, s->x + (m - 1) * H, weights.final_norm, H, c->eps);
+  linears(last, 1, 1, &weights.head, s->logits, 0, 0, 0, 0);
+  if (c->final_softcap > 0.0f)
+    for (int i = 0; i < c->vocab; i++) s->logits[i] = c->final_softcap * tanhf_(s->logits[i] / c->final_softcap);
+}
+
+// n tokens at cache positions [past, past + n); the logits of the last one in state.logits.
+// With all_logits ([n][vocab]) the logits of every token go there instead (evaluation).
+void forward(const int32_t *ids, const int32_t *positions, int n, int past, float *all_logits) {
+  for (int done = 0; done < n; done += CHUNK) {
+    int m = n - done < CHUNK ? n - done : CHUNK;
+    forward_chunk(ids + done, positions + done, m, past + done, done + m == n,
+                  all_logits ? all_logits + (size_t)done * config.vocab : 0);
+  }
+  state.cached = past + n;
+}

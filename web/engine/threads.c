@@ -1,0 +1,81 @@
+// A pool of threads sharing the engine's memory. JS starts each worker with its own
+// instance of this module on the same memory and calls engine_thread_main(tid) from it,
+// after setting the instance's __stack_pointer to a stack of its own (engine_thread_stack).
+// The main thread publishes a job by bumping `generation` and notifying; every thread
+// (the main one too) runs fn(arg, tid, n) on its share, and the main thread waits until
+// `pending` reaches zero. Waiting spins briefly first: a job lasts tens of microseconds.
+#include "engine.h"
+
+#define MAX_THREADS 16
+#define SPINS 20000
+
+static struct {
+  volatile int32_t generation;
+  volatile int32_t pending;
+  volatile int32_t stop;
+  volatile int32_t ready;  // workers that entered engine_thread_main
+  int32_t nthreads;
+  JobFn fn;
+  void *arg;
+} pool = {0, 0, 0, 0, 1, 0, 0};
+
+int thread_count(void) { return pool.nthreads; }
+
+// Allocates the stack of worker tid (>= 1) and returns its top (stacks grow down).
+EXPORT(engine_thread_stack) uintptr_t engine_thread_stack(int bytes) {
+  return (uintptr_t)mem_alloc((size_t)bytes) + (uintptr_t)bytes;
+}
+
+// Threads (the main one included) that jobs are split over; workers must be running.
+EXPORT(engine_set_threads) void engine_set_threads(int n) {
+  pool.nthreads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+static void wait_while_equal(volatile int32_t *p, int32_t value) {
+  for (int i = 0; i < SPINS; i++)
+    if (__atomic_load_n(p, __ATOMIC_ACQUIRE) != value) return;
+  while (__atomic_load_n(p, __ATOMIC_ACQUIRE) == value)
+    __builtin_wasm_memory_atomic_wait32((int32_t *)p, value, -1);
+}
+
+EXPORT(engine_thread_main) void engine_thread_main(int tid) {
+  int32_t seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+  __atomic_add_fetch(&pool.ready, 1, __ATOMIC_ACQ_REL);
+  for (;;) {
+    wait_while_equal(&pool.generation, seen);
+    seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+    if (pool.stop) return;
+    if (tid < pool.nthreads) pool.fn(pool.arg, tid, pool.nthreads);
+    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0)
+      __builtin_wasm_memory_atomic_notify((int32_t *)&pool.pending, 1);
+  }
+}
+
+// Workers waiting for jobs; JS polls it after starting them and before the first job.
+EXPORT(engine_threads_ready) int engine_threads_ready(void) { return __atomic_load_n(&pool.ready, __ATOMIC_ACQUIRE); }
+
+// Ends every worker's engine_thread_main (before the JS side terminates them).
+EXPORT(engine_stop_threads) void engine_stop_threads(int workers) {
+  pool.stop = 1;
+  __atomic_store_n(&pool.pending, workers, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_ACQ_REL);
+  __builtin_wasm_memory_atomic_notify((int32_t *)&pool.generation, -1);
+}
+
+void run_job(JobFn fn, void *arg) {
+  int n = pool.nthreads;
+  if (n == 1) {
+    fn(arg, 0, 1);
+    return;
+  }
+  pool.fn = fn, pool.arg = arg;
+  __atomic_store_n(&pool.pending, n - 1, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_ACQ_REL);
+  __builtin_wasm_memory_atomic_notify((int32_t *)&pool.generation, -1);
+  fn(arg, 0, n);
+  for (;;) {
+    int32_t left = __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE);
+    if (left == 0) break;
+    wait_while_equal(&pool.pending, left);
+  }
+}
