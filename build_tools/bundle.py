@@ -34,6 +34,7 @@ import importlib.util
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -41,11 +42,13 @@ from typing import Any, Final
 from pocketlm_export import atomic
 from pocketlm_runtime.model_info import CONFIG_FILE, ModelInfo
 
+from .app_manifest import app_files
 from .compress import compress_site
 from .deploy import write_host_configs
 from .http_policy import HOST_CONFIG_FILES
 from .model_folder import ModelFolderError, check_inside, named_files, validate_model_folder
 from .server import MANIFEST_FILE, SITE_FORMAT  # what `pocketlm serve` checks for
+from .site_page import page_settings, render_index
 
 REPO: Final = Path(__file__).resolve().parent.parent
 WEB_DIR: Final = REPO / "web"
@@ -86,6 +89,9 @@ NODE_FILES: Final = (
     NodeFile("pyodide", "pyodide.asm.mjs", "runtime/pyodide/pyodide.asm.mjs"),
     NodeFile("pyodide", "pyodide.asm.wasm", "runtime/pyodide/pyodide.asm.wasm"),
     NodeFile("pyodide", "python_stdlib.zip", "runtime/pyodide/python_stdlib.zip"),
+    # Markdown for answers (web/markdown.js): the self-contained browser build, and its licence.
+    NodeFile("markdown-it", "dist/browser/markdown-it.esm.min.mjs", "runtime/markdown-it/markdown-it.mjs"),
+    NodeFile("markdown-it", "LICENSE", "runtime/markdown-it/LICENSE"),
 )
 PYODIDE_LOCK: Final = "runtime/pyodide/pyodide-lock.json"
 
@@ -109,8 +115,11 @@ class BuildResult:
 
 
 def build_site(model_dir: Path, out: Path, *, force: bool = False,
-               node_modules: Path | None = None, engine_dir: Path | None = None) -> BuildResult:
-    """Bundle `model_dir` (an exported model folder) with the page into the site `out`."""
+               node_modules: Path | None = None, engine_dir: Path | None = None,
+               page: Mapping[str, Any] | None = None) -> BuildResult:
+    """Bundle `model_dir` (an exported model folder) with the page into the site `out`.
+    ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
+    page = page if page is not None else page_settings({}, {})
     info = check_model_folder(model_dir)
     modules = node_modules if node_modules is not None else REPO / "node_modules"
     check_node_modules(modules, REPO / "package-lock.json")
@@ -119,6 +128,10 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
     with atomic.staged_folder(out, force, error=BuildError) as root:
         stage = Stage(root)
         copy_web(stage, WEB_DIR)
+        index = render_index((WEB_DIR / "index.html").read_text(encoding="utf-8"), page)
+        stage.write("index.html", index.encode("utf-8"))
+        for path, data in app_files(page).items():  # installable: web app manifest, icons
+            stage.write(path, data)
         ort, pyodide = copy_runtime(stage, modules)
         site = {
             "format": "pocketlm-site-config",

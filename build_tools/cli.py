@@ -100,6 +100,30 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
                    help="onnxruntime threads (default: all cores)")
 
 
+def _add_page_settings(p: argparse.ArgumentParser) -> None:
+    """The site owner's page settings (build_tools/site_page.py); unset ones stay None."""
+    g = p.add_argument_group("the page", "also read from --config FILE (TOML; options win over it)")
+    g.add_argument("--config", type=Path, help="a TOML file of the settings below (keys with underscores)")
+    g.add_argument("--title", help="page and app name (default pocketlm)")
+    g.add_argument("--welcome", help="text shown before the first message")
+    g.add_argument("--system-prompt", help="sent first in every conversation")
+    g.add_argument("--suggestion", dest="suggestions", action="append",
+                   help="a prompt offered as a button (repeatable)")
+    g.add_argument("--temperature", type=float, help="default temperature, 0..2 (default 0.3)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling, (0, 1] (default 0.9)")
+    g.add_argument("--repetition-penalty", type=float, help="1..2 (default 1.1)")
+    g.add_argument("--max-new-tokens", type=int, help="default answer length (default 256)")
+    g.add_argument("--max-new-tokens-cap", type=int, help="the longest answer a visitor may ask for (default 4096)")
+    g.add_argument("--max-prompt-tokens", type=int, help="the longest conversation read (default: the context)")
+    g.add_argument("--kiosk", action="store_const", const=True,
+                   help="touch layout, no settings, no links out, idle reset (also ?kiosk=1)")
+    g.add_argument("--idle-reset", type=int, metavar="SECONDS",
+                   help="kiosk: start over after this long without a touch (default 120)")
+    g.add_argument("--idle-warning", type=int, metavar="SECONDS",
+                   help="kiosk: countdown shown before the reset (default 15)")
+    g.add_argument("--theme-color", help="#rgb or #rrggbb (default #1a5fd0)")
+
+
 def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="pocketlm", description="Small language models in the browser, privately.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -138,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--force", action="store_true")
+    _add_page_settings(p)
 
     p = sub.add_parser("serve", help="serve a built site on 127.0.0.1 (static files only)")
     p.add_argument("dist", type=Path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from .errors import UserError
 
@@ -148,10 +149,25 @@ def chat(args: argparse.Namespace) -> int:
         messages.append({"role": "assistant", "content": result.text})
 
 
+PAGE_OPTIONS = ("title", "welcome", "system_prompt", "suggestions", "temperature", "top_p",
+                "repetition_penalty", "max_new_tokens", "max_new_tokens_cap", "max_prompt_tokens",
+                "kiosk", "idle_reset", "idle_warning", "theme_color")
+
+
+def page_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The page's settings: --config FILE, then the options given (site_page.py)."""
+    from .site_page import check_settings, page_settings, read_config
+
+    from_file = read_config(args.config) if args.config else {}
+    given = {name: getattr(args, name) for name in PAGE_OPTIONS if getattr(args, name) is not None}
+    return page_settings(from_file, check_settings(given, source="option"))
+
+
 def build(args: argparse.Namespace) -> int:
     from .bundle import build_site
 
-    result = build_site(args.model, args.out, force=args.force)
+    page = page_from_args(args)  # checked before anything is written
+    result = build_site(args.model, args.out, force=args.force, page=page)
     print(f"built {result.out}: {result.summary}")
     return 0
 

@@ -5,6 +5,11 @@ Verbs after onnxruntime-genai: :meth:`Generator.append_tokens`,
 :meth:`Generator.get_next_tokens`. The prompt goes through the same loop as generated
 tokens: pending tokens are fed to the model on the next step. A new prompt that extends
 the tokens already in the KV cache only feeds the new part (chat turns reuse the cache).
+
+Long prompts are fed in chunks (:class:`Chunking`): memory stays bounded by the chunk, not
+the prompt (attention scores are chunk x context, not prompt x prompt), time grows linearly
+with the prompt, and between chunks :attr:`Generator.interrupt` is asked whether to go on.
+A prompt that cannot fit the context is refused before anything is fed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,42 @@ Clock = Callable[[], float]
 
 class ContextFull(ValueError):
     """The prompt plus the answer would not fit the model's context."""
+
+
+class Interrupted(Exception):
+    """Feeding stopped between two chunks because :attr:`Generator.interrupt` said so.
+    The chunks fed before stay in the cache; the rest is dropped."""
+
+
+@dataclass
+class Chunking:
+    """How many prompt tokens one model run feeds.
+
+    ``tokens``: the size of a chunk (and of the first one when adapting). With
+    ``seconds`` > 0 the size adapts so that a chunk takes about that long (later chunks
+    attend to more positions and get slower), between ``least`` and ``most`` tokens; this
+    bounds how long an interruption waits. Chunk boundaries only reorder floating-point
+    sums, so the tokens of greedy decoding match an unchunked run in all but ties.
+    """
+
+    tokens: int = 256
+    seconds: float = 0.0
+    least: int = 8
+    most: int = 512
+
+    def next_size(self, size: int, elapsed: float) -> int:
+        """The next chunk's size after one of ``size`` tokens took ``elapsed`` seconds."""
+        if self.seconds <= 0 or elapsed <= 0:
+            return size
+        wanted = int(size * self.seconds / elapsed)
+        return max(self.least, min(self.most, wanted, 2 * size))
+
+
+def context_error(total: int, context_length: int) -> ContextFull:
+    return ContextFull(
+        f"{total} tokens do not fit the model's context of {context_length}; "
+        "shorten the prompt or start a new chat"
+    )
 
 
 @dataclass
@@ -65,6 +106,9 @@ class Generator:
         self.clock = clock
         self.cached: list[int] = []  # tokens whose keys/values are in the cache
         self.kv: dict[str, Any] = {}
+        self.chunking = Chunking()
+        # Asked between prompt chunks; True stops feeding with :class:`Interrupted`.
+        self.interrupt: Callable[[], bool] | None = None
         self.reset()
         self.begin(SamplingOptions())
 
@@ -102,7 +146,11 @@ class Generator:
         return common
 
     def set_prompt(self, ids: list[int]) -> None:
-        """Queue a whole prompt, reusing the cache for the part already fed."""
+        """Queue a whole prompt, reusing the cache for the part already fed.
+
+        Raises :class:`ContextFull` at once when the prompt alone fills the context."""
+        if len(ids) >= self.info.context_length:
+            raise context_error(len(ids), self.info.context_length)
         common = self._cached_prefix(ids)
         if common < len(self.cached) or common == len(ids):
             self.reset()
@@ -114,7 +162,10 @@ class Generator:
     def prefill(self, ids: list[int]) -> int:
         """Feed the start of a coming prompt into the cache now (e.g. while it is typed), so
         the answer's :meth:`set_prompt` finds it there. The cache cannot be cut back: if it
-        holds tokens that ``ids`` does not, it starts again. Returns the tokens fed."""
+        holds tokens that ``ids`` does not, it starts again. Returns the tokens fed: fewer
+        when :attr:`interrupt` stopped it between chunks, none when ``ids`` cannot fit."""
+        if len(ids) >= self.info.context_length:
+            return 0
         common = self._cached_prefix(ids)
         if common < len(self.cached):
             self.reset()
@@ -122,10 +173,13 @@ class Generator:
         self.pending = list(ids[common:])  # a finished answer's last token is not kept
         if not self.pending:
             return 0
-        fed = len(self.pending)
-        self._feed(None)
+        before = len(self.cached)
+        try:
+            self._feed(None)
+        except Interrupted:
+            self.pending = []
         self.chosen = None
-        return fed
+        return len(self.cached) - before
 
     def _feed(self, uniform: float | None) -> None:
         """Run the pending tokens; with ``uniform`` (not None), pick the next token too."""
@@ -140,14 +194,26 @@ class Generator:
             self._run_pending(uniform)
 
     def _run_pending(self, uniform: float | None) -> None:
-        ids = self.pending
+        """Feed the pending tokens, a chunk per model run (see :class:`Chunking`); the
+        next token is picked (with ``uniform``) after the last chunk only."""
+        total = len(self.cached) + len(self.pending)
+        if total > self.info.context_length:
+            raise context_error(total, self.info.context_length)
+        size = self.chunking.tokens
+        while self.pending:
+            if self.interrupt is not None and self.interrupt():
+                raise Interrupted("stopped while reading the prompt")
+            chunk, rest = self.pending[:size], self.pending[size:]
+            started = self.clock()
+            self._run(chunk, None if rest else uniform)
+            self.pending = rest
+            size = self.chunking.next_size(len(chunk), self.clock() - started)
+
+    def _run(self, ids: list[int], uniform: float | None) -> None:
+        """One model run over ``ids``, after the cached tokens; with ``uniform`` (not None),
+        the next token is picked from its logits."""
         start = len(self.cached)
         total = start + len(ids)
-        if total > self.info.context_length:
-            raise ContextFull(
-                f"{total} tokens do not fit the model's context of {self.info.context_length}; "
-                "shorten the prompt or start a new chat"
-            )
         s = self.session
         names = self.info.inputs
         inputs = {
@@ -173,7 +239,6 @@ class Generator:
         finally:
             s.release([logits])
         self.cached.extend(ids)
-        self.pending = []
 
     def generate_next_token(self) -> int:
         if self.done:

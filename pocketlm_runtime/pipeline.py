@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .chat import control_tokens, encode_marked, render_chat
-from .generator import Generator, Timing
+from .generator import ContextFull, Generator, Interrupted, Timing
 from .model_info import ModelInfo
 from .sampling import SamplingOptions
 from .session import Session
@@ -157,12 +157,20 @@ class LanguageModel:
 
     def generate(self, prompt: str | list[Message], options: SamplingOptions | None = None,
                  streamer: Streamer | None = None, *, chat: bool | None = None,
-                 tools: list[dict[str, Any]] | None = None) -> Result:
+                 tools: list[dict[str, Any]] | None = None,
+                 max_prompt_tokens: int | None = None) -> Result:
+        """Answer ``prompt``. Raises :class:`ContextFull` before any model run when the
+        prompt's tokens fill the context or exceed ``max_prompt_tokens`` (a site's cap).
+        When :attr:`Generator.interrupt` stops the reading of the prompt, the result has no
+        tokens and the stop reason ``stopped``."""
         options = options or SamplingOptions()
         gen = self.generator
         ids = self.prompt_ids(prompt, chat=chat, tools=tools)
         if not ids:
             raise ValueError("the prompt is empty; type something first")
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            raise ContextFull(f"the prompt is {len(ids)} tokens and this site takes at most "
+                              f"{max_prompt_tokens}; shorten it or start a new chat")
         gen.begin(options)
         gen.set_prompt(ids)
         decoder = IncrementalDecoder(self.tokenizer, skip_special_tokens=True)
@@ -176,15 +184,19 @@ class LanguageModel:
                 if streamer is not None:
                     streamer.put(text)
 
-        while not gen.is_done():
-            token = gen.generate_next_token()
-            if token in self.info.eos_token_ids:
-                break
-            emit(stops.feed(decoder.put(token)))
-            if token in special:  # its text is not shown, but a stop string may match it
-                emit(stops.feed(self.tokenizer.id_to_token(token) or "", visible=False))
-            if stops.hit:
-                gen.stop("stop_string")
+        try:
+            while not gen.is_done():
+                token = gen.generate_next_token()
+                if token in self.info.eos_token_ids:
+                    break
+                emit(stops.feed(decoder.put(token)))
+                if token in special:  # its text is not shown, but a stop string may match it
+                    emit(stops.feed(self.tokenizer.id_to_token(token) or "", visible=False))
+                if stops.hit:
+                    gen.stop("stop_string")
+        except Interrupted:
+            gen.pending = []
+            gen.stop()
         if not stops.hit:
             emit(stops.feed(decoder.end()))
             if stops.hit:

@@ -40,6 +40,7 @@ import { Messenger } from './messenger.js';
  * @property {number} [seed] seed of the draws: the same seed gives the same answer
  * @property {string[]} [stop] stop strings; the earliest match ends the answer
  * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
+ * @property {number} [maxPromptTokens] refuse longer prompts (a site's cap), like the context
  *
  * @typedef {{role: string, content: string}} ChatMessage
  *
@@ -96,7 +97,10 @@ export class Engine {
    */
   async generate(prompt, options = {}, onToken) {
     const { chat, ...sampling } = options;
-    if (this.stopFlag) Atomics.store(this.stopFlag, 0, 0);
+    if (this.stopFlag) {
+      Atomics.store(this.stopFlag, 0, 0);
+      Atomics.store(this.stopFlag, 1, 1); // an answer is wanted: stop reading the draft
+    }
     const raw = await this.messenger.request('generate', { prompt, options: sampling, chat }, onToken);
     const { text, tokens, stop_reason: stopReason, ...figures } = raw;
     return { text, tokens, stopReason, timing: /** @type {Timing} */ (camelKeys(figures)) };
@@ -111,7 +115,18 @@ export class Engine {
    * @returns {Promise<{fed: number}>} the tokens fed now
    */
   prefill(prompt, options = {}) {
+    if (this.stopFlag) Atomics.store(this.stopFlag, 1, 1); // the draft read before is stale
     return this.messenger.request('prefill', { prompt, chat: options.chat });
+  }
+
+  /**
+   * Stop reading a draft (the text was deleted, or the chat is being reset); what was read
+   * stays in the cache. Resolves once the worker has stopped reading.
+   * @returns {Promise<{cancelled: boolean}>}
+   */
+  cancelDraft() {
+    if (this.stopFlag) Atomics.store(this.stopFlag, 1, 1);
+    return this.messenger.request('cancelDraft');
   }
 
   /** Stop the current answer after the token being computed. */
@@ -131,9 +146,30 @@ export class Engine {
     this.onBackendChange?.(this.backend);
   }
 
-  /** Forget the conversation (the KV cache). */
+  /** Forget the conversation (the KV cache), stopping an answer or draft being read. */
   newChat() {
+    if (this.stopFlag) {
+      Atomics.store(this.stopFlag, 0, 1);
+      Atomics.store(this.stopFlag, 1, 1);
+    }
     return this.messenger.request('newChat');
+  }
+
+  /**
+   * Whether the worker still answers within `timeoutMs` (a terminated or crashed worker
+   * never does). The worker answers between two steps, so an answer being written is fine.
+   * @param {number} [timeoutMs]
+   * @returns {Promise<boolean>}
+   */
+  async ping(timeoutMs = 3000) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    try {
+      return await Promise.race([this.messenger.request('ping').then(() => true, () => false), late]) === true;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** End the worker and free its memory. */
@@ -172,7 +208,7 @@ export async function createEngine(options = {}) {
   });
   /** @type {Engine | null} */
   let engine = null;
-  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(8)) : null;
   try {
     const loaded = await messenger.request('init', { options: { ...rest, ...forced }, stopFlag });
     engine = new Engine(worker, messenger, loaded, stopFlag, onBackendChange);

@@ -34,7 +34,10 @@ const state = {
   /** @type {Promise<unknown> | null} a prompt being fed ahead of its answer */
   prefilling: null,
   stopRequested: false,
-  /** @type {Int32Array | null} set to 1 by the page's engine.stop() (shared memory) */
+  /** the draft being read ahead is no longer wanted (the text changed, Send, New chat) */
+  draftCancelled: false,
+  /** @type {Int32Array | null} [0]: 1 after the page's engine.stop(); [1]: 1 when the page
+   *  cancels the draft being read (shared memory, when cross-origin isolated) */
   stopFlag: null,
 };
 
@@ -287,7 +290,7 @@ function nextTurn() {
 async function generate(message, stream) {
   if (!state.model) throw new Error('the engine is not loaded yet; wait for init');
   if (state.generating) throw new Error('already generating; stop the current answer first');
-  await state.prefilling?.catch(() => undefined);
+  await cancelDraft();
   state.stopRequested = false;
   // Python calls post() for each piece of text, stopped() before each step, and now and
   // then awaits pause(), which lets a stop message in (pages without shared memory).
@@ -310,15 +313,22 @@ async function generate(message, stream) {
 }
 
 /**
- * Feed the settled part of a prompt still being typed, so its answer starts sooner. Skipped
- * (fed: 0) while an answer or another prefill runs.
+ * Feed the settled part of a prompt still being typed, so its answer starts sooner. A draft
+ * still being read is cancelled first (the text changed); skipped (fed: 0) while an answer
+ * runs. Cancelled itself, between two chunks, by cancelDraft().
  * @param {{prompt: string | {role: string, content: string}[], chat?: boolean}} message
  */
 async function prefill(message) {
   if (!state.model) throw new Error('the engine is not loaded yet; wait for init');
+  await cancelDraft();
   if (state.generating || state.prefilling) return { fed: 0 };
+  const cancelled = () => state.draftCancelled || (state.stopFlag !== null && Atomics.load(state.stopFlag, 1) === 1);
+  const pause = async () => {
+    await nextTurn();
+    return cancelled();
+  };
   const method = state.model.prefill;
-  const run = method.callPromising(message.prompt, message.chat);
+  const run = method.callPromising(message.prompt, message.chat, cancelled, pause);
   state.prefilling = run;
   try {
     return { fed: await run };
@@ -326,6 +336,22 @@ async function prefill(message) {
     state.prefilling = null;
     method.destroy();
   }
+}
+
+/**
+ * Stop reading the draft (at the next chunk) and wait until it has stopped; clears the
+ * request afterwards, so the next draft or answer runs.
+ * @returns {Promise<{cancelled: boolean}>}
+ */
+async function cancelDraft() {
+  const running = state.prefilling;
+  if (running) {
+    state.draftCancelled = true;
+    await running.catch(() => undefined);
+  }
+  state.draftCancelled = false;
+  if (state.stopFlag) Atomics.store(state.stopFlag, 1, 0);
+  return { cancelled: running !== null };
 }
 
 async function stop() {
@@ -339,7 +365,7 @@ async function newChat() {
     state.stopRequested = true;
     await state.generating.catch(() => undefined);
   }
-  await state.prefilling?.catch(() => undefined);
+  await cancelDraft();
   state.model?.new_chat();
   return { cleared: true };
 }
@@ -351,8 +377,10 @@ serve({
   },
   generate: (message, stream) => generate(/** @type {any} */ (message), stream),
   prefill: (message) => prefill(/** @type {any} */ (message)),
+  cancelDraft,
   stop,
   newChat,
+  ping: () => ({ alive: true }), // the page checks the worker still answers
   liveTensors: () => state.backend?.liveTensors() ?? 0, // a leak check for tests
   loseGpuDevice: async () => (await import('./ort_backend.js')).loseGpuDevice(), // tests of the move to the CPU
 }, self);

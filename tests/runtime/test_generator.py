@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pocketlm_export.export import ExportOptions, export
-from pocketlm_runtime.generator import ContextFull
+from pocketlm_runtime.generator import Chunking, ContextFull
 from pocketlm_runtime.native import load_native
 from pocketlm_runtime.sampling import SamplingOptions
 from pocketlm_runtime.session import SessionLost
@@ -185,6 +185,81 @@ def test_a_prompt_longer_than_the_context_is_refused(tiny: tuple[Path, Path]) ->
     model = load_native(tiny[1])
     with pytest.raises(ContextFull, match="context"):
         model.generate("word " * 400, SamplingOptions(max_new_tokens=3))
+
+
+class CountingSession:
+    """Wraps a session and records how many tokens each run fed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fed: list[int] = []
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        self.fed.append(int(feeds["input_ids"].shape[1]))
+        return self.inner.run(feeds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+LONG_PROMPT = "the cat sat on the mat and then " * 8
+
+
+def test_a_long_prompt_is_fed_in_chunks_with_the_tokens_of_one_run(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    ids = model.prompt_ids(LONG_PROMPT)
+    assert len(ids) > 40
+    counting = CountingSession(model.generator.session)
+    model.generator.session = counting
+    model.generator.chunking = Chunking(tokens=16)
+    result = model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=12))
+    prompt_runs = len(ids) // 16 + (1 if len(ids) % 16 else 0)
+    assert counting.fed[:prompt_runs] == [16] * (len(ids) // 16) + ([len(ids) % 16] if len(ids) % 16 else [])
+    # The independent loop reads the whole prompt in one run.
+    assert result.tokens == OnnxDecoder(tiny[1]).greedy(ids, len(result.tokens))
+
+
+def test_adaptive_chunks_aim_at_a_duration_within_bounds() -> None:
+    chunking = Chunking(tokens=32, seconds=0.2, least=8, most=512)
+    assert chunking.next_size(32, 0.4) == 16  # too slow: halve
+    assert chunking.next_size(32, 0.05) == 64  # fast: grow, at most doubling
+    assert chunking.next_size(16, 10.0) == 8  # never below least
+    assert chunking.next_size(400, 0.1) == 512  # never above most
+    assert Chunking(tokens=32).next_size(32, 5.0) == 32  # no duration: fixed size
+
+
+def test_interrupt_between_chunks_keeps_what_was_fed_and_ends_the_answer(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    gen = model.generator
+    counting = CountingSession(gen.session)
+    gen.session = counting
+    gen.chunking = Chunking(tokens=8)
+    gen.interrupt = lambda: len(counting.fed) >= 2
+    result = model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=5))
+    assert result.tokens == [] and result.stop_reason == "stopped"
+    assert counting.fed == [8, 8] and len(gen.cached) == 16
+    # A draft read ahead is interrupted the same way, keeping its chunks.
+    model.new_chat()
+    counting.fed.clear()
+    fed = gen.prefill(model.prompt_ids(LONG_PROMPT))
+    assert fed == 16 and counting.fed == [8, 8]
+    # The next prompt reuses the fed chunks and gives the tokens of a fresh run.
+    gen.interrupt = None
+    again = model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=5))
+    assert again.timing.reused_tokens == 16
+    assert again.tokens == OnnxDecoder(tiny[1]).greedy(model.prompt_ids(LONG_PROMPT), 5)
+
+
+def test_a_prompt_over_the_cap_or_the_context_is_refused_before_any_run(tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    counting = CountingSession(model.generator.session)
+    model.generator.session = counting
+    with pytest.raises(ContextFull, match="at most 10"):
+        model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=3), max_prompt_tokens=10)
+    with pytest.raises(ContextFull, match="do not fit the model's context"):
+        model.generate("word " * 400, SamplingOptions(max_new_tokens=3))
+    assert model.generator.prefill(model.prompt_ids("word " * 400)) == 0
+    assert counting.fed == []
 
 
 def test_cli_generate_and_chat(tiny: tuple[Path, Path]) -> None:

@@ -142,7 +142,7 @@ def test_the_chat_page_answers(open_browser: BrowserFactory, default_server: Sit
     page, _ = open_page(open_browser, default_server, "")
     page.fill("#prompt", "Write a haiku about the sea.")
     page.click("#send")
-    wait_until(page, "document.querySelector('#messages li.assistant p')?.textContent.length > 20", 300)
+    wait_until(page, "document.querySelector('#messages li.assistant .text')?.textContent.length > 20", 300)
     # The README shows this picture.
     page.screenshot(path=str(SCREENSHOT))
     wait_until(page, "!document.getElementById('send').disabled", 300)

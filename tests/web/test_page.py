@@ -115,7 +115,7 @@ def test_streamed_text_appears_in_the_answer_bubble(page: Any) -> None:
     page.fill("#prompt", "hello world")
     page.click("#send")
     wait_until(page, "!document.getElementById('send').disabled")
-    shown = page.evaluate("document.querySelector('#messages li.assistant p').textContent")
+    shown = page.evaluate("document.querySelector('#messages li.assistant .text').markdown")
     history = page.evaluate("window.pocketlm.history")
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert shown == history[1]["content"]
@@ -153,10 +153,11 @@ STOP_A_LONG_ANSWER = """async () => {
 
 
 def test_stop_ends_the_answer_between_tokens(engine_page: Any) -> None:
-    # The tiny model's context is 256 tokens; at this speed the stop comes well before.
+    # The tiny model's context is 256 tokens; at this speed the stop comes well before (or
+    # even before the first token: the stop is also seen while the prompt is read).
     result = engine_page.evaluate(STOP_A_LONG_ANSWER)
     assert result["stopReason"] == "stopped"
-    assert 1 <= len(result["tokens"]) < 50
+    assert len(result["tokens"]) < 50
 
 
 def test_next_chat_turn_reuses_the_cache_until_new_chat(engine_page: Any) -> None:
@@ -178,7 +179,8 @@ def test_typing_feeds_the_settled_words_ahead_and_the_tokens_stay_the_same(page:
     page.click("#prompt")
     page.keyboard.type(typed, delay=5)
     messages = [{"role": "user", "content": typed}]
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(600)  # past the page's pause after the last key
+    page.evaluate("window.pocketlm.drafting")
     # The page fed the draft while it was typed: all but its last word is in the cache now.
     assert page.evaluate("(draft) => window.pocketlm.engine.prefill(draft)", messages) == {"fed": 0}
     result = ask(page, messages, maxNewTokens=8)
