@@ -76,8 +76,9 @@ def test_default_export_of_a_float_source_stays_within_two_percent(tmp_path: Pat
 
 def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
     src = write_tiny_hf("llama", tmp_path / "hf", seed=4)
-    export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False))
-    export(src, tmp_path / "q4", ExportOptions(quant="q4", logits="all", progress=False))
+    # The DequantizeLinear layout names its tables <path>/codes, with the element type in view.
+    export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False, layout="dq"))
+    export(src, tmp_path / "q4", ExportOptions(quant="q4", logits="all", progress=False, layout="dq"))
     export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
     graph = onnx.load(str(tmp_path / "mixed" / "model.onnx"), load_external_data=False)
     codes = {t.name: t.data_type for t in graph.graph.initializer}

@@ -71,22 +71,33 @@ def test_greedy_tokens_equal_the_engine_in_node(engine_page: Any, tiny_model: Pa
         assert result["tokens"] == engine_tokens(tiny_model, prompt, 24), prompt
 
 
-def test_seeded_sampling_over_the_whole_row_gives_the_native_tokens(engine_page: Any, tiny_model: Path) -> None:
-    """web/sampler.js in the page against numpy natively: same processors, same seed."""
-    from pocketlm_runtime.native import load_native
+def test_seeded_sampling_over_the_whole_row_gives_the_node_engines_tokens(engine_page: Any,
+                                                                         tiny_model: Path) -> None:
+    """The page's sampling (web/sampler.js over the whole row) against the same engine in
+    node driven by the same Python loop: same processors, same seed, same tokens."""
+    from pocketlm_runtime.model_info import ModelInfo
+    from pocketlm_runtime.pipeline import LanguageModel
     from pocketlm_runtime.sampling import SamplingOptions
+    from pocketlm_runtime.tokenizer import Tokenizer
+    from tests.engine.node_engine import EngineSession, NodeEngine
 
-    native = load_native(tiny_model, threads=1)
-    settings = [(0.7, 50, 0.9, 1.1), (1.0, 0, 1.0, 1.0), (1.2, 0, 0.95, 1.3), (0.0, 50, 1.0, 1.5)]
-    for temperature, top_k, top_p, penalty in settings:
-        engine_page.evaluate("window.pocketlm.engine.newChat()")
-        got = ask(engine_page, PROMPTS[1], maxNewTokens=20, temperature=temperature, topK=top_k,
-                  topP=top_p, repetitionPenalty=penalty, seed=7)
-        native.new_chat()
-        want = native.generate(PROMPTS[1], SamplingOptions(
-            max_new_tokens=20, temperature=temperature, top_k=top_k, top_p=top_p,
-            repetition_penalty=penalty, seed=7))
-        assert got["tokens"] == want.tokens, (temperature, top_k, top_p, penalty)
+    info = ModelInfo.from_text((tiny_model / "pocketlm.json").read_text(encoding="utf-8"))
+    node = NodeEngine()
+    try:
+        node.load(tiny_model, build="relaxed", threads=1)
+        reference = LanguageModel(EngineSession(node), info, Tokenizer.from_file(tiny_model / "tokenizer.json"))
+        settings = [(0.7, 50, 0.9, 1.1), (1.0, 0, 1.0, 1.0), (1.2, 0, 0.95, 1.3), (0.0, 50, 1.0, 1.5)]
+        for temperature, top_k, top_p, penalty in settings:
+            engine_page.evaluate("window.pocketlm.engine.newChat()")
+            got = ask(engine_page, PROMPTS[1], maxNewTokens=20, temperature=temperature, topK=top_k,
+                      topP=top_p, repetitionPenalty=penalty, seed=7)
+            reference.new_chat()
+            want = reference.generate(PROMPTS[1], SamplingOptions(
+                max_new_tokens=20, temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=penalty, seed=7))
+            assert got["tokens"] == want.tokens, (temperature, top_k, top_p, penalty)
+    finally:
+        node.close()
 
 
 def test_typed_control_tokens_are_plain_text_in_the_page(engine_page: Any, tiny_model: Path) -> None:
