@@ -141,6 +141,15 @@ def wait_until(page: Any, expression: str, timeout_s: float = 30) -> None:
         time.sleep(0.05)
 
 
+def open_ready_page(browsers: BrowserFactory, server: Any, query: str = "backend=wasm") -> tuple[Any, Traffic]:
+    """A new page of ``server``'s site at ``/?query``, once its engine is ready."""
+    context, traffic = browsers(server.url)
+    page = context.new_page()
+    page.goto(f"{server.url}/?{query}")
+    wait_ready(page)
+    return page, traffic
+
+
 def wait_ready(page: Any, timeout_s: float = 600) -> None:
     wait_until(page, READY, timeout_s)
     status = page.inner_text("#status")

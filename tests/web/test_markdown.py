@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, open_ready_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -50,10 +50,7 @@ HOSTILE = [
 
 @pytest.fixture(scope="module")
 def page(module_browser: BrowserFactory, tiny_server: SiteServer) -> Any:
-    context, traffic = module_browser(tiny_server.url)
-    page = context.new_page()
-    page.goto(tiny_server.url + "/?backend=wasm")
-    wait_ready(page)
+    page, traffic = open_ready_page(module_browser, tiny_server)
     page.traffic = traffic
     return page
 

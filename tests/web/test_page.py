@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from tests.web.references import engine_continuation, engine_tokens, native_tokens
-from tests.web.site_browser import BrowserFactory, SiteServer, ask, wait_ready, wait_until
+from tests.web.site_browser import (
+    BrowserFactory,
+    SiteServer,
+    ask,
+    open_ready_page,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,11 +29,7 @@ PROMPTS = ["hello world", "the cat sat on the mat", "one two three four"]
 
 
 def load_page(browsers: BrowserFactory, server: SiteServer) -> Any:
-    context, _ = browsers(server.url)
-    page = context.new_page()
-    page.goto(server.url + "/?backend=wasm")
-    wait_ready(page)
-    return page
+    return open_ready_page(browsers, server)[0]
 
 
 @pytest.fixture

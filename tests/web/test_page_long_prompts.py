@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, open_ready_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,11 +25,7 @@ FIRST_TEXT = "document.querySelector('#messages li.assistant .text')?.textConten
 
 @pytest.fixture(scope="module")
 def page(module_browser: BrowserFactory, default_server: SiteServer) -> Any:
-    context, _ = module_browser(default_server.url)
-    page = context.new_page()
-    page.goto(default_server.url + "/?backend=wasm")
-    wait_ready(page)
-    return page
+    return open_ready_page(module_browser, default_server)[0]
 
 
 @pytest.fixture(scope="module")
