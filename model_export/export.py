@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from . import quality
 from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
 from .errors import ExportError
-from .graph import DecoderGraph, set_logits_positions
+from .graph import DecoderGraph, FloatCodec, set_logits_positions
 from .io_names import GraphNames
 from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, session_config, validate
 from .report import write_report
@@ -30,6 +31,9 @@ from .sources import SourceModel, load_source
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
+# The quality gate widens quantized weights to float32 in its sessions, as runtimes do,
+# only while that stays under this many bytes (see gate_session_config).
+GATE_WIDEN_LIMIT = 2_500_000_000
 log = logging.getLogger("pocketlm")
 
 
@@ -96,18 +100,37 @@ def count_parameters(src: SourceModel) -> int:
 
 
 def save_model(model: onnx.ModelProto, folder: Path) -> None:
-    """Write model.onnx (the graph) and model.onnx.data (the weights).
+    """Write model.onnx (the graph); its weights are already in model.onnx.data.
 
-    Weights always go to the data file: protobuf cannot hold a graph past 2 GB, and
+    The graph builder streams every weight into the data file as it is made (see
+    :mod:`pocketlm_export.onnx_builder`): protobuf cannot hold a graph past 2 GB, and
     onnxruntime-web keeps one copy fewer of external weights while it loads (the page's
     memory stays under 1 GB for the default model; with weights inside the graph it did not).
     """
     try:
-        onnx.save_model(model, folder / ONNX_FILE, save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
+        onnx.save_model(model, folder / ONNX_FILE)
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
     (folder / EXTERNAL_DATA_FILE).chmod(0o644)
+
+
+def build_into(folder: Path, src: SourceModel, codec: FloatCodec | None, progress: bool) -> Path:
+    """Build the graph (logits for every position) into ``folder``; returns model.onnx's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        model = DecoderGraph(src, codec=codec, progress=progress, last_logits=False,
+                             data_file=folder / EXTERNAL_DATA_FILE).build()
+    except OSError as exc:
+        raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
+    save_model(model, folder)
+    return folder / ONNX_FILE
+
+
+def set_logits_in_file(path: Path, last: bool) -> None:
+    """Rewrite the graph file's logits positions (its weights stay where they are)."""
+    model = onnx.load(str(path), load_external_data=False)
+    set_logits_positions(model, last=last)
+    onnx.save_model(model, path)
 
 
 def smoke_test(folder: Path) -> None:
@@ -137,35 +160,54 @@ def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
                         accuracy_level=options.accuracy_level, layout=options.layout)
 
 
-def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.ModelProto, dict[str, Any]]:
-    """Build the graph for each candidate mode until one passes the quality gate."""
+def gate_session_config(src: SourceModel, config: dict[str, str]) -> dict[str, str]:
+    """The session settings the gate runs a candidate with: the runtimes' own, unless
+    widening every weight to float32 at load would pass :data:`GATE_WIDEN_LIMIT`; then the
+    blocks stay quantized in the session (onnxruntime's quantized MatMul kernels) and the
+    report says so."""
+    if config.get("session.disable_quant_qdq") == "1" and 4 * count_parameters(src) > GATE_WIDEN_LIMIT:
+        return {k: v for k, v in config.items() if k != "session.disable_quant_qdq"}
+    return config
+
+
+def choose_model(src: SourceModel, options: ExportOptions, stage: Path) -> tuple[str, dict[str, Any]]:
+    """Build the graph for each candidate mode until one passes the quality gate; the chosen
+    graph's files land in ``stage``."""
     modes = candidate_modes(src, options)
     for mode in modes:
         validate(quant_options(options, mode), src)
     if modes == ["fp32"]:
-        return "fp32", DecoderGraph(src, progress=options.progress, last_logits=False).build(), {}
+        build_into(stage, src, None, options.progress)
+        return "fp32", {}
     tokenizer = Tokenizer.from_str(json.dumps(src.tokenizer))
     text_ids = tokenizer.encode(quality.eval_text(), add_special_tokens=False)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in quality.GREEDY_PROMPTS]
-    ref_model = DecoderGraph(src, last_logits=False).build()
-    ref = quality.reference(ref_model, text_ids, prompts, src.config.context_length)
-    del ref_model
+    work = stage / ".gate"
+    ref = quality.reference(src, work / "reference", text_ids, src.config.context_length)
     tried: list[dict[str, Any]] = []
-    for mode in modes:
-        codec = codec_for(src, quant_options(options, mode))
-        model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
-        result = quality.compare(mode, model, ref, text_ids, prompts, src.config.context_length,
-                                 session_config(quant_options(options, mode)))
-        entry = result.as_dict()
-        entry["requantized"] = getattr(codec, "requantized", {})
-        tried.append(entry)
-        if result.passed:
-            return mode, model, {"chosen": mode, "candidates": tried}
-        if options.allow_quality_loss and options.quant != "auto":
-            log.warning("%s raises perplexity by %.1f%% (limit %.0f%%); kept because of --allow-quality-loss",
-                        mode, 100 * result.perplexity_rise, 100 * (result.limit or 0))
-            return mode, model, {"chosen": mode, "candidates": tried}
-        del model
+    try:
+        for mode in modes:
+            codec = codec_for(src, quant_options(options, mode))
+            folder = work / mode
+            path = build_into(folder, src, codec, options.progress)
+            config = gate_session_config(src, session_config(quant_options(options, mode)))
+            result = quality.compare(mode, path, ref, text_ids, prompts, config)
+            entry = result.as_dict()
+            entry["requantized"] = getattr(codec, "requantized", {})
+            tried.append(entry)
+            keep = result.passed
+            if not keep and options.allow_quality_loss and options.quant != "auto":
+                log.warning("%s raises perplexity by %.1f%% (limit %.0f%%); kept because of --allow-quality-loss",
+                            mode, 100 * result.perplexity_rise, 100 * (result.limit or 0))
+                keep = True
+            if keep:
+                for name in (ONNX_FILE, EXTERNAL_DATA_FILE):
+                    (folder / name).rename(stage / name)
+                return mode, {"chosen": mode, "reference": ref.describe(), "candidates": tried}
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        ref.layered.close()
+        shutil.rmtree(work, ignore_errors=True)
     last = tried[-1]
     raise ExportError(
         f"quality gate failed: {last['mode']} raises perplexity by {100 * last['perplexity_rise']:.1f}% "
@@ -183,12 +225,10 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     path = source if source is not None else default_model_path()
     src = load_source(path)
     loaded = time.perf_counter()
-    mode, model, gate = choose_model(src, options)
-    set_logits_positions(model, last=options.logits == "last")
-    built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
-        save_model(model, stage)
-        del model
+        mode, gate = choose_model(src, options, stage)
+        set_logits_in_file(stage / ONNX_FILE, last=options.logits == "last")
+        built = time.perf_counter()
         config = model_json(src, mode, options.logits, session_config(quant_options(options, mode)),
                             {"quant": options.quant, "block_size": options.block_size,
                              "symmetric": options.symmetric, "layout": options.layout,
