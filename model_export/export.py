@@ -7,6 +7,7 @@ graph once with onnxruntime as a smoke test -> move the folder into place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -31,9 +32,9 @@ from .sources import SourceModel, load_source
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
-# The quality gate widens quantized weights to float32 in its sessions, as runtimes do,
-# only while that stays under this many bytes (see gate_session_config).
-GATE_WIDEN_LIMIT = 2_500_000_000
+# The quality gate and the smoke test widen quantized weights to float32 in their sessions,
+# as runtimes do, only while that stays under this many bytes (see check_session_config).
+CHECK_WIDEN_LIMIT = 1_000_000_000
 log = logging.getLogger("pocketlm")
 
 
@@ -133,11 +134,12 @@ def set_logits_in_file(path: Path, last: bool) -> None:
     onnx.save_model(model, path)
 
 
-def smoke_test(folder: Path) -> None:
+def smoke_test(folder: Path, src: SourceModel) -> None:
     """Load the graph with onnxruntime and decode one token, so a broken export never lands."""
     from pocketlm_runtime.native import NativeSession, read_info
 
     info = read_info(folder)
+    info = dataclasses.replace(info, session_config=check_session_config(src, info.session_config))
     session = NativeSession(folder / info.model_file, info, threads=1)
     feeds = {"input_ids": session.int64([0], (1, 1)), "attention_mask": session.int64([1], (1, 1)),
              "position_ids": session.int64([0], (1, 1))}
@@ -160,12 +162,12 @@ def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
                         accuracy_level=options.accuracy_level, layout=options.layout)
 
 
-def gate_session_config(src: SourceModel, config: dict[str, str]) -> dict[str, str]:
-    """The session settings the gate runs a candidate with: the runtimes' own, unless
-    widening every weight to float32 at load would pass :data:`GATE_WIDEN_LIMIT`; then the
-    blocks stay quantized in the session (onnxruntime's quantized MatMul kernels) and the
-    report says so."""
-    if config.get("session.disable_quant_qdq") == "1" and 4 * count_parameters(src) > GATE_WIDEN_LIMIT:
+def check_session_config(src: SourceModel, config: dict[str, str]) -> dict[str, str]:
+    """The session settings the gate and the smoke test run a graph with: the runtimes'
+    own, unless widening every weight to float32 at load would pass
+    :data:`CHECK_WIDEN_LIMIT`; then the blocks stay as stored in the session (dequantized
+    by each step) and the report says so."""
+    if config.get("session.disable_quant_qdq") == "1" and 4 * count_parameters(src) > CHECK_WIDEN_LIMIT:
         return {k: v for k, v in config.items() if k != "session.disable_quant_qdq"}
     return config
 
@@ -190,7 +192,7 @@ def choose_model(src: SourceModel, options: ExportOptions, stage: Path) -> tuple
             codec = codec_for(src, quant_options(options, mode))
             folder = work / mode
             path = build_into(folder, src, codec, options.progress)
-            config = gate_session_config(src, session_config(quant_options(options, mode)))
+            config = check_session_config(src, session_config(quant_options(options, mode)))
             result = quality.compare(mode, path, ref, text_ids, prompts, config)
             entry = result.as_dict()
             entry["requantized"] = getattr(codec, "requantized", {})
@@ -236,7 +238,7 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
         (stage / "pocketlm.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (stage / "tokenizer.json").write_text(json.dumps(src.tokenizer, ensure_ascii=False), encoding="utf-8")
         saved = time.perf_counter()
-        smoke_test(stage)
+        smoke_test(stage, src)
         checked = time.perf_counter()
         report = write_report(stage, src, config, {
             "parameters": count_parameters(src),

@@ -43,6 +43,9 @@ def eval_text() -> str:
 
 # Rows of logits compared at a time (memory: rows x vocabulary x 4 bytes, twice).
 COMPARE_ROWS = 64
+# Largest logits tensor of one window: a 150k vocabulary gets shorter windows, since
+# onnxruntime holds a few copies of the logits while it runs a window.
+WINDOW_LOGITS_BYTES = 128 << 20
 
 
 class GraphRunner:
@@ -56,6 +59,7 @@ class GraphRunner:
         for key, value in (config or {}).items():
             options.add_session_config_entry(key, value)
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # give each window's logits back at once
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
@@ -134,9 +138,11 @@ class Quality:
         return asdict(self)
 
 
-def window_for(context_length: int) -> int:
-    """Evaluation windows fit the model's context, leaving room for the greedy prompts."""
-    return max(16, min(WINDOW, context_length // 2))
+def window_for(context_length: int, vocab_size: int) -> int:
+    """Evaluation windows fit the model's context, leaving room for the greedy prompts, and
+    keep one window's logits under :data:`WINDOW_LOGITS_BYTES` (a power of two >= 16)."""
+    by_memory = 1 << max(4, (WINDOW_LOGITS_BYTES // (4 * vocab_size)).bit_length() - 1)
+    return max(16, min(WINDOW, context_length // 2, by_memory))
 
 
 def reference(src: SourceModel, folder: Path, text_ids: list[int], context_length: int,
@@ -144,7 +150,7 @@ def reference(src: SourceModel, folder: Path, text_ids: list[int], context_lengt
     """Run the float32 reference over the held-out text; its logits go to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     layered = LayeredReference(src, folder / "pieces", threads=threads)
-    window = window_for(context_length)
+    window = window_for(context_length, src.config.vocab_size)
     chunks = windows_of(text_ids, window)
     logits_file = folder / "reference-logits.f32"
     total = 0.0

@@ -147,6 +147,7 @@ class LayeredReference:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False
         return ort.InferenceSession(str(piece.path), options, providers=["CPUExecutionProvider"])
 
     def run(self, sequences: list[list[int]], consume: Callable[[int, np.ndarray], None]) -> None:
