@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
@@ -239,11 +240,28 @@ class DequantizeCodec(NBitsCodec):
         w = self.as_dq("embed")
         if w.mins is not None:  # a Q4_1 embedding: store it as 8-bit blocks instead
             w = nbits_to_dq(quantize_q8(self.src.float32("embed")))
+        if not self.src.config.tie_embeddings and w.onnx_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            return self.gathered_rows(b, ids, w)
         # One [hidden, vocab] table serves the lookup and the tied head. Runtimes widen it to
         # float32 once at load (session.disable_quant_qdq), so both read the same copy.
         self.embed_table = self.dq(b, "embed", w)
         cols = b.op("Gather", [self.embed_table, ids], axis=1, name="embed/gather")  # [H, B, S]
         return b.op("Transpose", [cols], perm=[1, 2, 0], name="embed")
+
+    def gathered_rows(self, b: GraphBuilder, ids: str, w: DQWeight) -> str:
+        """An embedding no head shares, kept quantized in memory: gather the rows' 8-bit
+        codes and block scales ([vocab, hidden] and [vocab, hidden / bs] tables), then
+        DequantizeLinear only the gathered rows (blocked along the last axis). A 150k-row
+        vocabulary then costs one byte a value at run time, not four."""
+        codes = b.initializer("embed/codes", np.ascontiguousarray(w.codes.T))
+        scales = b.initializer("embed/scales", np.ascontiguousarray(w.scales.T).astype(np.float16))
+        inputs = [b.op("Gather", [codes, ids], axis=0, name="embed/gather_codes"),
+                  b.op("Cast", [b.op("Gather", [scales, ids], axis=0, name="embed/gather_scales")],
+                       to=FLOAT, name="embed/scales_to_float")]
+        if w.zero_points is not None:
+            zero = b.initializer("embed/zero_points", np.ascontiguousarray(w.zero_points.T))
+            inputs.append(b.op("Gather", [zero, ids], axis=0, name="embed/gather_zero_points"))
+        return b.op("DequantizeLinear", inputs, axis=2, block_size=w.block_size, name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         return b.op("MatMul", [flat, self.embed_table], name="lm_head")
