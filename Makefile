@@ -38,7 +38,7 @@ bench: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench
 
 bench-export: setup
-	$(BIN)/python -m benchmarks.export_bench --quant fp32
+	$(BIN)/python -m benchmarks.export_bench --models $(or $(MODELS),default)
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench

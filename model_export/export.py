@@ -26,6 +26,7 @@ from .default_model import default_model_path
 from .errors import ExportError
 from .graph import DecoderGraph, FloatCodec, set_logits_positions
 from .io_names import GraphNames
+from .lora import merge_lora
 from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, session_config, validate
 from .report import write_report
 from .sources import SourceModel, load_source
@@ -49,6 +50,7 @@ class ExportOptions:
     accuracy_level: int = 0
     layout: str = "dq"  # "dq" (DequantizeLinear -> MatMul) or "nbits" (MatMulNBits)
     allow_quality_loss: bool = False
+    lora: Path | None = None  # a PEFT LoRA adapter folder merged before quantization
 
 
 @dataclass
@@ -226,6 +228,8 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     started = time.perf_counter()
     path = source if source is not None else default_model_path()
     src = load_source(path)
+    if options.lora is not None:
+        src.source["lora"] = merge_lora(src, options.lora)
     loaded = time.perf_counter()
     with staged_folder(out, options.force) as stage:
         mode, gate = choose_model(src, options, stage)

@@ -41,14 +41,14 @@ class FloatCodec:
 
     def stored(self, b: GraphBuilder, name: str, array: np.ndarray) -> str:
         """A float initializer; half-precision storage is widened once, at load time."""
-        tensor = b.initializer(name, array.astype(self.dtype))
+        tensor = b.initializer(name, np.asarray(array, dtype=self.dtype))  # no copy at float32
         if self.dtype == np.float32:
             return tensor
         return b.op("Cast", [tensor], to=FLOAT, name=name + "/to_float")
 
     def linear(self, b: GraphBuilder, x: str, name: str) -> str:
         path = name.replace(".", "/")
-        w = self.stored(b, path + "/weight", self.src.float32(name).T)
+        w = self.stored(b, path + "/weight", self.src.weights[name].float32_transposed())
         return b.op("MatMul", [x, w], name=path)
 
     def linears(self, b: GraphBuilder, x: str, names: list[str]) -> list[str]:

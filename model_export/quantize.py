@@ -98,6 +98,16 @@ def has_exact_blocks(src: SourceModel) -> bool:
     return any(w.qtype in EXACT_TYPES for name, w in src.weights.items() if name.endswith((".q", ".down")))
 
 
+def stack_rows(parts: list[NBitsWeight]) -> NBitsWeight:
+    """Row blocks of one matrix, quantized apart, as one :class:`NBitsWeight`."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    zero = None if first.zero_points is None else np.concatenate([p.zero_points for p in parts if p.zero_points is not None])
+    return NBitsWeight(sum(p.n for p in parts), first.k, first.bits, first.block_size,
+                       np.concatenate([p.b for p in parts]), np.concatenate([p.scales for p in parts]), zero)
+
+
 class NBitsCodec(FloatCodec):
     """Matrices as MatMulNBits, the embedding as GatherBlockQuantized."""
 
@@ -127,11 +137,13 @@ class NBitsCodec(FloatCodec):
         if mode == "exact":
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
-        w = weight.float32()
         block = self.options.block_size if mode in ("q4", "q8") else GGUF_BLOCK_SIZE
-        if bits == 4:
-            return quantize_q4(w, block, self.options.symmetric if mode == "q4" else False), None
-        return quantize_q8(w, block), None
+        symmetric = self.options.symmetric if mode == "q4" else False
+        # A part of the rows at a time: the rounding works in float64 on whole blocks.
+        parts = [quantize_q4(weight.take_rows(rows).float32(), block, symmetric) if bits == 4
+                 else quantize_q8(weight.take_rows(rows).float32(), block)
+                 for rows in weight.row_chunks()]
+        return stack_rows(parts), None
 
     def target_bits(self, qtype: GGMLQuantizationType) -> int:
         if self.options.mode == "q4":

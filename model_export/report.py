@@ -51,6 +51,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| architecture | {report['architecture']} |",
         f"| source | {report['source'].get('kind')} `{report['source'].get('file')}` (sha256 {report['source'].get('sha256', '')[:16]}...) |",
+        *lora_lines(report["source"].get("lora")),
         f"| parameters | {report['parameters']:,} |",
         f"| layers | {report['layers']} (hidden {report['hidden_size']}; {report['heads']}) |",
         f"| context | {report['context_length']} tokens; vocabulary {report['vocab_size']:,} |",
@@ -102,3 +103,11 @@ def session_weights(config: dict[str, str]) -> str:
     if config.get("session.disable_quant_qdq") == "1":
         return "widened to float32 at load (as runtimes do)"
     return "as stored"
+
+
+def lora_lines(lora: dict[str, Any] | None) -> list[str]:
+    """The merged LoRA adapter's row of the summary table, if any."""
+    if not lora:
+        return []
+    return [(f"| LoRA adapter | `{lora['adapter']}` (sha256 {lora['sha256']}), rank {lora['rank']}, "
+            f"alpha {lora['alpha']:g}, {lora['merged_weights']} weights merged |")]
