@@ -127,6 +127,7 @@ def build_into(folder: Path, src: SourceModel, codec: FloatCodec | None, progres
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
     save_model(model, folder)
+    src.release_pages()
     return folder / ONNX_FILE
 
 

@@ -130,6 +130,7 @@ class LayeredReference:
         model = DecoderPiece(self.src, last_logits=False,
                              data_file=self.folder / f"{name}.onnx.data").build_piece(layers, head)
         onnx.save_model(model, path)
+        self.src.release_pages()
         return Piece(path, layers, head)
 
     @property

@@ -14,7 +14,14 @@ from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from ..tokenizer_json import tokenizer_json_from_gguf
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
+from .model import (
+    SourceModel,
+    check_shapes,
+    mapping_of,
+    post_processor_adds_bos,
+    sha256_of,
+    split_fused,
+)
 from .weights import Weight
 
 GGUF_MAGIC = b"GGUF"
@@ -234,6 +241,7 @@ def read_gguf(path: Path) -> SourceModel:
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
         add_bos_token=post_processor_adds_bos(tokenizer),
+        mappings=[m for m in (mapping_of(r.data) for r in readers) if m is not None],
         source={"kind": "gguf", "file": parts[0].name, "parts": len(parts), "sha256": sha256_of(parts),
                 "bytes": sum(p.stat().st_size for p in parts)},
     )
