@@ -10,7 +10,14 @@ from ..architectures import ArchSpec, spec_for_hf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from .fields import HF_KEYS, HF_SANDWICH_OVERRIDES, HF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
+from .model import (
+    SourceModel,
+    check_shapes,
+    mapping_of,
+    post_processor_adds_bos,
+    sha256_of,
+    split_fused,
+)
 from .safetensors_file import read_safetensors, shard_files
 from .weights import Weight
 
@@ -165,6 +172,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
         bos_token_id=int(bos) if isinstance(bos, int) else None,
         eos_token_ids=eos,
         add_bos_token=add_bos,
+        mappings=list({id(m): m for m in (mapping_of(w.data) for w in weights.values()) if m is not None}.values()),
         source={"kind": "hf", "file": folder.name, "sha256": sha256_of(files),
                 "bytes": sum(p.stat().st_size for p in files)},
     )
