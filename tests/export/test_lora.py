@@ -29,7 +29,7 @@ PROMPT = [5, 17, 42, 99, 120, 7, 250, 33, 61, 200, 12, 88]
 def make_adapter(base: Path, out: Path, arch: str) -> np.ndarray:
     """Save a random LoRA adapter for ``base``; return peft's merged model's logits of PROMPT."""
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = peft.LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
                              init_lora_weights=False, lora_dropout=0.0)
     adapted = peft.get_peft_model(model, config)

@@ -54,7 +54,7 @@ def test_real_qwen_generates_the_greedy_tokens_of_transformers(qwen_gguf: Path, 
     del model
     gc.collect()
     reference = transformers.AutoModelForCausalLM.from_pretrained(
-        qwen_gguf.parent, gguf_file=qwen_gguf.name, torch_dtype=torch.float32)
+        qwen_gguf.parent, gguf_file=qwen_gguf.name, dtype=torch.float32)
     with torch.no_grad():
         out = reference.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
                                  attention_mask=torch.ones((1, len(ids)), dtype=torch.long))
