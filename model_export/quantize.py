@@ -41,9 +41,12 @@ from .quant_blocks import (
     quantize_q8,
 )
 from .sources import SourceModel
+from .sources.weights import Weight
 
 MODES = ("exact", "q4", "q8", "fp16", "fp32")
-EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
+EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0,
+               GGMLQuantizationType.Q8_0}
+Q5_0_BLOCK_BYTES = 22  # ggml's block_q5_0: fp16 d, 4 bytes of high bits, 16 bytes of low nibbles
 BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
 # Where a GGUF block type has no exact image: the nearest supported format.
 NEAREST = {
@@ -98,6 +101,23 @@ def has_exact_blocks(src: SourceModel) -> bool:
     return any(w.qtype in EXACT_TYPES for name, w in src.weights.items() if name.endswith((".q", ".down")))
 
 
+def q5_0_as_q8(weight: Weight) -> NBitsWeight:
+    """GGUF Q5_0 blocks (``w = d * (q - 16)``, ``q`` in 0..31, 32 values a block, fp16 ``d``;
+    ggml-quants.c) as 8-bit blocks holding exactly the same values: codes ``q - 16`` around
+    the default zero point 128, scale ``d``. A few rows at a time."""
+    k = weight.shape[1]
+    blocks = k // GGUF_BLOCK_SIZE
+    parts = []
+    for rows in weight.row_chunks():
+        part = weight.take_rows(rows)
+        raw = np.asarray(part.data, np.uint8).reshape(part.shape[0], blocks, Q5_0_BLOCK_BYTES)
+        d = raw[..., :2].copy().view(np.float16)[..., 0].astype(np.float32)
+        values = part.float32().reshape(part.shape[0], blocks, GGUF_BLOCK_SIZE)
+        codes = np.rint(values / np.where(d == 0, 1, d)[..., None]).astype(np.int16)
+        parts.append(NBitsWeight(part.shape[0], k, 8, GGUF_BLOCK_SIZE, (codes + 128).astype(np.uint8), d, None))
+    return stack_rows(parts)
+
+
 def stack_rows(parts: list[NBitsWeight]) -> NBitsWeight:
     """Row blocks of one matrix, quantized apart, as one :class:`NBitsWeight`."""
     if len(parts) == 1:
@@ -134,6 +154,8 @@ class NBitsCodec(FloatCodec):
             if weight.qtype == GGMLQuantizationType.Q4_1:
                 return q4_1_split(weight.data, n, k)
             return gguf_to_nbits(weight.data, weight.qtype.name, n, k), None
+        if weight.qtype == GGMLQuantizationType.Q5_0 and (mode == "exact" or (bits == 8 and self.options.block_size == GGUF_BLOCK_SIZE)):
+            return q5_0_as_q8(weight), None
         if mode == "exact":
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
