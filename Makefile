@@ -56,7 +56,7 @@ bench-nbits: setup browser-deps
 	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends wasm --no-wllama
 
 bench-export: setup
-	$(BIN)/python -m benchmarks.export_bench --quant fp32
+	$(BIN)/python -m benchmarks.export_bench --models $(or $(MODELS),default)
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench

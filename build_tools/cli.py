@@ -145,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
                    help="keep an explicitly chosen mode even when it fails the quality gate")
     p.add_argument("--logits", default="last", choices=["last", "all"],
                    help="logits for the last position only (runtimes) or for all (evaluation)")
+    p.add_argument("--lora", type=Path, default=None, metavar="ADAPTER",
+                   help="merge this PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) first")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -17,7 +17,8 @@ def export(args: argparse.Namespace) -> int:
     result = run_export(args.source, args.out, ExportOptions(
         quant=args.quant, logits=args.logits, progress=not args.quiet, force=args.force,
         block_size=args.block_size, symmetric=args.symmetric,
-        accuracy_level=args.accuracy_level, layout=args.layout, allow_quality_loss=args.allow_quality_loss))
+        accuracy_level=args.accuracy_level, layout=args.layout, allow_quality_loss=args.allow_quality_loss,
+        lora=args.lora))
     rep = result.report
     print(f"exported {rep['name']} ({rep['architecture']}, {rep['parameters']:,} parameters, "
           f"{rep['quantization']}) to {result.out}: {human_bytes(rep['total_bytes'])} "

@@ -8,8 +8,9 @@ A folder is usable when (docs/model-folder.md):
 3. ``model.onnx`` parses as an ONNX model with the inputs and outputs pocketlm.json lists
    (past key/value inputs of the declared dtype, KV heads and head size), and every
    external-data reference in it points at the ``external_data`` file, inside it, with the
-   byte length its shape and type imply; the data file is exactly as long as the tensors it
-   holds (``check_graph``);
+   byte length its shape and type imply; the data file ends where its last tensor ends
+   (alignment padding between tensors is allowed, a truncated file or trailing bytes are
+   not) (``check_graph``);
 4. ``tokenizer.json`` builds a tokenizer whose ids fit the model's vocabulary.
 
 Each problem raises :class:`ModelFolderError`, one line naming the file or key and the
@@ -264,7 +265,8 @@ def _expected_bytes(tensor: Any) -> int | None:
 
 
 def check_external_data(folder: Path, info: ModelInfo, tensors: list[Any]) -> None:
-    """Each external reference names `external_data` and fits in it; the file has no extra bytes."""
+    """Each external reference names `external_data` and fits in it; the file has no bytes past
+    its last tensor (the exporter pads between tensors to align their offsets)."""
     declared = info.raw.get("external_data")
     where = folder / info.model_file
     if tensors and not declared:

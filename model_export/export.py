@@ -7,15 +7,17 @@ graph once with onnxruntime as a smoke test -> move the folder into place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
-from onnx.external_data_helper import set_external_data
 
 from pocketlm_runtime.tokenizer import Tokenizer
 
@@ -24,16 +26,18 @@ from .atomic import check_destination, staged_folder
 from .default_model import default_model_path
 from .end_tokens import end_of_generation_ids, token_texts
 from .errors import ExportError
-from .graph import DecoderGraph, set_logits_positions
+from .graph import DecoderGraph, FloatCodec, set_logits_positions
 from .io_names import GraphNames
+from .lora import merge_lora
 from .quantize import MODES, QuantOptions, codec_for, has_exact_blocks, session_config, validate
 from .report import write_report
 from .sources import SourceModel, load_source
 
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
-# Every tensor of model.onnx.data starts at a multiple of this many bytes (a cache line).
-DATA_ALIGNMENT = 64
+# The quality gate and the smoke test widen quantized weights to float32 in their sessions,
+# as runtimes do, only while that stays under this many bytes (see check_session_config).
+CHECK_WIDEN_LIMIT = 400_000_000
 log = logging.getLogger("pocketlm")
 
 
@@ -48,6 +52,7 @@ class ExportOptions:
     accuracy_level: int = 0
     layout: str = "nbits"  # "nbits" (MatMulNBits, what the page's CPU engine reads) or "dq"
     allow_quality_loss: bool = False
+    lora: Path | None = None  # a PEFT LoRA adapter folder merged before quantization
 
 
 @dataclass
@@ -102,30 +107,24 @@ def count_parameters(src: SourceModel) -> int:
 
 
 def save_model(model: onnx.ModelProto, folder: Path) -> dict[str, dict[str, Any]]:
-    """Write model.onnx (the graph) and model.onnx.data (the weights); return the index of
-    the data file (:func:`tensor_index`).
+    """Write model.onnx (the graph), whose weights are already in model.onnx.data; return
+    the index of the data file (:func:`tensor_index`).
 
-    Every weight goes to the data file, however small (norms, biases, RoPE tables too), each
-    at an offset that is a multiple of :data:`DATA_ALIGNMENT`: protobuf cannot hold a graph
-    past 2 GB, onnxruntime-web keeps one copy fewer of external weights while it loads, and
-    pocketlm's WebAssembly engine reads the weights straight from the data file's bytes.
-    Integer constants (Reshape shapes, ReduceSum axes) stay in the graph: onnxruntime's
-    shape inference must read them while it loads the graph.
+    The graph builder streams every weight into the data file as it is made, however small
+    (norms, biases, RoPE tables too), each at a 64-byte-aligned offset (see
+    :mod:`pocketlm_export.onnx_builder`): protobuf cannot hold a graph past 2 GB,
+    onnxruntime-web keeps one copy fewer of external weights while it loads, and pocketlm's
+    WebAssembly engine reads the weights straight from the data file's bytes. Integer
+    constants (Reshape shapes, ReduceSum axes) stay in the graph: onnxruntime's shape
+    inference must read them while it loads the graph.
     """
-    offset = 0
-    for tensor in model.graph.initializer:
-        if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) or not tensor.HasField("raw_data"):
-            continue
-        offset = -(-offset // DATA_ALIGNMENT) * DATA_ALIGNMENT
-        set_external_data(tensor, EXTERNAL_DATA_FILE, offset, len(tensor.raw_data))
-        offset += len(tensor.raw_data)
     try:
         onnx.save_model(model, folder / ONNX_FILE)
     except OSError as exc:
         raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
     (folder / EXTERNAL_DATA_FILE).touch()
     (folder / EXTERNAL_DATA_FILE).chmod(0o644)
-    return tensor_index(onnx.load(folder / ONNX_FILE, load_external_data=False))
+    return tensor_index(model)
 
 
 def tensor_index(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
@@ -147,11 +146,38 @@ def tensor_index(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
     return dict(sorted(index.items(), key=lambda item: item[1]["offset"]))
 
 
+def build_into(folder: Path, src: SourceModel, codec: FloatCodec | None, progress: bool) -> Path:
+    """Build the graph (logits for every position) into ``folder``; returns model.onnx's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        model = DecoderGraph(src, codec=codec, progress=progress, last_logits=False,
+                             data_file=folder / EXTERNAL_DATA_FILE).build()
+    except OSError as exc:
+        raise ExportError(f"cannot write the model into {folder} ({exc.strerror}); free disk space or choose another -o") from None
+    save_model(model, folder)
+    src.release_pages()
+    return folder / ONNX_FILE
+
+
+def set_logits_in_file(path: Path, last: bool) -> None:
+    """Rewrite the graph file's logits positions (its weights stay where they are)."""
+    model = onnx.load(str(path), load_external_data=False)
+    set_logits_positions(model, last=last)
+    onnx.save_model(model, path)
+
+
 def smoke_test(folder: Path) -> None:
-    """Load the graph with onnxruntime and decode one token, so a broken export never lands."""
+    """Load the graph with onnxruntime and decode one token, so a broken export never lands.
+
+    Weights are widened to float32 at load, as runtimes do, unless that would pass
+    :data:`CHECK_WIDEN_LIMIT` (counted from the graph's initializers)."""
     from pocketlm_runtime.native import NativeSession, read_info
 
     info = read_info(folder)
+    graph = onnx.load(str(folder / info.model_file), load_external_data=False).graph
+    values = sum(math.prod(t.dims) for t in graph.initializer)
+    if 4 * values > CHECK_WIDEN_LIMIT:
+        info = dataclasses.replace(info, session_config=as_stored(info.session_config))
     session = NativeSession(folder / info.model_file, info, threads=1)
     feeds = {"input_ids": session.int64([0], (1, 1)), "attention_mask": session.int64([1], (1, 1)),
              "position_ids": session.int64([0], (1, 1))}
@@ -179,35 +205,62 @@ def quant_options(options: ExportOptions, mode: str) -> QuantOptions:
                         accuracy_level=options.accuracy_level, layout=options.layout)
 
 
-def choose_model(src: SourceModel, options: ExportOptions) -> tuple[str, onnx.ModelProto, dict[str, Any]]:
-    """Build the graph for each candidate mode until one passes the quality gate."""
+def check_session_config(src: SourceModel, config: dict[str, str]) -> dict[str, str]:
+    """The session settings the gate and the smoke test run a graph with: the runtimes'
+    own, unless widening every weight to float32 at load would pass
+    :data:`CHECK_WIDEN_LIMIT`; then the blocks stay as stored in the session (dequantized
+    by each step) and the report says so."""
+    if config.get("session.disable_quant_qdq") == "1" and 4 * count_parameters(src) > CHECK_WIDEN_LIMIT:
+        return as_stored(config)
+    return config
+
+
+def as_stored(config: dict[str, str]) -> dict[str, str]:
+    """Session settings that keep quantized weights as stored: no widening at load, and
+    float32 arithmetic in the MatMulNBits nodes onnxruntime fuses them into (accuracy
+    level 0), so the results stay those of the float32 weights' values."""
+    kept = {k: v for k, v in config.items() if k != "session.disable_quant_qdq"}
+    return {**kept, "session.qdq_matmulnbits_accuracy_level": "0"}
+
+
+def choose_model(src: SourceModel, options: ExportOptions, stage: Path) -> tuple[str, dict[str, Any]]:
+    """Build the graph for each candidate mode until one passes the quality gate; the chosen
+    graph's files land in ``stage``."""
     modes = candidate_modes(src, options)
     for mode in modes:
         validate(quant_options(options, mode), src)
     if modes == ["fp32"]:
-        return "fp32", DecoderGraph(src, progress=options.progress, last_logits=False).build(), {}
+        build_into(stage, src, None, options.progress)
+        return "fp32", {}
     tokenizer = Tokenizer.from_str(json.dumps(src.tokenizer))
     text_ids = tokenizer.encode(quality.eval_text(), add_special_tokens=False)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in quality.GREEDY_PROMPTS]
-    ref_model = DecoderGraph(src, last_logits=False).build()
-    ref = quality.reference(ref_model, text_ids, prompts, src.config.context_length)
-    del ref_model
+    work = stage / ".gate"
+    ref = quality.reference(src, work / "reference", text_ids, src.config.context_length)
     tried: list[dict[str, Any]] = []
-    for mode in modes:
-        codec = codec_for(src, quant_options(options, mode))
-        model = DecoderGraph(src, codec=codec, progress=options.progress, last_logits=False).build()
-        result = quality.compare(mode, model, ref, text_ids, prompts, src.config.context_length,
-                                 session_config(quant_options(options, mode)))
-        entry = result.as_dict()
-        entry["requantized"] = getattr(codec, "requantized", {})
-        tried.append(entry)
-        if result.passed:
-            return mode, model, {"chosen": mode, "candidates": tried}
-        if options.allow_quality_loss and options.quant != "auto":
-            log.warning("%s raises perplexity by %.1f%% (limit %.0f%%); kept because of --allow-quality-loss",
-                        mode, 100 * result.perplexity_rise, 100 * (result.limit or 0))
-            return mode, model, {"chosen": mode, "candidates": tried}
-        del model
+    try:
+        for mode in modes:
+            codec = codec_for(src, quant_options(options, mode))
+            folder = work / mode
+            path = build_into(folder, src, codec, options.progress)
+            config = check_session_config(src, session_config(quant_options(options, mode)))
+            result = quality.compare(mode, path, ref, text_ids, prompts, config)
+            entry = result.as_dict()
+            entry["requantized"] = getattr(codec, "requantized", {})
+            tried.append(entry)
+            keep = result.passed
+            if not keep and options.allow_quality_loss and options.quant != "auto":
+                log.warning("%s raises perplexity by %.1f%% (limit %.0f%%); kept because of --allow-quality-loss",
+                            mode, 100 * result.perplexity_rise, 100 * (result.limit or 0))
+                keep = True
+            if keep:
+                for name in (ONNX_FILE, EXTERNAL_DATA_FILE):
+                    (folder / name).rename(stage / name)
+                return mode, {"chosen": mode, "reference": ref.describe(), "candidates": tried}
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        ref.layered.close()
+        shutil.rmtree(work, ignore_errors=True)
     last = tried[-1]
     raise ExportError(
         f"quality gate failed: {last['mode']} raises perplexity by {100 * last['perplexity_rise']:.1f}% "
@@ -224,13 +277,14 @@ def export(source: Path | None, out: Path, options: ExportOptions) -> ExportResu
     started = time.perf_counter()
     path = source if source is not None else default_model_path()
     src = load_source(path)
+    if options.lora is not None:
+        src.source["lora"] = merge_lora(src, options.lora)
     loaded = time.perf_counter()
-    mode, model, gate = choose_model(src, options)
-    set_logits_positions(model, last=options.logits == "last")
-    built = time.perf_counter()
     with staged_folder(out, options.force) as stage:
-        tensors = save_model(model, stage)
-        del model
+        mode, gate = choose_model(src, options, stage)
+        set_logits_in_file(stage / ONNX_FILE, last=options.logits == "last")
+        built = time.perf_counter()
+        tensors = tensor_index(onnx.load(str(stage / ONNX_FILE), load_external_data=False))
         config = model_json(src, mode, options.logits, session_config(quant_options(options, mode)),
                             {"quant": options.quant, "block_size": options.block_size,
                              "symmetric": options.symmetric, "layout": options.layout,

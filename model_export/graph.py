@@ -11,6 +11,7 @@ onnxruntime's CPU EP and on onnxruntime-web (WASM and WebGPU).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,14 +41,14 @@ class FloatCodec:
 
     def stored(self, b: GraphBuilder, name: str, array: np.ndarray) -> str:
         """A float initializer; half-precision storage is widened once, at load time."""
-        tensor = b.initializer(name, array.astype(self.dtype))
+        tensor = b.initializer(name, np.asarray(array, dtype=self.dtype))  # no copy at float32
         if self.dtype == np.float32:
             return tensor
         return b.op("Cast", [tensor], to=FLOAT, name=name + "/to_float")
 
     def linear(self, b: GraphBuilder, x: str, name: str) -> str:
         path = name.replace(".", "/")
-        w = self.stored(b, path + "/weight", self.src.float32(name).T)
+        w = self.stored(b, path + "/weight", self.src.weights[name].float32_transposed())
         return b.op("MatMul", [x, w], name=path)
 
     def linears(self, b: GraphBuilder, x: str, names: list[str]) -> list[str]:
@@ -85,11 +86,13 @@ class DecoderGraph:
     """Emits one decoder-only transformer with a KV cache."""
 
     def __init__(self, source: SourceModel, codec: FloatCodec | None = None,
-                 kv_dtype: int = FLOAT, progress: bool = False, last_logits: bool = True) -> None:
+                 kv_dtype: int = FLOAT, progress: bool = False, last_logits: bool = True,
+                 data_file: Path | None = None) -> None:
         self.src = source
         self.cfg: ModelConfig = source.config
         self.spec = source.spec
-        self.b = GraphBuilder()
+        # With a data file, weights are written there as they are made (see onnx_builder).
+        self.b = GraphBuilder(data_file)
         self.codec = codec or FloatCodec(source)
         self.names = GraphNames(self.cfg.num_layers)
         self.kv_dtype = kv_dtype

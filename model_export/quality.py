@@ -1,8 +1,14 @@
-"""The quality gate: a quantized graph against the fp32 graph of the same source.
+"""The quality gate: a quantized graph against the float32 model of the same source.
 
-Measured on the held-out text kept with the package (``eval_text.txt``): perplexity, top-1
-agreement and the largest logit difference at every position; then greedy continuations
-of a few prompts, token by token with the KV cache, which also gives a decode speed.
+Measured on the held-out text kept with the package (``eval_text.txt``), in windows: the
+perplexity, top-1 agreement and largest logit difference at every position; then greedy
+continuations of a few prompts, token by token with the KV cache (which also gives a
+decode speed), each checked against the reference's own argmax on the same prefix
+(teacher forcing: a continuation counts as identical when the reference would have chosen
+every one of its tokens, which is exactly when the reference's greedy run produces it).
+
+The reference is :class:`~pocketlm_export.reference.LayeredReference` (float32, run a few
+layers at a time); its logits wait on disk, so memory holds at most one window of them.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from .errors import ExportError
+from .reference import LayeredReference
+from .sources.model import SourceModel
 
 WINDOW = 512
 GREEDY_PROMPTS = (
@@ -34,10 +42,17 @@ def eval_text() -> str:
     return (resources.files("pocketlm_export") / "eval_text.txt").read_text(encoding="utf-8")
 
 
-class GraphRunner:
-    """An in-memory graph with logits for every position, fed with a KV cache."""
+# Rows of logits compared at a time (memory: rows x vocabulary x 4 bytes, twice).
+COMPARE_ROWS = 64
+# Largest logits tensor of one window: a 150k vocabulary gets shorter windows, since
+# onnxruntime holds a few copies of the logits while it runs a window.
+WINDOW_LOGITS_BYTES = 128 << 20
 
-    def __init__(self, model: onnx.ModelProto, threads: int = 2, config: dict[str, str] | None = None,
+
+class GraphRunner:
+    """A graph file with logits for every position, fed with a KV cache."""
+
+    def __init__(self, model_path: Path, threads: int = 2, config: dict[str, str] | None = None,
                  window: int = WINDOW) -> None:
         self.window = window
         options = ort.SessionOptions()
@@ -45,7 +60,8 @@ class GraphRunner:
         for key, value in (config or {}).items():
             options.add_session_config_entry(key, value)
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        options.enable_cpu_mem_arena = False  # give each window's logits back at once
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
 
@@ -60,13 +76,10 @@ class GraphRunner:
         new_past = {name: out[name.replace("past_key_values.", "present.")] for name in past}
         return out["logits"][0], new_past
 
-    def windows(self, ids: list[int]) -> list[np.ndarray]:
-        w = self.window
-        return [self.step(ids[i:i + w], self.fresh(), 0)[0] for i in range(0, len(ids) - 1, w)]
-
     def greedy(self, ids: list[int], n: int) -> tuple[list[int], float]:
         logits, past = self.step(ids, self.fresh(), 0)
         tokens = [int(np.argmax(logits[-1]))]
+        del logits
         started = time.perf_counter()
         for _ in range(n - 1):
             logits, past = self.step([tokens[-1]], past, len(ids) + len(tokens) - 1)
@@ -76,20 +89,35 @@ class GraphRunner:
 
 def nll(logits: np.ndarray, targets: list[int]) -> float:
     """Summed negative log-likelihood of ``targets`` under ``logits`` [len(targets), vocab]."""
-    x = logits.astype(np.float64)
-    top = x.max(axis=-1, keepdims=True)
-    logz = top[:, 0] + np.log(np.exp(x - top).sum(axis=-1))
-    return float(np.sum(logz - x[np.arange(len(targets)), targets]))
+    total = 0.0
+    for start in range(0, len(targets), COMPARE_ROWS):
+        x = logits[start:start + COMPARE_ROWS].astype(np.float64)
+        rows = targets[start:start + COMPARE_ROWS]
+        top = x.max(axis=-1, keepdims=True)
+        logz = top[:, 0] + np.log(np.exp(x - top).sum(axis=-1))
+        total += float(np.sum(logz - x[np.arange(len(rows)), rows]))
+    return total
+
+
+def windows_of(ids: list[int], size: int) -> list[tuple[list[int], list[int]]]:
+    """The text cut into windows of ``size`` tokens: (window ids, the next token of each)."""
+    return [(ids[i:i + size], ids[i + 1:i + 1 + size]) for i in range(0, len(ids) - 1, size)]
 
 
 @dataclass
 class Reference:
-    """What the fp32 graph gave, kept so each candidate mode is compared without rebuilding it."""
+    """What the float32 reference gave, kept so each candidate mode is compared with it."""
 
-    windows: list[np.ndarray]
+    layered: LayeredReference
+    window: int
+    logits_file: Path  # float32 [rows of every window, vocab], windows in order
     perplexity: float
-    greedy: list[list[int]]
-    decode_tokens_per_second: float
+    pieces: int
+    largest_piece_bytes: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": "float32, dequantized from the source", "pieces": self.pieces,
+                "largest_piece_bytes": self.largest_piece_bytes, "window_tokens": self.window}
 
 
 @dataclass
@@ -103,68 +131,90 @@ class Quality:
     greedy_agreement: float
     greedy_identical: int
     decode_tokens_per_second: float
-    reference_decode_tokens_per_second: float
     limit: float | None
     passed: bool
+    session_config: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def perplexity(windows: list[np.ndarray], ids: list[int]) -> float:
-    total, count = 0.0, 0
-    size = windows[0].shape[0]
-    for w, chunk_start in zip(windows, range(0, len(ids) - 1, size)):
-        targets = ids[chunk_start + 1: chunk_start + 1 + len(w)]
-        total += nll(w[: len(targets)], targets)
-        count += len(targets)
-    return math.exp(total / count)
+def window_for(context_length: int, vocab_size: int) -> int:
+    """Evaluation windows fit the model's context, leaving room for the greedy prompts, and
+    keep one window's logits under :data:`WINDOW_LOGITS_BYTES` (a power of two >= 16)."""
+    by_memory = 1 << max(4, (WINDOW_LOGITS_BYTES // (4 * vocab_size)).bit_length() - 1)
+    return max(16, min(WINDOW, context_length // 2, by_memory))
 
 
-def window_for(context_length: int) -> int:
-    """Evaluation windows fit the model's context, leaving room for the greedy prompts."""
-    return max(16, min(WINDOW, context_length // 2))
-
-
-def finite_logits(mode: str, windows: list[np.ndarray]) -> None:
+def finite_logits(mode: str, logits: np.ndarray) -> None:
     """NaN or infinite logits are a broken model, never a quality figure: ExportError."""
-    if not all(np.isfinite(w).all() for w in windows):
+    if not np.isfinite(logits).all():
         raise ExportError(f"the {mode} graph gives NaN or infinite logits on the evaluation text; the "
                           "weights overflow in this mode: choose another --quant (e.g. fp32)")
 
 
-def reference(model: onnx.ModelProto, text_ids: list[int], prompts: list[list[int]],
-              context_length: int) -> Reference:
-    runner = GraphRunner(model, window=window_for(context_length))
-    windows = runner.windows(text_ids)
-    finite_logits("fp32", windows)
-    greedy = [runner.greedy(p, GREEDY_TOKENS) for p in prompts]
-    return Reference(windows, perplexity(windows, text_ids), [g for g, _ in greedy],
-                     float(np.median([s for _, s in greedy])))
+def reference(src: SourceModel, folder: Path, text_ids: list[int], context_length: int,
+              threads: int = 2) -> Reference:
+    """Run the float32 reference over the held-out text; its logits go to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    layered = LayeredReference(src, folder / "pieces", threads=threads)
+    window = window_for(context_length, src.config.vocab_size)
+    chunks = windows_of(text_ids, window)
+    logits_file = folder / "reference-logits.f32"
+    total = 0.0
+    with logits_file.open("wb") as handle:
+        def consume(n: int, logits: np.ndarray) -> None:
+            nonlocal total
+            targets = chunks[n][1]
+            finite_logits("fp32", logits)
+            total += nll(logits[: len(targets)], targets)
+            handle.write(np.ascontiguousarray(logits, np.float32).reshape(-1).data.cast("B"))
+
+        layered.run([ids for ids, _ in chunks], consume)
+    count = sum(len(t) for _, t in chunks)
+    return Reference(layered, window, logits_file, math.exp(total / count), len(layered.pieces),
+                     layered.largest_piece_bytes)
 
 
-def compare(mode: str, model: onnx.ModelProto, ref: Reference, text_ids: list[int],
-            prompts: list[list[int]], context_length: int, config: dict[str, str] | None = None) -> Quality:
-    runner = GraphRunner(model, config=config, window=window_for(context_length))
-    windows = runner.windows(text_ids)
-    finite_logits(mode, windows)
-    ppl = perplexity(windows, text_ids)
-    agree = total = 0
+def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
+            prompts: list[list[int]], config: dict[str, str] | None = None) -> Quality:
+    """Measure the graph at ``model_path`` against ``ref`` (see the module docstring)."""
+    runner = GraphRunner(model_path, config=config, window=ref.window)
+    total = 0.0
+    agree = rows = 0
     worst = 0.0
-    for got, want in zip(windows, ref.windows):
-        agree += int(np.sum(got.argmax(-1) == want.argmax(-1)))
-        total += got.shape[0]
-        worst = max(worst, float(np.max(np.abs(got - want))))
+    with ref.logits_file.open("rb") as handle:
+        for ids, targets in windows_of(text_ids, ref.window):
+            got = runner.step(ids, runner.fresh(), 0)[0]
+            finite_logits(mode, got)
+            total += nll(got[: len(targets)], targets)
+            for start in range(0, got.shape[0], COMPARE_ROWS):
+                part = got[start:start + COMPARE_ROWS]
+                want = np.fromfile(handle, np.float32, count=part.size).reshape(part.shape)
+                agree += int(np.sum(part.argmax(-1) == want.argmax(-1)))
+                worst = max(worst, float(np.max(np.abs(part - want))))
+            rows += got.shape[0]
+            del got
+        if handle.tell() != ref.logits_file.stat().st_size:
+            raise RuntimeError("the reference logits do not match the candidate's windows")
     greedy = [runner.greedy(p, GREEDY_TOKENS) for p in prompts]
-    same = sum(sum(int(a == b) for a, b in zip(g, r)) for (g, _), r in zip(greedy, ref.greedy))
-    identical = sum(int(g == r) for (g, _), r in zip(greedy, ref.greedy))
+    del runner  # the reference pieces load next
+    chosen: list[list[int]] = [[] for _ in prompts]
+
+    def consume(n: int, logits: np.ndarray) -> None:
+        start = len(prompts[n]) - 1
+        chosen[n] = [int(i) for i in logits[start:start + GREEDY_TOKENS].argmax(-1)]
+
+    ref.layered.run([p + g[:-1] for p, (g, _) in zip(prompts, greedy)], consume)
+    same = sum(sum(int(a == b) for a, b in zip(g, r)) for (g, _), r in zip(greedy, chosen))
+    identical = sum(int(g == r) for (g, _), r in zip(greedy, chosen))
+    ppl = math.exp(total / sum(len(t) for _, t in windows_of(text_ids, ref.window)))
     rise = ppl / ref.perplexity - 1.0
     limit = PPL_LIMITS.get(mode)
     return Quality(
         mode=mode, perplexity=ppl, reference_perplexity=ref.perplexity, perplexity_rise=rise,
-        top1_agreement=agree / total, max_logit_error=worst,
+        top1_agreement=agree / rows, max_logit_error=worst,
         greedy_agreement=same / (len(prompts) * GREEDY_TOKENS), greedy_identical=identical,
         decode_tokens_per_second=float(np.median([s for _, s in greedy])),
-        reference_decode_tokens_per_second=ref.decode_tokens_per_second,
-        limit=limit, passed=limit is None or rise <= limit,
+        limit=limit, passed=limit is None or rise <= limit, session_config=dict(config or {}),
     )

@@ -7,6 +7,9 @@ mode       storage
            embedding through GatherBlockQuantized, the tied LM head sharing its bytes).
            Other GGUF types are re-quantized to the nearest supported block format and
            the report says which.
+``mixed``  ``q4`` for the matrices, 8-bit blocks for the token embedding / LM head (the
+           most sensitive tensors: every token's input and every logit go through them);
+           GGUF blocks of those widths are carried over unchanged
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
@@ -40,9 +44,14 @@ from .quant_blocks import (
     quantize_q8,
 )
 from .sources import SourceModel
+from .sources.weights import Weight
 
-MODES = ("exact", "q4", "q8", "fp16", "fp32")
-EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
+MODES = ("exact", "mixed", "q4", "q8", "fp16", "fp32")
+BLOCK_MODES = ("mixed", "q4", "q8")  # modes that quantize to --block-size blocks
+EIGHT_BIT_IN_MIXED = ("embed", "lm_head")
+EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0,
+               GGMLQuantizationType.Q8_0}
+Q5_0_BLOCK_BYTES = 22  # ggml's block_q5_0: fp16 d, 4 bytes of high bits, 16 bytes of low nibbles
 BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
 # Where a GGUF block type has no exact image: the nearest supported format.
 NEAREST = {
@@ -77,7 +86,7 @@ def validate(options: QuantOptions, src: SourceModel) -> None:
             f"({', '.join(t.name for t in sorted(EXACT_TYPES))} carry over exactly); this source "
             f"({src.source.get('kind')}) has float weights: use q4, q8, fp16 or fp32"
         )
-    if options.mode in ("q4", "q8"):
+    if options.mode in BLOCK_MODES:
         bs = options.block_size
         if bs < 16 or bs & (bs - 1):
             raise ExportError(f"--block-size must be a power of two >= 16, got {bs}")
@@ -95,6 +104,33 @@ def has_quantized_blocks(src: SourceModel) -> bool:
 
 def has_exact_blocks(src: SourceModel) -> bool:
     return any(w.qtype in EXACT_TYPES for name, w in src.weights.items() if name.endswith((".q", ".down")))
+
+
+def q5_0_as_q8(weight: Weight) -> NBitsWeight:
+    """GGUF Q5_0 blocks (``w = d * (q - 16)``, ``q`` in 0..31, 32 values a block, fp16 ``d``;
+    ggml-quants.c) as 8-bit blocks holding exactly the same values: codes ``q - 16`` around
+    the default zero point 128, scale ``d``. A few rows at a time."""
+    k = weight.shape[1]
+    blocks = k // GGUF_BLOCK_SIZE
+    parts = []
+    for rows in weight.row_chunks():
+        part = weight.take_rows(rows)
+        raw = np.asarray(part.data, np.uint8).reshape(part.shape[0], blocks, Q5_0_BLOCK_BYTES)
+        d = raw[..., :2].copy().view(np.float16)[..., 0].astype(np.float32)
+        values = part.float32().reshape(part.shape[0], blocks, GGUF_BLOCK_SIZE)
+        codes = np.rint(values / np.where(d == 0, 1, d)[..., None]).astype(np.int16)
+        parts.append(NBitsWeight(part.shape[0], k, 8, GGUF_BLOCK_SIZE, (codes + 128).astype(np.uint8), d, None))
+    return stack_rows(parts)
+
+
+def stack_rows(parts: list[NBitsWeight]) -> NBitsWeight:
+    """Row blocks of one matrix, quantized apart, as one :class:`NBitsWeight`."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    zero = None if first.zero_points is None else np.concatenate([p.zero_points for p in parts if p.zero_points is not None])
+    return NBitsWeight(sum(p.n for p in parts), first.k, first.bits, first.block_size,
+                       np.concatenate([p.b for p in parts]), np.concatenate([p.scales for p in parts]), zero)
 
 
 class NBitsCodec(FloatCodec):
@@ -116,23 +152,29 @@ class NBitsCodec(FloatCodec):
         else is quantized from its float values.
         """
         weight = self.src.weights[name]
-        mode, bits = self.options.mode, self.target_bits(weight.qtype)
+        mode, bits = self.options.mode, self.target_bits(weight.qtype, name)
         carried = BLOCK_BITS.get(weight.qtype)
         if carried is not None and (mode == "exact" or (carried == bits and self.options.block_size == GGUF_BLOCK_SIZE)):
             n, k = weight.shape
             if weight.qtype == GGMLQuantizationType.Q4_1:
                 return q4_1_split(weight.data, n, k)
             return gguf_to_nbits(weight.data, weight.qtype.name, n, k), None
+        if weight.qtype == GGMLQuantizationType.Q5_0 and (mode == "exact" or (bits == 8 and self.options.block_size == GGUF_BLOCK_SIZE)):
+            return q5_0_as_q8(weight), None
         if mode == "exact":
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
-        w = weight.float32()
-        block = self.options.block_size if mode in ("q4", "q8") else GGUF_BLOCK_SIZE
-        if bits == 4:
-            return quantize_q4(w, block, self.options.symmetric if mode == "q4" else False), None
-        return quantize_q8(w, block), None
+        block = self.options.block_size if mode in BLOCK_MODES else GGUF_BLOCK_SIZE
+        symmetric = self.options.symmetric if mode in ("q4", "mixed") else False
+        # A part of the rows at a time: the rounding works in float64 on whole blocks.
+        parts = [quantize_q4(weight.take_rows(rows).float32(), block, symmetric) if bits == 4
+                 else quantize_q8(weight.take_rows(rows).float32(), block)
+                 for rows in weight.row_chunks()]
+        return stack_rows(parts), None
 
-    def target_bits(self, qtype: GGMLQuantizationType) -> int:
+    def target_bits(self, qtype: GGMLQuantizationType, name: str = "") -> int:
+        if self.options.mode == "mixed":
+            return 8 if name in EIGHT_BIT_IN_MIXED else 4
         if self.options.mode == "q4":
             return 4
         if self.options.mode == "q8":
@@ -268,11 +310,28 @@ class DequantizeCodec(NBitsCodec):
         w = self.as_dq("embed")
         if w.mins is not None:  # a Q4_1 embedding: store it as 8-bit blocks instead
             w = nbits_to_dq(quantize_q8(self.src.float32("embed")))
+        if not self.src.config.tie_embeddings and w.onnx_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            return self.gathered_rows(b, ids, w)
         # One [hidden, vocab] table serves the lookup and the tied head. Runtimes widen it to
         # float32 once at load (session.disable_quant_qdq), so both read the same copy.
         self.embed_table = self.dq(b, "embed", w)
         cols = b.op("Gather", [self.embed_table, ids], axis=1, name="embed/gather")  # [H, B, S]
         return b.op("Transpose", [cols], perm=[1, 2, 0], name="embed")
+
+    def gathered_rows(self, b: GraphBuilder, ids: str, w: DQWeight) -> str:
+        """An embedding no head shares, kept quantized in memory: gather the rows' 8-bit
+        codes and block scales ([vocab, hidden] and [vocab, hidden / bs] tables), then
+        DequantizeLinear only the gathered rows (blocked along the last axis). A 150k-row
+        vocabulary then costs one byte a value at run time, not four."""
+        codes = b.initializer("embed/codes", np.ascontiguousarray(w.codes.T))
+        scales = b.initializer("embed/scales", np.ascontiguousarray(w.scales.T).astype(np.float16))
+        inputs = [b.op("Gather", [codes, ids], axis=0, name="embed/gather_codes"),
+                  b.op("Cast", [b.op("Gather", [scales, ids], axis=0, name="embed/gather_scales")],
+                       to=FLOAT, name="embed/scales_to_float")]
+        if w.zero_points is not None:
+            zero = b.initializer("embed/zero_points", np.ascontiguousarray(w.zero_points.T))
+            inputs.append(b.op("Gather", [zero, ids], axis=0, name="embed/gather_zero_points"))
+        return b.op("DequantizeLinear", inputs, axis=2, block_size=w.block_size, name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         return b.op("MatMul", [flat, self.embed_table], name="lm_head")
@@ -285,7 +344,7 @@ def session_config(options: QuantOptions) -> dict[str, str]:
     backend runs fast and exactly). MatMulNBits layout: keep the chosen accuracy level
     (onnxruntime otherwise picks int8 activations for fused nodes).
     """
-    if options.mode in ("exact", "q4", "q8") and options.layout == "dq":
+    if options.mode in ("exact", *BLOCK_MODES) and options.layout == "dq":
         return {"session.disable_quant_qdq": "1"}
     return {"session.qdq_matmulnbits_accuracy_level": str(options.accuracy_level)}
 

@@ -53,6 +53,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| architecture | {report['architecture']} |",
         f"| source | {report['source'].get('kind')} `{report['source'].get('file')}` (sha256 {report['source'].get('sha256', '')[:16]}...) |",
+        *lora_lines(report["source"].get("lora")),
         f"| parameters | {report['parameters']:,} |",
         f"| layers | {report['layers']} (hidden {report['hidden_size']}; {report['heads']}) |",
         f"| context | {report['context_length']} tokens; vocabulary {report['vocab_size']:,} |",
@@ -87,11 +88,15 @@ def quality_lines(gate: dict[str, Any]) -> list[str]:
     rows = gate.get("candidates") or []
     if not rows:
         return []
+    ref = gate.get("reference") or {}
     lines = [
-        "Quality against the fp32 graph of the same source (held-out text; greedy continuations):",
+        ("Quality against the float32 model of the same source, dequantized and run "
+        f"{ref.get('pieces', 1)} piece(s) of layers at a time (held-out text in windows of "
+        f"{ref.get('window_tokens', '?')} tokens; greedy continuations checked token by token "
+        "against the reference's choice on the same prefix):"),
         "",
-        "| mode | perplexity | fp32 | rise | limit | top-1 agree | max logit error | greedy same | decode tok/s (fp32) | result |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | perplexity | fp32 | rise | limit | top-1 agree | max logit error | greedy same | decode tok/s | weights in the gate's session | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for q in rows:
         limit = f"{100 * q['limit']:.0f}%" if q.get("limit") is not None else "-"
@@ -99,6 +104,21 @@ def quality_lines(gate: dict[str, Any]) -> list[str]:
             f"| {q['mode']} | {q['perplexity']:.3f} | {q['reference_perplexity']:.3f} | "
             f"{100 * q['perplexity_rise']:+.2f}% | {limit} | {100 * q['top1_agreement']:.1f}% | "
             f"{q['max_logit_error']:.3g} | {100 * q['greedy_agreement']:.0f}% | "
-            f"{q['decode_tokens_per_second']:.1f} ({q['reference_decode_tokens_per_second']:.1f}) | "
+            f"{q['decode_tokens_per_second']:.1f} | {session_weights(q.get('session_config') or {})} | "
             f"{'pass' if q['passed'] else 'fail'} |")
     return [*lines, ""]
+
+
+def session_weights(config: dict[str, str]) -> str:
+    """How the gate's session held the weights, from its onnxruntime settings."""
+    if config.get("session.disable_quant_qdq") == "1":
+        return "widened to float32 at load (as runtimes do)"
+    return "as stored"
+
+
+def lora_lines(lora: dict[str, Any] | None) -> list[str]:
+    """The merged LoRA adapter's row of the summary table, if any."""
+    if not lora:
+        return []
+    return [(f"| LoRA adapter | `{lora['adapter']}` (sha256 {lora['sha256']}), rank {lora['rank']}, "
+            f"alpha {lora['alpha']:g}, {lora['merged_weights']} weights merged |")]

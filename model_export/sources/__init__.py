@@ -22,6 +22,7 @@ def load_source(path: Path) -> SourceModel:
 
         model = read_gguf(path)
     check_finite(model.weights, str(path))
+    model.release_pages()  # the check read every weight; give its pages back
     check_special_ids(model, str(path))
     check_tokenizer(model, str(path))
     model.chat_template = usable_chat_template(model.chat_template, str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from ..errors import ExportError
 from ..tokenizer_json import tokenizer_json_from_gguf
 from .checks import check_fields, check_rope_factors, number
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
+from .model import (
+    SourceModel,
+    check_shapes,
+    mapping_of,
+    post_processor_adds_bos,
+    sha256_of,
+    split_fused,
+)
 from .weights import Weight
 
 GGUF_MAGIC = b"GGUF"
@@ -31,6 +39,11 @@ SUPPORTED_TYPES = {
     GGMLQuantizationType.Q5_K,
     GGMLQuantizationType.Q6_K,
 }
+# llama.cpp's gguf-split (and gguf-py's writer) name the parts of one model like this;
+# every part is a GGUF file, the first one holds the metadata.
+SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+SPLIT_COUNT_KEY = "split.count"
+SPLIT_TENSORS_KEY = "split.tensors.count"
 # Gemma 3: every sixth layer attends globally, the rest through the sliding window.
 GEMMA3_GLOBAL_EVERY = 6
 GEMMA3_LOCAL_THETA = 10000.0
@@ -151,27 +164,63 @@ def _unpermute_rows(weight: Weight, heads: int) -> Weight:
     return weight.take_rows(order)
 
 
+def split_parts(path: Path) -> list[Path]:
+    """Every part of the split GGUF that ``path`` belongs to, in order (``name-00001-of-00003.gguf``
+    ...), or ``[path]`` for a whole file. Raises ExportError when a part is missing."""
+    match = SPLIT_NAME.match(path.name)
+    if match is None:
+        return [path]
+    count = int(match["count"])
+    parts = [path.with_name(f"{match['stem']}-{n:05d}-of-{count:05d}.gguf") for n in range(1, count + 1)]
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise ExportError(
+            f"{path.name} is one of {count} parts of a split GGUF, but {', '.join(missing[:3])} "
+            f"{'is' if len(missing) == 1 else 'are'} not beside it; put every part in one folder"
+        )
+    return parts
+
+
 def display_name(path: Path) -> str:
     """The file name without its quantization tag: ``SmolLM2-135M-Instruct.Q4_1.gguf`` ->
-    ``SmolLM2-135M-Instruct`` (GGUF ``general.name`` is often a training-run label)."""
-    stem = path.stem
+    ``SmolLM2-135M-Instruct`` (GGUF ``general.name`` is often a training-run label); a split
+    model's part number goes too."""
+    match = SPLIT_NAME.match(path.name)
+    stem = match["stem"] if match else path.stem
     head, _, tag = stem.rpartition(".")
     return head if head and tag.upper().startswith(("Q", "F", "BF", "IQ")) else stem
 
 
 def read_gguf(path: Path) -> SourceModel:
-    reader = open_reader(path)
-    meta = metadata(reader)
+    """Read a GGUF file, or every part of a split one, as one model. Tensors stay in the
+    files (memory-mapped views) until a later stage reads them."""
+    parts = split_parts(path)
+    readers = [open_reader(part) for part in parts]
+    meta = metadata(readers[0])
+    expected_parts = int(meta.get(SPLIT_COUNT_KEY, 1))
+    if expected_parts != len(parts):
+        raise ExportError(
+            f"{path.name} is part {int(meta.get('split.no', 0)) + 1} of a split GGUF of {expected_parts} files "
+            f"but is not named like one (name-00001-of-{expected_parts:05d}.gguf); keep the parts' original names"
+        )
     arch = str(meta.get("general.architecture", ""))
     spec = spec_for_gguf(arch)
     names = NameMap(GGUF_TENSORS)
     weights: dict[str, Weight] = {}
-    for tensor in reader.tensors:
-        canonical = names.canonical(tensor.name)
-        if canonical is None:
-            canonical = tensor.name.removesuffix(".weight")  # rope_freqs, rope_factors_*
-        shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))
-        weights[canonical] = Weight(shape, tensor.tensor_type, tensor.data)
+    count = 0
+    for reader in readers:
+        for tensor in reader.tensors:
+            canonical = names.canonical(tensor.name)
+            if canonical is None:
+                canonical = tensor.name.removesuffix(".weight")  # rope_freqs, rope_factors_*
+            shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))
+            weights[canonical] = Weight(shape, tensor.tensor_type, tensor.data)
+            count += 1
+    if SPLIT_TENSORS_KEY in meta and int(meta[SPLIT_TENSORS_KEY]) != count:
+        raise ExportError(
+            f"the parts of {path.name} hold {count} tensors but the first part announces "
+            f"{int(meta[SPLIT_TENSORS_KEY])}; some part is from another model or incomplete"
+        )
     if "embed" not in weights:
         raise ExportError(f"{path} has no token_embd.weight tensor; it is not a language model")
     config = _config(spec, arch, meta, weights, display_name(path))
@@ -199,7 +248,9 @@ def read_gguf(path: Path) -> SourceModel:
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
         add_bos_token=post_processor_adds_bos(tokenizer),
-        source={"kind": "gguf", "file": path.name, "sha256": sha256_of([path]), "bytes": path.stat().st_size},
+        mappings=[m for m in (mapping_of(r.data) for r in readers) if m is not None],
+        source={"kind": "gguf", "file": parts[0].name, "parts": len(parts), "sha256": sha256_of(parts),
+                "bytes": sum(p.stat().st_size for p in parts)},
     )
 
 

@@ -6,14 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-
 from ..architectures import ArchSpec, spec_for_hf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
 from .checks import check_fields, check_rope_factors, number, number_list, whole_number
 from .fields import HF_KEYS, HF_SANDWICH_OVERRIDES, HF_TENSORS, NameMap
-from .model import SourceModel, check_shapes, post_processor_adds_bos, sha256_of, split_fused
+from .model import (
+    SourceModel,
+    check_shapes,
+    mapping_of,
+    post_processor_adds_bos,
+    sha256_of,
+    split_fused,
+)
+from .safetensors_file import read_safetensors, shard_files
 from .weights import Weight
 
 NORM_SUFFIX = "norm"
@@ -117,8 +123,8 @@ def _config(spec: ArchSpec, raw: dict[str, Any], name: str, where: str = "config
     return config
 
 
-def _weights(folder: Path, spec: ArchSpec) -> dict[str, Weight]:
-    files = sorted(folder.glob("*.safetensors"))
+def _weights(folder: Path, spec: ArchSpec) -> tuple[dict[str, Weight], list[Path]]:
+    files = shard_files(folder)
     if not files:
         raise ExportError(
             f"{folder} has no *.safetensors weights; a Hugging Face model folder needs "
@@ -130,22 +136,14 @@ def _weights(folder: Path, spec: ArchSpec) -> dict[str, Weight]:
     names = NameMap(table)
     weights: dict[str, Weight] = {}
     for file in files:
-        try:
-            with safe_open(str(file), framework="numpy") as handle:
-                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-                    canonical = names.canonical(key.removeprefix("model.language_model.").replace("language_model.model.", "model."))
-                    if canonical is None:
-                        continue
-                    array = handle.get_tensor(key)
-                    weight = Weight.from_float(array)
-                    if spec.hf_norm_offset and canonical.endswith(NORM_SUFFIX):
-                        weight = weight.plus(spec.hf_norm_offset)
-                    weights[canonical] = weight
-        except (SafetensorError, OSError) as exc:
-            raise ExportError(f"cannot read {file} ({exc}); the weights file is damaged or incomplete") from None
-        except TypeError as exc:  # bf16 without a numpy dtype
-            raise ExportError(f"{file}: {exc}; save the weights as float32 or float16") from None
-    return weights
+        for key, weight in read_safetensors(file).items():
+            canonical = names.canonical(key.removeprefix("model.language_model.").replace("language_model.model.", "model."))
+            if canonical is None:
+                continue
+            if spec.hf_norm_offset and canonical.endswith(NORM_SUFFIX):
+                weight = weight.plus(spec.hf_norm_offset)
+            weights[canonical] = weight
+    return weights, files
 
 
 def read_hf_folder(folder: Path) -> SourceModel:
@@ -161,7 +159,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
             f"{folder} has no tokenizer.json; save the tokenizer with "
             "`AutoTokenizer.from_pretrained(...).save_pretrained(folder)` (a fast tokenizer)"
         )
-    weights = _weights(folder, spec)
+    weights, files = _weights(folder, spec)
     config = _config(spec, raw, str(raw.get("_name_or_path") or folder.name), str(config_path))
     if config.tie_embeddings:
         weights.pop("lm_head", None)
@@ -180,7 +178,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
                 eos.append(item)
     bos = raw.get("bos_token_id", gen.get("bos_token_id"))
     add_bos = bool(tok_config.get("add_bos_token", False)) or post_processor_adds_bos(tokenizer)
-    files = sorted(folder.glob("*.safetensors")) + [config_path, tokenizer_path]
+    files = [*files, config_path, tokenizer_path]
     return SourceModel(
         spec=spec,
         config=config,
@@ -191,6 +189,7 @@ def read_hf_folder(folder: Path) -> SourceModel:
         bos_token_id=int(bos) if isinstance(bos, int) else None,
         eos_token_ids=eos,
         add_bos_token=add_bos,
+        mappings=list({id(m): m for m in (mapping_of(w.data) for w in weights.values()) if m is not None}.values()),
         source={"kind": "hf", "file": folder.name, "sha256": sha256_of(files),
                 "bytes": sum(p.stat().st_size for p in files)},
     )

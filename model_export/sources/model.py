@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,31 @@ class SourceModel:
     source: dict[str, Any] = field(default_factory=dict)
     # Further named chat templates (name -> Jinja text), e.g. "tool_use"; chat_template is "default".
     chat_templates: dict[str, str] = field(default_factory=dict)
+    # The source files' memory maps, whose pages :meth:`release_pages` gives back.
+    mappings: list[mmap.mmap] = field(default_factory=list)
 
     def float32(self, name: str) -> np.ndarray:
         return self.weights[name].float32()
+
+    def release_pages(self) -> None:
+        """Drop the source files' pages from this process's memory (they are read again from
+        the file if needed): tensors converted so far stop counting in its resident size."""
+        for mapping in self.mappings:
+            try:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError, AttributeError):
+                pass  # a closed map, or a platform without madvise: nothing to give back
+
+
+def mapping_of(array: np.ndarray) -> mmap.mmap | None:
+    """The mmap under a numpy memmap (or a view of one), if any."""
+    base: Any = array
+    while base is not None:
+        found = getattr(base, "_mmap", None)
+        if isinstance(found, mmap.mmap):
+            return found
+        base = getattr(base, "base", None)
+    return None
 
 
 def sha256_of(paths: list[Path]) -> str:

@@ -8,11 +8,15 @@ blocks run along the input dimension, so a row is always whole blocks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
+
+# Values widened to float at a time when a large matrix is converted part by part.
+CHUNK_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,24 @@ class Weight:
         if self.qtype in (GGMLQuantizationType.F16,):
             return np.asarray(self.data).astype(np.float32).reshape(self.shape)
         return dequantize(self.data, self.qtype).astype(np.float32).reshape(self.shape)
+
+    def row_chunks(self, values: int = CHUNK_VALUES) -> Iterator[slice]:
+        """Consecutive row ranges of about ``values`` values each (at least one row), so a
+        large matrix is widened to float a part at a time."""
+        cols = int(np.prod(self.shape[1:])) if len(self.shape) > 1 else 1
+        step = max(1, values // max(cols, 1))
+        for start in range(0, self.shape[0], step):
+            yield slice(start, min(start + step, self.shape[0]))
+
+    def float32_transposed(self) -> np.ndarray:
+        """A matrix [out, in] as float32 [in, out], C-contiguous, widened a few rows at a time
+        (peak memory: the result plus one chunk)."""
+        if len(self.shape) != 2:
+            raise ValueError(f"float32_transposed needs a matrix, got shape {self.shape}")
+        out = np.empty((self.shape[1], self.shape[0]), np.float32)
+        for rows in self.row_chunks():
+            out[:, rows] = self.take_rows(rows).float32().T
+        return out
 
     def take_rows(self, rows: np.ndarray | slice) -> Weight:
         data = self.data[rows]

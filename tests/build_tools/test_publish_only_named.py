@@ -96,3 +96,23 @@ def test_a_damaged_folder_never_replaces_a_good_site(model_dir: Path, node_modul
     with pytest.raises(BuildError, match="tokenizer.json is not a usable tokenizer"):
         build_site(model_dir, dist, force=True, node_modules=node_modules)
     assert site_bytes(dist) == before
+
+
+def test_alignment_padding_between_tensors_is_accepted_but_trailing_bytes_are_not(
+        model_dir: Path, node_modules: Path, tmp_path: Path) -> None:
+    """A data file with unused bytes between tensors (as an aligning writer leaves) builds; one
+    with bytes past its last tensor does not."""
+    model = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    external = [t for t in model.graph.initializer if t.external_data]
+    last = max(external, key=lambda t: int({e.key: e.value for e in t.external_data}["offset"]))
+    entry = next(e for e in last.external_data if e.key == "offset")
+    offset = int(entry.value)
+    data = (model_dir / "model.onnx.data").read_bytes()
+    (model_dir / "model.onnx.data").write_bytes(data[:offset] + b"\0" * 4096 + data[offset:])
+    entry.value = str(offset + 4096)
+    onnx.save_model(model, str(model_dir / "model.onnx"))
+    build_site(model_dir, tmp_path / "dist", node_modules=node_modules)
+    with (model_dir / "model.onnx.data").open("ab") as handle:
+        handle.write(b"\0" * 16)
+    with pytest.raises(BuildError, match="model.onnx.data has .* bytes but the graph's tensors use"):
+        build_site(model_dir, tmp_path / "dist2", node_modules=node_modules)

@@ -55,8 +55,9 @@ def text(model: Path) -> tuple[list[list[int]], list[list[int]]]:
     """Evaluation windows of the held-out text and their next-token targets."""
     from pocketlm_export import quality
 
-    ids = load_native(model, threads=1).tokenizer.encode(quality.eval_text(), add_special_tokens=False)
-    size = quality.window_for(8192)
+    native = load_native(model, threads=1)
+    ids = native.tokenizer.encode(quality.eval_text(), add_special_tokens=False)
+    size = quality.window_for(8192, native.info.vocab_size)
     windows = [ids[i:i + size] for i in range(0, len(ids) - 1, size)]
     targets = [ids[i + 1:i + 1 + size] for i in range(0, len(ids) - 1, size)]
     return windows, targets

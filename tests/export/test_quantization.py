@@ -89,8 +89,8 @@ def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
     assert mixed < q4
 
 
-@pytest.mark.parametrize("matrix_type", ["Q4_0", "Q8_0"])
-def test_exact_mode_takes_q4_0_and_q8_0_blocks(matrix_type: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("matrix_type", ["Q4_0", "Q8_0", "Q5_0"])
+def test_exact_mode_takes_q4_0_q5_0_and_q8_0_blocks(matrix_type: str, tmp_path: Path) -> None:
     src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type=matrix_type)
     export(src, tmp_path / "exact", ExportOptions(quant="exact", logits="all", progress=False))
     export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
