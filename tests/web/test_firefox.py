@@ -45,5 +45,6 @@ def test_firefox_gives_the_native_tokens_for_the_parity_prompts(default_server: 
     expected = [model.generate(p, SamplingOptions(max_new_tokens=NEW_TOKENS)).tokens for p in PROMPTS]
     result = firefox_answers(default_server.url + "/?backend=wasm", PROMPTS, NEW_TOKENS)
     assert "Firefox" in result["userAgent"]
-    assert result["backend"]["name"] == "wasm"
+    assert result["backend"]["name"] in ("wasm", "ort-wasm"), result["backend"]  # a CPU backend
+    print(f"\nFirefox ran on {result['backend']['name']}: {result['backend'].get('reason', '')}")
     assert result["tokens"] == expected

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,7 +72,7 @@ def test_build_settings_shape_the_page_and_the_answers(open_browser: BrowserFact
     assert page.locator("#settings").count() == 0  # a kiosk has no settings
     assert page.inner_text("#new-chat") == "Start over"
     page.click(".suggestion >> nth=1")
-    page.wait_for_function("window.pocketlm.history.length === 2")
+    wait_until(page, "window.pocketlm.history.length === 2")
     history = page.evaluate("window.pocketlm.history")
     assert history[0] == {"role": "user", "content": "Where is the cafe?"}
     # The system prompt goes first, and the build's default answer length applies.
@@ -86,8 +86,8 @@ def test_an_idle_kiosk_counts_down_then_wipes_the_conversation(open_browser: Bro
     page = open_kiosk(open_browser, kiosk_server, fake_clock=True)
     page.fill("#prompt", "hello world")
     page.press("#prompt", "Enter")
-    page.wait_for_function("window.pocketlm.history.length === 2")
-    page.wait_for_function(IDLE)
+    wait_until(page, "window.pocketlm.history.length === 2")
+    wait_until(page, IDLE)
     conversation = page.evaluate("window.pocketlm.history")
     page.clock.fast_forward(15_000)
     assert page.is_hidden("#idle-banner")  # still 15 s to go: no countdown yet
@@ -101,11 +101,11 @@ def test_an_idle_kiosk_counts_down_then_wipes_the_conversation(open_browser: Bro
     page.clock.fast_forward(25_000)
     page.wait_for_selector("#idle-banner", state="visible")
     page.clock.fast_forward(6_000)
-    page.wait_for_function("document.querySelectorAll('#messages li').length === 0")
+    wait_until(page, "document.querySelectorAll('#messages li').length === 0")
     assert page.evaluate("window.pocketlm.history") == []
     assert page.is_hidden("#idle-banner") and page.is_visible("#welcome")
     # The engine forgot it too: the same conversation is read again from nothing.
-    page.wait_for_function("window.pocketlm.engine.ping()")
+    wait_until(page, "window.pocketlm.engine.ping()")
     again = page.evaluate("(messages) => window.pocketlm.engine.generate(messages, {maxNewTokens: 2})",
                           [*conversation, {"role": "user", "content": "more"}])
     assert again["timing"]["reusedTokens"] == 0
@@ -120,7 +120,7 @@ def test_a_dead_worker_is_replaced_and_the_visitor_gets_an_answer(open_browser: 
     page.evaluate("window.pocketlm.engine.first = true; window.pocketlm.engine.worker.terminate()")
     page.fill("#prompt", "hello world")
     page.press("#prompt", "Enter")
-    page.wait_for_function("window.pocketlm.history.length === 2", timeout=120_000)
+    wait_until(page, "window.pocketlm.history.length === 2", 120)
     history = page.evaluate("window.pocketlm.history")
     asked = [{"role": "system", "content": SETTINGS["system_prompt"]}, history[0]]
     assert history[1]["content"] == native(tiny_model, asked, 6)[0]
@@ -132,7 +132,7 @@ def test_a_dead_worker_is_replaced_and_the_visitor_gets_an_answer(open_browser: 
     page.evaluate("window.pocketlm.engine.worker.terminate()")
     page.fill("#prompt", "the cat")
     page.press("#prompt", "Enter")
-    page.wait_for_function("window.pocketlm.history.length === 4", timeout=120_000)
+    wait_until(page, "window.pocketlm.history.length === 4", 120)
     history = page.evaluate("window.pocketlm.history")
     assert history[3]["content"] == native(tiny_model, [asked[0], *history[:3]], 6)[0]
 
@@ -147,7 +147,7 @@ def test_the_kiosk_fits_the_screen_without_scrollbars(open_browser: BrowserFacto
     for prompt in ["Who painted the ceiling?", "hello world " * 30, "Where is the cafe?"]:
         page.fill("#prompt", prompt)
         page.press("#prompt", "Enter")
-        page.wait_for_function(IDLE)
+        wait_until(page, IDLE)
     page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     sizes = page.evaluate("""() => ({
         width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight,
@@ -178,7 +178,7 @@ ICON_PIXELS = """async () => {
 def test_the_site_is_installable_with_the_build_title_and_colour(open_browser: BrowserFactory,
                                                                   kiosk_server: SiteServer) -> None:
     page = open_kiosk(open_browser, kiosk_server)
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    wait_until(page, "navigator.serviceWorker.controller !== null")
     cdp = page.context.new_cdp_session(page)
     assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
     manifest = json.loads(cdp.send("Page.getAppManifest")["data"])

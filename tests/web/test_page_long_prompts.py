@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, open_ready_page
+from tests.web.site_browser import (
+    BrowserFactory,
+    SiteServer,
+    open_ready_page,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,7 +48,7 @@ def read_seconds(page: Any) -> float:
 
 @pytest.fixture(autouse=True)
 def fresh_chat(page: Any) -> None:
-    page.wait_for_function(IDLE, timeout=600_000)
+    wait_until(page, IDLE, 600)
     page.click("#new-chat")
     page.evaluate("document.getElementById('max-tokens').value = '4'")
 
@@ -68,14 +73,14 @@ def test_an_over_long_paste_is_refused_at_once_and_a_long_one_is_read_with_flat_
     error = page.inner_text("#messages li.user .error")
     assert error.endswith("tokens do not fit the model's context of 8192; shorten the prompt or start a new chat")
     assert int(error.split()[0]) > 8192
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
 
     page.click("#new-chat")
     fits = SENTENCE * 55  # about 800 tokens
     paste(page, fits)
     started = time.monotonic()
     page.click("#send")
-    page.wait_for_function(IDLE, timeout=900_000)
+    wait_until(page, IDLE, 900)
     answered_after = time.monotonic() - started
     after = page.evaluate(MEMORY)
     assert len(page.evaluate("window.pocketlm.history")) == 2 and page.locator("#messages .error").count() == 0
@@ -93,7 +98,7 @@ def test_stop_is_seen_while_a_long_prompt_is_read(page: Any, read_seconds: float
     page.wait_for_timeout(300)
     started = time.monotonic()
     page.click("#stop")
-    page.wait_for_function(IDLE, timeout=900_000)
+    wait_until(page, IDLE, 900)
     stopped_after = time.monotonic() - started
     print(f"\nstop during the prompt took effect after {stopped_after:.2f} s (whole read {read_seconds:.1f} s)")
     assert page.inner_text("#status").startswith("stopped;")
@@ -107,9 +112,9 @@ def test_a_deleted_paste_does_not_hold_the_next_question(page: Any, read_seconds
     page.fill("#prompt", "What is 2+2?")
     started = time.monotonic()
     page.press("#prompt", "Enter")
-    page.wait_for_function(FIRST_TEXT, timeout=900_000)
+    wait_until(page, FIRST_TEXT, 900)
     first_text_after = time.monotonic() - started
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     print(f"\nfirst text of the next question after {first_text_after:.2f} s (whole read {read_seconds:.1f} s)")
     assert first_text_after < read_seconds / 3
     assert page.evaluate("window.pocketlm.history")[0]["content"] == "What is 2+2?"
@@ -124,9 +129,9 @@ def test_new_chat_while_a_long_prompt_is_read_takes_effect_at_once(page: Any, re
     page.fill("#prompt", "What is 2+2?")
     started = time.monotonic()
     page.press("#prompt", "Enter")
-    page.wait_for_function(FIRST_TEXT, timeout=900_000)
+    wait_until(page, FIRST_TEXT, 900)
     first_text_after = time.monotonic() - started
-    page.wait_for_function("window.pocketlm.history.length === 2", timeout=900_000)
+    wait_until(page, "window.pocketlm.history.length === 2", 900)
     print(f"\nthe question after New chat began its answer after {first_text_after:.2f} s "
           f"(whole read {read_seconds:.1f} s)")
     assert first_text_after < read_seconds / 3

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready
+from tests.web.site_browser import BrowserFactory, SiteServer, wait_ready, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def page(module_browser: BrowserFactory, tiny_server: SiteServer) -> Any:
 
 @pytest.fixture(autouse=True)
 def fresh_chat(page: Any) -> None:
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     page.click("#new-chat")
     setting(page, "temperature", "0")
     setting(page, "max-tokens", "8")
@@ -70,7 +70,7 @@ def test_a_prompt_that_cannot_fit_gets_the_context_error_next_to_it(page: Any, t
     for _ in range(3):  # earlier messages, so the page has scrolled
         page.fill("#prompt", "hello world")
         page.click("#send")
-        page.wait_for_function(IDLE)
+        wait_until(page, IDLE)
     text = "the cat sat on the mat " * 120
     page.fill("#prompt", text)
     page.click("#send")
@@ -87,7 +87,7 @@ def test_a_prompt_that_cannot_fit_gets_the_context_error_next_to_it(page: Any, t
     page.fill("#prompt", "hello")
     page.focus("#prompt")
     page.keyboard.press("Enter")
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     history = page.evaluate("window.pocketlm.history")
     assert history[0] == {"role": "user", "content": "hello"}
     assert page.evaluate("window.pocketlm.engine.generate([{role: 'user', content: 'hello'}], "
@@ -106,7 +106,7 @@ def test_invalid_settings_are_clamped_and_said_the_same_for_enter_and_the_button
         page.focus("#prompt")
         page.keyboard.press("Enter")
     page.wait_for_selector("#messages li.assistant")
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     notes = page.locator("#messages li.user .note").all_inner_texts()
     assert notes == ["Temperature -1 is below 0; used 0", "Max new tokens 100000 is above 4096; used 4096"]
     assert (page.input_value("#temperature"), page.input_value("#max-tokens")) == ("0", "4096")
@@ -115,7 +115,7 @@ def test_invalid_settings_are_clamped_and_said_the_same_for_enter_and_the_button
     setting(page, "max-tokens", "0")
     page.fill("#prompt", "hello")
     page.click("#send")
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     assert page.locator("#messages li.user .note").all_inner_texts() == ["Max new tokens 0 is below 1; used 1"]
     assert len(page.evaluate("window.pocketlm.history")) == 2
 
@@ -125,7 +125,7 @@ def test_escape_stops_an_answer(page: Any) -> None:
     page.fill("#prompt", "hello world")
     page.click("#send")
     page.keyboard.press("Escape")  # the tiny model fills its context in about a second
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     assert page.inner_text("#status").startswith("stopped;")
     assert len(page.evaluate("window.pocketlm.history")) == 2  # the stopped answer is kept
 
@@ -135,15 +135,15 @@ def test_new_chat_mid_answer_clears_at_once_and_the_next_question_is_answered(pa
     setting(page, "max-tokens", "4000")
     page.fill("#prompt", "hello world")
     page.click("#send")
-    page.wait_for_function("document.querySelector('#messages li.assistant .text').textContent.length > 0")
+    wait_until(page, "document.querySelector('#messages li.assistant .text').textContent.length > 0")
     page.click("#new-chat")
     assert page.locator("#messages li").count() == 0  # at once, not after the answer
     assert page.evaluate("window.pocketlm.history") == []
     setting(page, "max-tokens", "8")
     page.fill("#prompt", "the cat")
     page.click("#send")
-    page.wait_for_function("window.pocketlm.history.length === 2")
-    page.wait_for_function(IDLE)
+    wait_until(page, "window.pocketlm.history.length === 2")
+    wait_until(page, IDLE)
     history = page.evaluate("window.pocketlm.history")
     assert history[0] == {"role": "user", "content": "the cat"}
     assert page.locator("#messages li").count() == 2  # the stopped answer never came back
@@ -154,7 +154,7 @@ def test_new_chat_mid_answer_clears_at_once_and_the_next_question_is_answered(pa
 def test_a_lone_surrogate_in_the_box_is_cleaned_not_an_error(page: Any) -> None:
     page.evaluate("document.getElementById('prompt').value = 'hello \\ud800 world \\udc00'")
     page.click("#send")
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     history = page.evaluate("window.pocketlm.history")
     assert history[0]["content"] == "hello \ufffd world \ufffd"
     assert page.locator("#messages .error").count() == 0
@@ -164,7 +164,7 @@ def test_the_box_cannot_grow_over_the_page_and_the_newest_text_stays_above_it(pa
     for _ in range(4):
         page.fill("#prompt", "hello world\n" * 4)
         page.click("#send")
-        page.wait_for_function(IDLE)
+        wait_until(page, IDLE)
     assert page.locator("#messages .error").count() == 0
     assert in_view(page, "#messages li:last-child")
     page.fill("#prompt", "line\n" * 200)
@@ -182,11 +182,11 @@ def test_the_box_cannot_grow_over_the_page_and_the_newest_text_stays_above_it(pa
 def test_regenerate_and_edit_take_the_last_turn_back(page: Any, tiny_model: Path) -> None:
     page.fill("#prompt", "hello world")
     page.click("#send")
-    page.wait_for_function(IDLE)
+    wait_until(page, IDLE)
     first = page.evaluate("window.pocketlm.history")
     page.click("#messages li.assistant .turn-action")  # Regenerate
-    page.wait_for_function("window.pocketlm.history.length === 2")
-    page.wait_for_function(IDLE)
+    wait_until(page, "window.pocketlm.history.length === 2")
+    wait_until(page, IDLE)
     again = page.evaluate("window.pocketlm.history")
     assert page.locator("#messages li").count() == 2
     assert again == first  # greedy: the same answer, from a conversation without the old turn
@@ -196,7 +196,7 @@ def test_regenerate_and_edit_take_the_last_turn_back(page: Any, tiny_model: Path
     assert page.locator("#messages li").count() == 0 and page.evaluate("window.pocketlm.history") == []
     page.fill("#prompt", "the cat")
     page.click("#send")
-    page.wait_for_function("window.pocketlm.history.length === 2")
+    wait_until(page, "window.pocketlm.history.length === 2")
     history = page.evaluate("window.pocketlm.history")
     assert history[1]["content"] == native_text(tiny_model, [{"role": "user", "content": "the cat"}], 8)
     assert page.locator("#messages .turn-action").count() == 2  # only on the last turn
@@ -210,12 +210,12 @@ def test_forget_this_site_deletes_caches_service_worker_and_conversation(open_br
     wait_ready(page)
     page.fill("#prompt", "hello world")
     page.click("#send")
-    page.wait_for_function("window.pocketlm.history.length === 2")
+    wait_until(page, "window.pocketlm.history.length === 2")
     assert page.evaluate("caches.keys()") != []
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("#settings summary")
     page.click("#forget")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Forgotten')")
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Forgotten')")
     assert page.evaluate("caches.keys()") == []
     assert page.evaluate("navigator.serviceWorker.getRegistrations().then((r) => r.length)") == 0
     assert page.evaluate("window.pocketlm.history") == [] and page.locator("#messages li").count() == 0
