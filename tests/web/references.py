@@ -45,6 +45,24 @@ def _engine_tokens(model: Path, prompt_json: str, max_new_tokens: int, build: st
         node.close()
 
 
+def engine_text(model: Path, prompt: Any, options: Any) -> str:
+    """The text the CPU engine (relaxed build, node) answers ``prompt`` with these
+    :class:`~pocketlm_runtime.sampling.SamplingOptions`."""
+    from pocketlm_runtime.model_info import ModelInfo
+    from pocketlm_runtime.pipeline import LanguageModel
+    from pocketlm_runtime.tokenizer import Tokenizer
+    from tests.engine.node_engine import EngineSession, NodeEngine
+
+    info = ModelInfo.from_text((model / "pocketlm.json").read_text(encoding="utf-8"))
+    node = NodeEngine()
+    try:
+        node.load(model, build="relaxed", threads=1)
+        lm = LanguageModel(EngineSession(node), info, Tokenizer.from_file(model / "tokenizer.json"))
+        return lm.generate(prompt, options).text
+    finally:
+        node.close()
+
+
 def engine_continuation(model: Path, ids: list[int], max_new_tokens: int) -> list[int]:
     """Greedy tokens the CPU engine (relaxed build, node) appends to the token ids ``ids``."""
     from pocketlm_runtime.generator import Generator
