@@ -221,25 +221,38 @@ class DecoderGraph:
         b.op("Identity", [logits], outputs=["logits"], name="logits")
         return "logits"
 
-    def build(self) -> onnx.ModelProto:
-        cfg, b = self.cfg, self.b
-        self.declare_io()
+    def sequence_lengths(self) -> tuple[str, str]:
+        """GroupQueryAttention's ``seqlens_k`` (tokens a row holds, minus one) and
+        ``total_sequence_length``, both int32, from ``attention_mask``."""
+        b = self.b
         lengths = b.op("ReduceSum", ["attention_mask", b.const([1], np.int64)], keepdims=0)
         seqlens = b.op("Cast", [b.op("Sub", [lengths, b.const(np.int64(1))])], to=INT32, name="seqlens_k")
         total_len = b.op("Gather", [b.op("Shape", ["attention_mask"]), b.const(np.int64(1))], axis=0)
-        total = b.op("Cast", [total_len], to=INT32, name="total_sequence_length")
+        return seqlens, b.op("Cast", [total_len], to=INT32, name="total_sequence_length")
+
+    def block(self, i: int, x: str, h: str, seqlens: str, total: str,
+              rope: dict[bool, tuple[str, str]]) -> tuple[str, str]:
+        """Layer ``i`` on ``x`` (the normed input) and ``h`` (the residual stream): returns the
+        MLP's output, not yet added to the stream, and the stream after attention."""
+        attn = self.attention(i, x, "position_ids", seqlens, total, rope[self.cfg.is_sliding(i)])
+        if self.spec.sandwich_norms:
+            attn = self.rms_norm(attn, f"L{i}.post_attn_norm")
+        x, h = self.skip_rms_norm(attn, h, f"L{i}.ffn_norm")
+        out = self.mlp(i, x)
+        if self.spec.sandwich_norms:
+            out = self.rms_norm(out, f"L{i}.post_ffn_norm")
+        return out, h
+
+    def build(self) -> onnx.ModelProto:
+        cfg, b = self.cfg, self.b
+        self.declare_io()
+        seqlens, total = self.sequence_lengths()
         rope = self.rope_tables()
         h = self.embed()
         x = self.rms_norm(h, "L0.attn_norm")
         layers = range(cfg.num_layers)
         for i in tqdm(layers, desc="layers", unit="layer", disable=not self.progress, leave=False):
-            attn = self.attention(i, x, "position_ids", seqlens, total, rope[cfg.is_sliding(i)])
-            if self.spec.sandwich_norms:
-                attn = self.rms_norm(attn, f"L{i}.post_attn_norm")
-            x, h = self.skip_rms_norm(attn, h, f"L{i}.ffn_norm")
-            out = self.mlp(i, x)
-            if self.spec.sandwich_norms:
-                out = self.rms_norm(out, f"L{i}.post_ffn_norm")
+            out, h = self.block(i, x, h, seqlens, total, rope)
             next_norm = f"L{i + 1}.attn_norm" if i + 1 < cfg.num_layers else "final_norm"
             x, h = self.skip_rms_norm(out, h, next_norm)
         self.lm_head(x)

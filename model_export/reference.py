@@ -25,7 +25,7 @@ import onnx
 import onnxruntime as ort
 
 from .graph import DecoderGraph
-from .onnx_builder import FLOAT, INT32, INT64
+from .onnx_builder import FLOAT, INT64
 from .sources.model import SourceModel
 
 HIDDEN_IN = "hidden"
@@ -50,20 +50,11 @@ class DecoderPiece(DecoderGraph):
             for i in layers:
                 for name in self.names.past(i):
                     b.add_input(name, FLOAT, kv_past)
-            lengths = b.op("ReduceSum", ["attention_mask", b.const([1], np.int64)], keepdims=0)
-            seqlens = b.op("Cast", [b.op("Sub", [lengths, b.const(np.int64(1))])], to=INT32)
-            total_len = b.op("Gather", [b.op("Shape", ["attention_mask"]), b.const(np.int64(1))], axis=0)
-            total = b.op("Cast", [total_len], to=INT32)
+            seqlens, total = self.sequence_lengths()
             rope = self.rope_tables()
             x = self.rms_norm(h, f"L{layers.start}.attn_norm")
             for i in layers:
-                attn = self.attention(i, x, "position_ids", seqlens, total, rope[cfg.is_sliding(i)])
-                if self.spec.sandwich_norms:
-                    attn = self.rms_norm(attn, f"L{i}.post_attn_norm")
-                x, h = self.skip_rms_norm(attn, h, f"L{i}.ffn_norm")
-                out = self.mlp(i, x)
-                if self.spec.sandwich_norms:
-                    out = self.rms_norm(out, f"L{i}.post_ffn_norm")
+                out, h = self.block(i, x, h, seqlens, total, rope)
                 if i + 1 < layers.stop:
                     x, h = self.skip_rms_norm(out, h, f"L{i + 1}.attn_norm")
                 else:
