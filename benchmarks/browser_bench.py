@@ -38,7 +38,7 @@ from playwright.sync_api import sync_playwright
 from pocketlm_build.bundle import build_site
 from pocketlm_export.default_model import default_model_path
 from pocketlm_export.export import ExportOptions, export
-from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready
+from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready, wait_until
 
 from .native_speed import measure, prompt_of
 
@@ -138,7 +138,7 @@ def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: 
     context, traffic = browsers(server.url)
     page = context.new_page()
     page.goto(server.url + page_path)
-    page.wait_for_function("window.ready === true")
+    wait_until(page, "window.ready === true")  # polled from outside: the site's CSP forbids eval
     loaded = page.evaluate("(threads) => window.loadWllama(threads)", threads)
     if loaded["threads"] != threads:
         raise SystemExit(f"wllama runs {loaded} instead of {threads} thread(s)")
