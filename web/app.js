@@ -45,6 +45,8 @@ let history = [];
 /** @type {Engine | null} */
 let engine = null;
 let busy = false;
+/** Stop (or Escape) was pressed during the current answer, maybe before it reached the engine. */
+let stopAsked = false;
 /** Bumped by New chat: an answer that arrives for an older conversation is dropped. */
 let conversation = 0;
 /** @type {Promise<unknown>} the engine forgetting the last conversation */
@@ -62,8 +64,10 @@ async function fetchJson(path) {
 
 /** @param {string} text @param {boolean} [alert] */
 function setStatus(text, alert = false) {
-  ui.status.textContent = text;
-  ui.status.setAttribute('role', alert ? 'alert' : 'status');
+  view.update(() => {
+    ui.status.textContent = text;
+    ui.status.setAttribute('role', alert ? 'alert' : 'status');
+  });
 }
 
 async function load() {
@@ -183,10 +187,18 @@ const VISITOR_ERRORS = /do not fit the model's context|this site takes at most|m
 /** @param {boolean} value */
 function setBusy(value) {
   busy = value;
+  stopAsked = false;
   ui.send.disabled = value;
   ui.prompt.disabled = false;
   ui.stop.disabled = !value;
   ui.newChat.disabled = false;
+}
+
+/** Stop the answer being written (the Stop button and Escape). */
+function stopAnswer() {
+  if (!busy) return;
+  stopAsked = true;
+  engine?.stop();
 }
 
 /** The conversation as the model reads it: the site's system prompt first. */
@@ -235,13 +247,17 @@ async function send(given) {
     if (!(await engine.ping())) await recover();
     if (!engine) throw new Error('the model is not running; it needs someone to look at this machine');
     setStatus(`Answering on ${engine.backend.name.toUpperCase()}…`);
-    const result = await engine.generate(withSystem(asked), { ...options, maxPromptTokens: page.maxPromptTokens ?? undefined },
+    const answering = engine.generate(withSystem(asked), { ...options, maxPromptTokens: page.maxPromptTokens ?? undefined },
       (piece) => { if (ours === conversation) sink.put(piece); });
+    if (stopAsked) engine.stop(); // Escape came while the engine was being checked
+    const result = await answering;
     if (ours !== conversation) return;
     sink.end();
     history = [...asked, { role: 'assistant', content: result.text }];
-    addCopyButton(answer, result.text);
-    addTurnActions(user, answer, text, asked.slice(0, -1));
+    view.update(() => {
+      addCopyButton(answer, result.text);
+      addTurnActions(user, answer, text, asked.slice(0, -1));
+    });
     const t = result.timing;
     if (result.stopReason === 'stopped' && !result.text) view.note(answer, 'Stopped before the answer began.');
     const stopped = result.stopReason === 'stopped' ? 'stopped; ' : '';
@@ -357,7 +373,7 @@ ui.prompt.addEventListener('keydown', (event) => {
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && busy) {
     event.preventDefault();
-    engine?.stop();
+    stopAnswer();
   }
 });
 // While the prompt is typed, the engine reads its settled words, so the answer starts
@@ -378,7 +394,7 @@ ui.prompt.addEventListener('input', () => {
     drafted = settled ? draft : '';
   }, 300);
 });
-ui.stop.addEventListener('click', () => engine?.stop());
+ui.stop.addEventListener('click', stopAnswer);
 ui.newChat.addEventListener('click', newChat);
 ui.forget.addEventListener('click', async () => {
   if (!window.confirm('Delete the model, the conversation and everything else this site keeps in this browser?')) return;

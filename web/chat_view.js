@@ -78,6 +78,18 @@ export class ChatView {
     this.reveal(true);
   }
 
+  /**
+   * Change the page (buttons under the last message, a status line that wraps), keeping
+   * the newest line in view when it was. The change is measured at once: a size the
+   * conversation has only between two frames is never seen by the ResizeObserver.
+   * @param {() => void} change
+   */
+  update(change) {
+    const follow = this.nearEnd();
+    change();
+    if (follow) this.reveal(true);
+  }
+
   /** Remove every message. */
   clear() {
     this.list.replaceChildren();
