@@ -178,6 +178,11 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
     for (let b = 0; b < kb; b++) {
       let amax = 0;
       for (let i = 0; i < bs; i++) { amax = Math.max(amax, Math.abs(xa[b * bs + i])); fsum[b] += xa[b * bs + i]; }
+      if (act_bits === 32) {  // float activations: used as they are
+        asc[b] = 1;
+        for (let i = 0; i < bs; i++) aq[b * bs + i] = xa[b * bs + i];
+        continue;
+      }
       const top = act_bits === 16 ? 32639 : 127;
       asc[b] = Math.fround(amax / top);
       const inv = amax > 0 ? Math.fround(top / amax) : 0;

@@ -3,7 +3,7 @@
 The driver fills random weight blocks and activations, runs the SIMD kernel, the scalar C
 reference and a float computation in JavaScript (weights dequantized, activations
 quantized per block the same way: an independent check of the integer arithmetic), with
-int8 and int16 activation blocks.
+int8 and int16 activation blocks, and float activations through the prefill GEMM.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FORMATS = [
 @pytest.mark.parametrize("build", list(BUILDS))
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}")
 @pytest.mark.parametrize("tokens", [1, 3, 11])
-@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("act_bits", [8, 16, 32])
 def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
                                              act_bits: int) -> None:
     bits, bs, zero_points, mins = fmt

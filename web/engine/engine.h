@@ -5,7 +5,8 @@
 //   runtime.c          memory (a bump allocator over the imported memory), math (expf, tanhf)
 //   threads.c          a pool of threads sharing the memory; jobs split by rows
 //   kernels/act.c      float activations -> int8 blocks (symmetric, scale amax/127)
-//   kernels/qmatmul.c  4- and 8-bit weight blocks x int8 activations; scalar reference + SIMD
+//   kernels/qmatmul.c  4- and 8-bit weight blocks x int8/int16 activations (decode); scalar reference + SIMD
+//   kernels/gemm.c     the same weights x float32 activations for chunks of tokens (prefill)
 //   kernels/vec.c      RMSNorm, RoPE, activations, softmax (scalar; cheap next to the matmuls)
 //   kernels/attention.c attention of new tokens over the paged KV cache
 //   loader.c           pointers into the weight region, hyper-parameters (set from JS)
@@ -82,6 +83,15 @@ void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_or
 // Bias and Q4_1 minima are included.
 void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1);
 void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1);
+
+// kernels/gemm.c: the same rows for float32 activations x [m][k] (prefill chunks): each
+// row dequantized once into tile (room for GEMM_TILE_ROWS * k floats) and used for all m
+// tokens. Bias and Q4_1 minima are included.
+#ifndef GEMM_TILE_ROWS
+#define GEMM_TILE_ROWS 2
+#endif
+void qgemm_f32(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
+void qgemm_f32_ref(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
 
 // ---- kernels/vec.c -------------------------------------------------------------------
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);

@@ -130,7 +130,8 @@ EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
 // ---- kernels, for tests and the benchmark ----------------------------------------------
 
 // y [m][n] = x [m][k] @ W.T through the SIMD kernels (ref = 0) or the scalar references
-// (ref = 1), activations quantized to act_bits (8: by the matching quantizer); `reps`
+// (ref = 1), activations quantized to act_bits (8: by the matching quantizer; 32: float
+// activations through the prefill GEMM, qgemm_f32); `reps`
 // repeats for timing.
 EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int reps, int bits, int bs, int n, int k,
                                                   const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
@@ -138,6 +139,10 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
                                                   float *y, void *scratch) {
   QLinear w;
   if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias)) return -1;
+  if (act_bits == 32) {  // float activations: the prefill GEMM; scratch is its tile
+    for (int r = 0; r < reps; r++) (ref ? qgemm_f32_ref : qgemm_f32)(&w, x, m, y, n, 0, n, scratch);
+    return 0;
+  }
   int kbpad = (k / bs + 3) & ~3;
   uint8_t *p = scratch;
   QAct a;
