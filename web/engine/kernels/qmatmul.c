@@ -127,11 +127,15 @@ static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t
 // two int8 dot products, so the relaxed build keeps its one-instruction dot product.
 static inline v128_t dot32_q4_split(v128_t lo, v128_t hi, const int8_t *ahi, const int8_t *alo, v128_t acc) {
 #ifdef __wasm_relaxed_simd__
-  v128_t dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi), lo, wasm_i32x4_splat(0));
-  dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi + 16), hi, dh);
-  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo), lo, acc);
-  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo + 16), hi, acc);
-  return wasm_i32x4_add(acc, wasm_i32x4_shl(dh, 8));
+  // i16x8.relaxed_dot: each i16 lane sums 2 products of at most 127 * 15, and two of them
+  // added stay below 2^15 (no saturation, so every implementation agrees); one
+  // i32x4.dot_i16x8_s a half then weighs the high bytes by 256.
+  v128_t dh = wasm_i16x8_add(wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(ahi), lo),
+                             wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(ahi + 16), hi));
+  v128_t dl = wasm_i16x8_add(wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(alo), lo),
+                             wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(alo + 16), hi));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(dh, wasm_i16x8_splat(256)));
+  return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(dl));
 #else
   (void)alo;
   return acc;  // not used: the plain build reads q16
