@@ -4,20 +4,50 @@
 // position p of a layer lives in page p / page_size.
 #include "../engine.h"
 
+// q . k over head_dim values (two accumulators: the adds of a head overlap).
+static inline float dot(const float *q, const float *k, int n) {
+  v128_t a0 = wasm_f32x4_splat(0.0f), a1 = wasm_f32x4_splat(0.0f);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(q + i), wasm_v128_load(k + i)));
+    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(q + i + 4), wasm_v128_load(k + i + 4)));
+  }
+  v128_t a = wasm_f32x4_add(a0, a1);
+  float s = wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 2) +
+            wasm_f32x4_extract_lane(a, 3);
+  for (; i < n; i++) s += q[i] * k[i];
+  return s;
+}
+
+static inline void axpy(float *y, float a, const float *x, int n) {
+  v128_t va = wasm_f32x4_splat(a);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, wasm_v128_load(x + i))));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
 void attend(float *out, const float *q, float *const *pages, int kv_head, int kv_heads, int page_size,
             int head_dim, int start, int end, float scale, float softcap, float *scores) {
   float best = -3.0e38f;
   for (int p = start; p <= end; p++) {
     const float *k = pages[p / page_size] + ((size_t)kv_head * page_size + p % page_size) * head_dim;
-    float s = dot_f32(q, k, head_dim) * scale;
+    float s = dot(q, k, head_dim) * scale;
     if (softcap > 0.0f) s = softcap * tanhf_(s / softcap);
     scores[p - start] = s;
     best = s > best ? s : best;
   }
-  float sum = 0.0f;
-  for (int p = start; p <= end; p++) {
-    float e = expf_(scores[p - start] - best);
-    scores[p - start] = e;
+  int count = end - start + 1, i = 0;
+  v128_t vsum = wasm_f32x4_splat(0.0f), vbest = wasm_f32x4_splat(best);
+  for (; i + 4 <= count; i += 4) {
+    v128_t e = expf4(wasm_f32x4_sub(wasm_v128_load(scores + i), vbest));
+    wasm_v128_store(scores + i, e);
+    vsum = wasm_f32x4_add(vsum, e);
+  }
+  float sum = wasm_f32x4_extract_lane(vsum, 0) + wasm_f32x4_extract_lane(vsum, 1) +
+              wasm_f32x4_extract_lane(vsum, 2) + wasm_f32x4_extract_lane(vsum, 3);
+  for (; i < count; i++) {
+    float e = expf_(scores[i] - best);
+    scores[i] = e;
     sum += e;
   }
   float inv = 1.0f / sum;
@@ -25,6 +55,6 @@ void attend(float *out, const float *q, float *const *pages, int kv_head, int kv
   size_t v_offset = (size_t)kv_heads * page_size * head_dim;
   for (int p = start; p <= end; p++) {
     const float *v = pages[p / page_size] + v_offset + ((size_t)kv_head * page_size + p % page_size) * head_dim;
-    axpy_f32(out, scores[p - start] * inv, v, head_dim);
+    axpy(out, scores[p - start] * inv, v, head_dim);
   }
 }
