@@ -51,10 +51,24 @@ void attend(float *out, const float *q, float *const *pages, int kv_head, int kv
     sum += e;
   }
   float inv = 1.0f / sum;
-  mem_zero(out, (size_t)head_dim * sizeof(float));
   size_t v_offset = (size_t)kv_heads * page_size * head_dim;
-  for (int p = start; p <= end; p++) {
-    const float *v = pages[p / page_size] + v_offset + ((size_t)kv_head * page_size + p % page_size) * head_dim;
-    axpy(out, scores[p - start] * inv, v, head_dim);
+  if (head_dim % 16) {
+    mem_zero(out, (size_t)head_dim * sizeof(float));
+    for (int p = start; p <= end; p++) {
+      const float *v = pages[p / page_size] + v_offset + ((size_t)kv_head * page_size + p % page_size) * head_dim;
+      axpy(out, scores[p - start] * inv, v, head_dim);
+    }
+    return;
+  }
+  // 16 output values at a time, summed in registers over the positions.
+  for (int d = 0; d < head_dim; d += 16) {
+    v128_t acc[4] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+    for (int p = start; p <= end; p++) {
+      const float *v = pages[p / page_size] + v_offset + ((size_t)kv_head * page_size + p % page_size) * head_dim + d;
+      v128_t w = wasm_f32x4_splat(scores[p - start]);
+      for (int j = 0; j < 4; j++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(w, wasm_v128_load(v + 4 * j)));
+    }
+    v128_t vinv = wasm_f32x4_splat(inv);
+    for (int j = 0; j < 4; j++) wasm_v128_store(out + d + 4 * j, wasm_f32x4_mul(acc[j], vinv));
   }
 }
