@@ -208,7 +208,11 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
   }
 }
 
-// One token (decode): two rows at a time share every activation load.
+#ifndef DECODE_ROWS
+#define DECODE_ROWS 4
+#endif
+
+// One token (decode): DECODE_ROWS rows at a time share every activation load.
 // ABITS: activation bits (8 or 16).
 static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
                                                               int n0, int n1, const int CB, const int BITS,
@@ -218,17 +222,18 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
   const int zp_row = (kb + 1) / 2;
   const int tail = kb - full * 4;
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
-  for (int n = n0; n < n1; n += 2) {
-    const int rows = n + 1 < n1 ? 2 : 1;
-    v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+  for (int n = n0; n < n1; n += DECODE_ROWS) {
+    const int rows = n1 - n < DECODE_ROWS ? n1 - n : DECODE_ROWS;
+    v128_t acc[DECODE_ROWS];
+    for (int r = 0; r < DECODE_ROWS; r++) acc[r] = wasm_f32x4_splat(0.0f);
     for (int g = 0; g < groups; g++) {
       const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
       const int16_t *aq16 = a->q16 + (size_t)(4 * g) * CB * 32;
       const int8_t *alo = a->qlo + (size_t)(4 * g) * CB * 32;
       v128_t as = wasm_v128_load(a->scale + 4 * g);
       v128_t isum = wasm_v128_load(a->isum + 4 * g);
-      for (int r = 0; r < 2; r++) {
-        if (r == 1 && rows == 1) break;
+      for (int r = 0; r < DECODE_ROWS; r++) {
+        if (r == rows) break;
         const size_t row = (size_t)(n + r);
         const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
         v128_t ws = f16x4(w->scales + row * kb + 4 * g);
@@ -263,8 +268,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
       }
     }
-    y[n] = hsumf(acc[0]);
-    if (rows == 2) y[n + 1] = hsumf(acc[1]);
+    for (int r = 0; r < rows; r++) y[n + r] = hsumf(acc[r]);
   }
 }
 
