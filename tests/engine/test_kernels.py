@@ -47,3 +47,17 @@ def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt:
 def test_relaxed_simd_detection(node: NodeEngine) -> None:
     # The driver runs node with relaxed SIMD on and Liftoff off: the dot product is right.
     assert node.call("relaxedSimdSupported") is True
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("tokens", [1, 7])
+@pytest.mark.parametrize("act_bits", [16, 32])
+def test_simd_kernel_rows_past_the_last_full_tile(node: NodeEngine, build: str, tokens: int, act_bits: int) -> None:
+    # 47 rows: the kernels take rows in tiles (4 a pass for one token, 2 in the prefill GEMM)
+    # and tokens in tiles of 4; the last rows and tokens take the kernels' tail paths.
+    r = node.call("kernel", wasm=str(BUILDS[build]), bits=4, bs=32, n=47, k=576, m=tokens, zero_points=True,
+                  mins=True, bias=True, seed=5 + tokens, reps=1, act_bits=act_bits)
+    tol = 1e-5 * max(1.0, r["scale"])
+    assert r["finite"]
+    assert r["max_simd_vs_ref"] <= tol, r
+    assert r["max_simd_vs_float"] <= tol, r
