@@ -97,6 +97,7 @@ static inline int act_slot(int i, int nibble_order) {
 void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
+void quantize_act16_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 
 // kernels/qmatmul.c: y[t * ldy + j] for rows j in [n0, n1) and tokens t < a->m.
 // Bias and Q4_1 minima are included.

@@ -154,7 +154,7 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
   a.fsum = (float *)p;
   int nibbles = bits == 4 && bs % 32 == 0;
   for (int r = 0; r < reps; r++) {
-    if (act_bits == 16) quantize_act16(&a, x, m, k, bs, nibbles);
+    if (act_bits == 16) (ref ? quantize_act16_ref : quantize_act16)(&a, x, m, k, bs, nibbles);
     else if (ref) quantize_act_ref(&a, x, m, k, bs, nibbles);
     else quantize_act(&a, x, m, k, bs, nibbles);
     if (ref) qmatmul_ref(&w, &a, y, n, 0, n);

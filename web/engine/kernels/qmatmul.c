@@ -335,15 +335,22 @@ static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int l
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
     if (w->mins) {
-      for (int b = 0; b < w->kb; b++) {
-        const uint16_t *mb = w->mins + (size_t)b * w->n;
-        float fs = a->fsum[t * a->kbpad + b];
-        v128_t vfs = wasm_f32x4_splat(fs);
-        int n = n0;
-        for (; n + 4 <= n1; n += 4)
-          wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), wasm_f32x4_mul(f16x4(mb + n), vfs)));
-        for (; n < n1; n++) yt[n] += f16_to_f32(mb[n]) * fs;
+      // 8 rows at a time, summed over the blocks in registers.
+      const float *fs = a->fsum + t * a->kbpad;
+      int n = n0;
+      for (; n + 8 <= n1; n += 8) {
+        v128_t acc0 = wasm_f32x4_splat(0.0f), acc1 = wasm_f32x4_splat(0.0f);
+        for (int b = 0; b < w->kb; b++) {
+          const uint16_t *mb = w->mins + (size_t)b * w->n + n;
+          v128_t vfs = wasm_f32x4_splat(fs[b]);
+          acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(f16x4(mb), vfs));
+          acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(f16x4(mb + 4), vfs));
+        }
+        wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), acc0));
+        wasm_v128_store(yt + n + 4, wasm_f32x4_add(wasm_v128_load(yt + n + 4), acc1));
       }
+      for (; n < n1; n++)
+        for (int b = 0; b < w->kb; b++) yt[n] += f16_to_f32(w->mins[(size_t)b * w->n + n]) * fs[b];
     }
     if (w->bias)
       for (int n = n0; n < n1; n++) yt[n] += w->bias[n];
