@@ -2,7 +2,8 @@
 // a line on stdin, one JSON answer a line on stdout. Methods mirror the engine's API
 // (init, setFeedNames, run, outputNames, int64, emptyKV, topK, logitsRow, dispose,
 // liveTensors, info, release) plus `evaluate` (logits of every position of text windows),
-// `kernel` (SIMD kernel vs scalar reference on random blocks) and `time`.
+// `kernel` (SIMD kernel vs scalar reference on random blocks; zero_points: true for random
+// ones, 'zeros' for all 0) and `time`.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createCpuEngine, relaxedSimdSupported } from '../../web/engine/cpu_engine.js';
@@ -144,7 +145,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   for (let i = 0; i < qBytes; i++) q[i] = Math.floor(rand() * 256);
   const s = new Uint16Array(memory.buffer, ps, n * kb);
   for (let i = 0; i < s.length; i++) s[i] = toHalf((rand() * 2 - 1) * 0.02);
-  if (pz) { const z = new Uint8Array(memory.buffer, pz, n * Math.ceil(kb / 2)); for (let i = 0; i < z.length; i++) z[i] = Math.floor(rand() * 256); }
+  if (pz && zero_points !== 'zeros') { const z = new Uint8Array(memory.buffer, pz, n * Math.ceil(kb / 2)); for (let i = 0; i < z.length; i++) z[i] = Math.floor(rand() * 256); }
   if (pm) { const mm = new Uint16Array(memory.buffer, pm, kb * n); for (let i = 0; i < mm.length; i++) mm[i] = toHalf((rand() * 2 - 1) * 0.1); }
   if (pb) { const b = new Float32Array(memory.buffer, pb, n); for (let i = 0; i < n; i++) b[i] = rand() - 0.5; }
   const xs = new Float32Array(memory.buffer, px, m * k);

@@ -63,7 +63,8 @@ typedef struct {
   int bits, bs, n, k, kb;   // kb = k / bs blocks a row
   const uint8_t *q;         // [n][kb][bs * bits / 8], 4-bit codes low nibble first
   const uint16_t *scales;   // float16 [n][kb]
-  const uint8_t *zp;        // 4-bit only: packed [n][(kb + 1) / 2], or NULL (zero point 8)
+  const uint8_t *zp;        // 4-bit only: packed [n][(kb + 1) / 2], or NULL (every zero point zp_all)
+  int zp_all;               // the zero point when zp is NULL: 8, or 0 (the loader drops all-zero zero points, Q4_1)
   const uint16_t *mins;     // float16 [kb][n] (Q4_1), or NULL
   const float *bias;        // [n] or NULL
 } QLinear;

@@ -59,7 +59,14 @@ EXPORT(engine_set_vector) int engine_set_vector(int kind, int layer, const float
 static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t *q, const uint16_t *scales,
                        const uint8_t *zp, const uint16_t *mins, const float *bias) {
   if ((bits != 4 && bits != 8) || bs < 16 || k % bs || (bits == 8 && zp)) return -1;
-  *w = (QLinear){bits, bs, n, k, k / bs, q, scales, zp, mins, bias};
+  *w = (QLinear){bits, bs, n, k, k / bs, q, scales, zp, 8, mins, bias};
+  // Zero points that are all 0 (GGUF Q4_1: codes and block minima) are dropped: the
+  // kernels then skip the zero-point term.
+  if (zp) {
+    size_t bytes = (size_t)n * ((k / bs + 1) / 2), i = 0;
+    while (i < bytes && !zp[i]) i++;
+    if (i == bytes) w->zp = 0, w->zp_all = 0;
+  }
   return 0;
 }
 

@@ -245,7 +245,7 @@ static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, i
 // n tokens at cache positions [past, past + n); the logits of the last one in state.logits.
 // With all_logits ([n][vocab]) the logits of every token go there instead (evaluation).
 void forward(const int32_t *ids, const int32_t *positions, int n, int past, float *all_logits) {
-  // Chunks of equal size (195 tokens: 4 of 49, not 3 of 64 and a short one).
+  // Chunks of equal size (195 tokens: 98 and 97, not 128 and 67).
   int chunks = (n + CHUNK - 1) / CHUNK, size = (n + chunks - 1) / chunks;
   for (int done = 0; done < n; done += size) {
     int m = n - done < size ? n - done : size;

@@ -4,7 +4,7 @@
 #include "engine.h"
 
 #define MAX_LAYERS 128
-#define CHUNK 64          // most tokens a forward pass over the weights (prefill chunk)
+#define CHUNK 128         // most tokens a forward pass over the weights (prefill chunk)
 #define KV_PAGE 64        // positions a KV cache page
 #define GEMM_MIN_TOKENS 4 // chunks of at least this many tokens run the float GEMM (int16 mode)
 #define MAX_THREADS 16

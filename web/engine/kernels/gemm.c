@@ -20,7 +20,7 @@ static inline int code_at(const QLinear *w, const uint8_t *row, int k) {
 
 static inline int zero_point(const QLinear *w, int n, int b) {
   if (w->bits == 8) return 128;
-  if (!w->zp) return 8;
+  if (!w->zp) return w->zp_all;
   int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
   return (b & 1) ? byte >> 4 : byte & 15;
 }

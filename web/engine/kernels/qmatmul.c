@@ -13,7 +13,7 @@
 
 static inline int zp_of(const QLinear *w, int n, int b) {
   if (w->bits == 8) return 128;
-  if (!w->zp) return 8;
+  if (!w->zp) return w->zp_all;
   int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
   return (b & 1) ? byte >> 4 : byte & 15;
 }
@@ -173,7 +173,7 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
         v128_t zp;
         if (BITS == 8) zp = wasm_i32x4_splat(0);
         else if (zrow) zp = zp4(zrow + 2 * g);
-        else zp = wasm_i32x4_splat(8);
+        else zp = wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
@@ -260,10 +260,8 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         }
         v128_t di = hsum4(d[0], d[1], d[2], d[3]);
         if (BITS == 4) {
-          v128_t zp;
-          if (w->zp) zp = zp4(w->zp + row * zp_row + 2 * g);
-          else zp = wasm_i32x4_splat(8);
-          di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, isum));
+          if (w->zp) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp4(w->zp + row * zp_row + 2 * g), isum));
+          else if (w->zp_all) di = wasm_i32x4_sub(di, wasm_i32x4_mul(wasm_i32x4_splat(w->zp_all), isum));
         }
         acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
       }
@@ -292,7 +290,7 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
       for (int g = 0; g < groups; g++) {
         v128_t ws = f16x4(srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
-        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(8);
+        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
