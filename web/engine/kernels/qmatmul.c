@@ -1,13 +1,14 @@
-// Quantized linear layers: 4- or 8-bit weight blocks x int8 activation blocks, float32
-// accumulation. For block b of row n and token t:
+// Quantized linear layers: 4- or 8-bit weight blocks x int8 or int16 activation blocks,
+// float32 accumulation: decode (one token), and prefill in the int8 mode or for chunks too
+// short for the float GEMM of gemm.c. For block b of row n and token t:
 //   y[t][n] += wscale[n][b] * ascale[t][b] * (sum_i code[i] * aq[i] - zp[n][b] * sum_i aq[i])
 // which is the exact integer image of (code - zp) * aq; Q4_1's minima add
 // min[b][n] * (sum of the float activations over block b).
 //
 // qmatmul_ref is the scalar reference. qmatmul is the SIMD kernel: with relaxed SIMD the
 // 4-bit codes (0..15) are the 7-bit operand of i32x4.relaxed_dot_i8x16_i7x16_add; plain
-// SIMD128 widens with i16x8.extmul. Each unpacked group of 4 weight blocks is reused for
-// every token of a chunk (prefill).
+// SIMD128 widens with i16x8.extmul; int16 activations: see dot32_q4_split. One token takes
+// DECODE_ROWS rows a pass; several tokens reuse each unpacked group of 4 weight blocks.
 #include "../engine.h"
 #include <wasm_simd128.h>
 
