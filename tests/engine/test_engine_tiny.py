@@ -25,6 +25,9 @@ CASES = [
     *[(arch, "F32", None, "q4", False) for arch in TINY_ARCHS],  # q4 with zero points
     ("llama", "Q4_0", None, "exact", False),
     ("llama", "Q8_0", None, "exact", False),
+    # K-quants: float32 scales, block minima, blocks of 16 (Q6_K, also as the tied embedding)
+    ("llama-wide", "Q4_K", "Q6_K", "exact", False),
+    ("llama-wide", "Q5_K", "Q8_0", "exact", False),
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
     ("gemma3", "F32", None, "q8", False),
 ]

@@ -22,8 +22,8 @@ static void add_minima_and_bias_ref(const QLinear *w, const QAct *a, float *y, i
   for (int t = 0; t < a->m; t++) {
     for (int n = n0; n < n1; n++) {
       float acc = 0.0f;
-      if (w->mins)
-        for (int b = 0; b < w->kb; b++) acc += f16_to_f32(w->mins[(size_t)b * w->n + n]) * a->fsum[t * a->kbpad + b];
+      if (qlinear_has_mins(w))
+        for (int b = 0; b < w->kb; b++) acc += qlinear_min(w, (size_t)b * w->n + n) * a->fsum[t * a->kbpad + b];
       if (w->bias) acc += w->bias[n];
       y[(size_t)t * ldy + n] += acc;
     }
@@ -46,7 +46,7 @@ void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int
           int slot = b * bs + act_slot(i, a->nibble_order);
           dot += (code - zp) * (a->bits == 16 ? a->q16[(size_t)t * a->kpad + slot] : aq[slot]);
         }
-        acc += f16_to_f32(w->scales[(size_t)n * kb + b]) * a->scale[t * a->kbpad + b] * (float)dot;
+        acc += qlinear_scale(w, (size_t)n * kb + b) * a->scale[t * a->kbpad + b] * (float)dot;
       }
       y[(size_t)t * ldy + n] = acc;
     }
@@ -61,6 +61,12 @@ static inline v128_t f16x4(const uint16_t *p) {
   v128_t mag = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
   v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(0x1p112f));
   return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+// The scales of blocks i .. i + 3 (past a row's end: the next row's or the region's slack,
+// masked by the callers).
+static inline v128_t scales4(const QLinear *w, size_t i) {
+  return w->scales32 ? wasm_v128_load(w->scales32 + i) : f16x4(w->scales + i);
 }
 
 // The 4-bit zero points of 4 blocks from their 2 packed bytes: lane j = nibble j. The
@@ -157,14 +163,14 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
   for (int n = n0; n < n1; n++) {
     const uint8_t *row = w->q + (size_t)n * row_bytes;
-    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const size_t srow = (size_t)n * kb;
     const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
     for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
       int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
       v128_t acc[TOKENS_A_TILE];
       for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
       for (int g = 0; g < groups; g++) {
-        v128_t ws = f16x4(srow + 4 * g);
+        v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t zp;
         if (BITS == 8) zp = wasm_i32x4_splat(0);
@@ -227,7 +233,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         if (r == 1 && rows == 1) break;
         const size_t row = (size_t)(n + r);
         const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
-        v128_t ws = f16x4(w->scales + row * kb + 4 * g);
+        v128_t ws = scales4(w, row * kb + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t d[4];
         for (int j = 0; j < 4; j++) {
@@ -275,14 +281,14 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
   for (int n = n0; n < n1; n++) {
     const uint8_t *row = w->q + (size_t)n * row_bytes;
-    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const size_t srow = (size_t)n * kb;
     const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
     for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
       int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
       v128_t acc[TOKENS_A_TILE];
       for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
       for (int g = 0; g < groups; g++) {
-        v128_t ws = f16x4(srow + 4 * g);
+        v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(8);
         v128_t lo[4 * CB], hi[4 * CB];
@@ -326,15 +332,17 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
 static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
-    if (w->mins) {
+    if (qlinear_has_mins(w)) {
       for (int b = 0; b < w->kb; b++) {
-        const uint16_t *mb = w->mins + (size_t)b * w->n;
+        const size_t mb = (size_t)b * w->n;
         float fs = a->fsum[t * a->kbpad + b];
         v128_t vfs = wasm_f32x4_splat(fs);
         int n = n0;
-        for (; n + 4 <= n1; n += 4)
-          wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), wasm_f32x4_mul(f16x4(mb + n), vfs)));
-        for (; n < n1; n++) yt[n] += f16_to_f32(mb[n]) * fs;
+        for (; n + 4 <= n1; n += 4) {
+          v128_t m = w->mins32 ? wasm_v128_load(w->mins32 + mb + n) : f16x4(w->mins + mb + n);
+          wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), wasm_f32x4_mul(m, vfs)));
+        }
+        for (; n < n1; n++) yt[n] += qlinear_min(w, mb + n) * fs;
       }
     }
     if (w->bias)
