@@ -83,7 +83,7 @@ def _crumbs(packed: ByteArray, groups: int) -> ByteArray:
     of byte ``l`` of group ``g`` is ``(packed[32g + l] >> 2s) & 3``."""
     chunks = packed.reshape(*packed.shape[:-1], groups, 1, 32)
     shifts = np.array([0, 2, 4, 6], np.uint8).reshape(4, 1)
-    return (chunks >> shifts) & 3
+    return (chunks >> shifts) & np.uint8(3)
 
 
 def _with_minima(d: FloatArray, dmin: FloatArray, sc: ByteArray, m: ByteArray,
@@ -117,8 +117,8 @@ def q5_k_split(raw: NDArray[np.uint8], n: int, k: int) -> tuple[NBitsWeight, Flo
     scales, minima = _with_minima(_f16_at(blocks, 0), _f16_at(blocks, 2), sc, m, n)
     low = _low_high_nibbles(blocks[..., 48:176])  # [N, kb, 8, 32]
     qh = blocks[..., None, 16:48]  # [N, kb, 1, 32]
-    high = (qh >> np.arange(8, dtype=np.uint8).reshape(8, 1)) & 1
-    codes = (low | (high << 4)) + np.uint8(128)
+    high = (qh >> np.arange(8, dtype=np.uint8).reshape(8, 1)) & np.uint8(1)
+    codes = (low | (high << np.uint8(4))) + np.uint8(128)
     return NBitsWeight(n, k, 8, 32, codes.reshape(n, k // 32, 32), scales, None), minima
 
 
@@ -134,7 +134,7 @@ def q6_k_to_nbits(raw: NDArray[np.uint8], n: int, k: int) -> NBitsWeight:
     ql = blocks[..., 0:128].reshape(n, -1, 2, 1, 64)
     low = np.concatenate([ql & 15, ql >> 4], axis=-2).reshape(n, -1, 2, 4, 32)
     high = _crumbs(blocks[..., 128:192], 2)  # [N, kb, 2, 4, 32]
-    codes = (low | (high << 4)) + np.uint8(96)
+    codes = (low | (high << np.uint8(4))) + np.uint8(96)
     sc = blocks[..., 192:208].view(np.int8).astype(np.float32)
     scales = (_f16_at(blocks, 208) * sc).reshape(n, -1)
     return NBitsWeight(n, k, 8, 16, codes.reshape(n, k // 16, 16),
@@ -150,7 +150,7 @@ def q2_k_split(raw: NDArray[np.uint8], n: int, k: int) -> tuple[NBitsWeight, Flo
     """
     blocks = _super_blocks(raw, "Q2_K", n, k)
     packed = blocks[..., 0:16]
-    scales, minima = _with_minima(_f16_at(blocks, 80), _f16_at(blocks, 82), packed & 15, packed >> 4, n)
+    scales, minima = _with_minima(_f16_at(blocks, 80), _f16_at(blocks, 82), packed & np.uint8(15), packed >> np.uint8(4), n)
     codes = _crumbs(blocks[..., 16:80], 2).reshape(n, k // 16, 16)
     return (NBitsWeight(n, k, 4, 16, _pack_nibbles(codes), scales, _zero_zero_points(n, k // 16)),
             minima)

@@ -31,8 +31,8 @@ from gguf import GGMLQuantizationType
 
 from .errors import ExportError
 from .graph import FloatCodec
-from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
 from .kquant_blocks import k_quant_split
+from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
 from .quant_blocks import (
     GGUF_BLOCK_SIZE,
     DQWeight,
@@ -126,7 +126,7 @@ def q5_0_as_q8(weight: Weight) -> NBitsWeight:
 def k_quant_rows(weight: Weight) -> tuple[NBitsWeight, np.ndarray | None]:
     """A K-quant matrix as MatMulNBits blocks plus minima (:func:`kquant_blocks.k_quant_split`),
     a few rows at a time."""
-    n, k = weight.shape
+    k = weight.shape[1]
     parts, minima = [], []
     for rows in weight.row_chunks():
         part = weight.take_rows(rows)
