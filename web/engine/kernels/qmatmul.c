@@ -329,6 +329,54 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
   }
 }
 
+// 8-bit blocks of 16 (GGUF Q6_K): one 16-byte vector a block, 4 blocks a group, int8 or
+// int16 activations (the same dot product in both builds). Each i32 lane sums 4 products of
+// at most 128 * 32767: no overflow.
+static void rows_bs16_q8(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4, tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  const v128_t flip = wasm_i8x16_splat((int8_t)0x80);
+  for (int n = n0; n < n1; n++) {
+    const uint8_t *row = w->q + (size_t)n * kb * 16;
+    for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
+      int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
+      v128_t acc[TOKENS_A_TILE];
+      for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
+      for (int g = 0; g < groups; g++) {
+        v128_t ws = scales4(w, (size_t)n * kb + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+          v128_t c = wasm_v128_xor(wasm_v128_load(row + (size_t)(4 * g + j) * 16), flip);
+          lo[j] = wasm_i16x8_extend_low_i8x16(c);
+          hi[j] = wasm_i16x8_extend_high_i8x16(c);
+        }
+        for (int tt = 0; tt < tokens; tt++) {
+          int t = t0 + tt;
+          size_t at = (size_t)t * a->kpad + (size_t)(4 * g) * 16;
+          v128_t d[4];
+          for (int j = 0; j < 4; j++) {
+            v128_t a0, a1;
+            if (a->bits == 16) {
+              a0 = wasm_v128_load(a->q16 + at + 16 * j);
+              a1 = wasm_v128_load(a->q16 + at + 16 * j + 8);
+            } else {
+              v128_t v = wasm_v128_load(a->q + at + 16 * j);
+              a0 = wasm_i16x8_extend_low_i8x16(v);
+              a1 = wasm_i16x8_extend_high_i8x16(v);
+            }
+            d[j] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo[j], a0), wasm_i32x4_dot_i16x8(hi[j], a1));
+          }
+          v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+          v128_t s = wasm_f32x4_mul(ws, wasm_v128_load(a->scale + t * a->kbpad + 4 * g));
+          acc[tt] = wasm_f32x4_add(acc[tt], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), s));
+        }
+      }
+      for (int tt = 0; tt < tokens; tt++) y[(size_t)(t0 + tt) * ldy + n] = hsumf(acc[tt]);
+    }
+  }
+}
+
 static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
@@ -352,6 +400,11 @@ static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int l
 
 void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   if (n1 <= n0) return;
+  if (w->bs == 16 && w->bits == 8 && !a->nibble_order) {
+    rows_bs16_q8(w, a, y, ldy, n0, n1);
+    add_minima_and_bias(w, a, y, ldy, n0, n1);
+    return;
+  }
   if (w->bs % 32 || (w->bits == 4) != (a->nibble_order != 0)) {
     qmatmul_ref(w, a, y, ldy, n0, n1);
     return;
