@@ -28,6 +28,7 @@ CASES = [
     # K-quants: float32 scales, block minima, blocks of 16 (Q6_K, also as the tied embedding)
     ("llama-wide", "Q4_K", "Q6_K", "exact", False),
     ("llama-wide", "Q5_K", "Q8_0", "exact", False),
+    ("llama-wide", "Q2_K", "Q3_K", "exact", False),  # 4-bit blocks of 16: the scalar reference
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
     ("gemma3", "F32", None, "q8", False),
 ]

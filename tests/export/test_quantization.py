@@ -92,6 +92,7 @@ def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
 @pytest.mark.parametrize("arch, matrix_type, embedding_type", [
     ("llama", "Q4_0", None), ("llama", "Q8_0", None), ("llama", "Q5_0", None),
     ("llama-wide", "Q4_K", "Q6_K"), ("llama-wide", "Q5_K", "Q8_0"), ("llama-wide", "Q6_K", "Q6_K"),
+    ("llama-wide", "Q2_K", "Q3_K"), ("llama-wide", "Q3_K", "Q8_0"),
 ])
 @pytest.mark.parametrize("layout", ["nbits", "dq"])
 def test_exact_mode_carries_the_gguf_blocks_over(arch: str, matrix_type: str, embedding_type: str | None,
