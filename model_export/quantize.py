@@ -203,7 +203,7 @@ class NBitsCodec(FloatCodec):
             return 8
         return 4 if NEAREST.get(qtype) == "q4" else 8
 
-    def half(self, b: GraphBuilder, name: str, values: np.ndarray) -> str:
+    def scale_table(self, b: GraphBuilder, name: str, values: np.ndarray) -> str:
         """Block scales or minima as a float32 tensor: float16 on disk when every value is
         exactly a float16 (GGUF's Q4_0 ... Q8_0 scales, our quantizers'), widened to float32
         once when the session loads; else float32 (K-quant scales ``d*sc``)."""
@@ -213,7 +213,7 @@ class NBitsCodec(FloatCodec):
         return b.op("Cast", [stored], to=FLOAT, name=name + "/to_float")
 
     def nbits_node(self, b: GraphBuilder, x: str, path: str, q: NBitsWeight) -> str:
-        inputs = [x, b.initializer(path + "/qweight", q.b), self.half(b, path + "/scales", q.scales.reshape(-1))]
+        inputs = [x, b.initializer(path + "/qweight", q.b), self.scale_table(b, path + "/scales", q.scales.reshape(-1))]
         if q.zero_points is not None:
             inputs.append(b.initializer(path + "/zero_points", q.zero_points.reshape(q.n, -1)))
         return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name=path,
@@ -236,7 +236,7 @@ class NBitsCodec(FloatCodec):
         """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N]."""
         blocks = b.op("Reshape", [x, b.const([0, 0, -1, block_size], np.int64)])
         sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
-        table = self.half(b, path + "/block_mins", mins)
+        table = self.scale_table(b, path + "/block_mins", mins)
         return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
@@ -246,7 +246,7 @@ class NBitsCodec(FloatCodec):
             self.note_requantized("embed")
             q = quantize_q8(self.src.float32("embed"))
         data = b.initializer("embed/qweight", q.b)
-        scales = self.half(b, "embed/scales", q.scales[:, :, None])
+        scales = self.scale_table(b, "embed/scales", q.scales[:, :, None])
         zero_points = None
         if q.zero_points is not None:
             zero_points = b.initializer("embed/zero_points", block_zero_points(q)[:, :, None])
@@ -308,7 +308,7 @@ class DequantizeCodec(NBitsCodec):
     """
 
     def dq(self, b: GraphBuilder, path: str, w: DQWeight) -> str:
-        inputs = [b.add_tensor(w.codes_tensor(path + "/codes")), self.half(b, path + "/scales", w.scales)]
+        inputs = [b.add_tensor(w.codes_tensor(path + "/codes")), self.scale_table(b, path + "/scales", w.scales)]
         zp = w.zero_points_tensor(path + "/zero_points")
         if zp is not None:
             inputs.append(b.add_tensor(zp))
