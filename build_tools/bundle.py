@@ -354,23 +354,21 @@ def _version(modules: Path, package: str) -> str:
 
 
 def copy_model(stage: Stage, model_dir: Path, info: ModelInfo, model_id: str) -> dict[str, Any]:
-    """The files pocketlm.json names (model_folder.named_files), under models/ID/; every one
-    but pocketlm.json gets a hashed name. Nothing else in the folder reaches the site.
+    """The files pocketlm.json names (model_folder.named_files), under models/ID/, each with
+    its content hash in its name. Nothing else in the folder reaches the site.
 
     Returns site.json's entry for the model: id, name, licence (the source's, when it states
     one), bytes (what choosing it downloads), files (name in the folder -> path in the site)
-    and cache, the name of the browser cache that holds it: it changes with the files, so a
-    rebuild keeps an unchanged model's download."""
+    and cache, the browser cache that holds it (web/model_cache.js): the files' names pin
+    their content, so a rebuild downloads only the files that changed."""
     files: dict[str, str] = {}
     for name in sorted(named_files(info.raw)):
         source = check_inside(model_dir, name)  # again: no symlink swapped in since the check
-        files[name] = stage.copy(source, f"models/{model_id}/{name}", hashed=name != CONFIG_FILE)
+        files[name] = stage.copy(source, f"models/{model_id}/{name}", hashed=True)
     size = sum((stage.root / path).stat().st_size for path in files.values())
-    digest = hashlib.sha256("".join(f"{path}\0{stage.digests[path]}\n" for path in sorted(files.values()))
-                            .encode("utf-8")).hexdigest()[:12]
     licence = (info.raw.get("source") or {}).get("license")
     return {"id": model_id, "name": info.name or model_dir.name, "license": licence if isinstance(licence, str) else None,
-            "bytes": size, "config": files[CONFIG_FILE], "files": files, "cache": f"pocketlm-model-{model_id}-{digest}"}
+            "bytes": size, "config": files[CONFIG_FILE], "files": files, "cache": f"pocketlm-model-{model_id}"}
 
 
 def python_zip() -> bytes:

@@ -1,7 +1,8 @@
-// A site's models, each kept in a browser cache of its own (site.json `models[].cache`; the
-// name changes with the model's files). The page downloads the chosen model into it; the
-// service worker answers the model's files from it (service_worker.js). A cache counts as
-// complete once it holds the model's pocketlm.json, which is stored last.
+// A site's models, each kept in a browser cache of its own (site.json `models[].cache`). The
+// page downloads the chosen model into it; the service worker answers the model's files
+// from it (service_worker.js). Every model file has its content hash in its name, so a
+// rebuild of the site downloads only the files that changed; files of older builds are
+// dropped from the cache once the new ones are in.
 
 /** @typedef {import('./worker.js').SiteModel} SiteModel */
 /** @typedef {{path: string, size: number, sha256: string}} SiteFile a manifest.json entry */
@@ -19,19 +20,22 @@ export function cachingAvailable() {
  */
 export async function modelState(model) {
   if (!('caches' in self) || !(await caches.has(model.cache))) return 'absent';
-  return (await caches.match(model.config, { cacheName: model.cache })) ? 'cached' : 'partial';
+  const cache = await caches.open(model.cache);
+  const held = await Promise.all(Object.values(model.files).map((path) => cache.match(path)));
+  return held.every(Boolean) ? 'cached' : 'partial';
 }
 
 /**
- * Download the model's files into its cache, each checked against manifest.json, and its
- * pocketlm.json last. Files already there (an interrupted download) are not fetched again.
+ * Download the model's files into its cache, each checked against manifest.json. Files
+ * already there (an interrupted download, an earlier build) are not fetched again; files
+ * no longer part of the model are deleted at the end.
  * @param {SiteModel} model
  * @param {SiteFile[]} files manifest.json's entries
  * @param {(loaded: number, total: number) => void} [onProgress] bytes
  */
 export async function downloadModel(model, files, onProgress) {
   const byPath = new Map(files.map((f) => [f.path, f]));
-  const paths = Object.values(model.files).sort((a, b) => Number(a === model.config) - Number(b === model.config));
+  const paths = Object.values(model.files);
   const entries = paths.map((path) => {
     const entry = byPath.get(path);
     if (!entry) throw new Error(`${path} is not in this build's manifest; rebuild the site`);
@@ -47,6 +51,10 @@ export async function downloadModel(model, files, onProgress) {
     }
     loaded += entry.size;
     onProgress?.(loaded, total);
+  }
+  const wanted = new Set(paths.map((path) => new URL(path, location.href).href));
+  for (const request of await cache.keys()) {
+    if (!wanted.has(request.url)) await cache.delete(request);
   }
 }
 

@@ -68,7 +68,8 @@ def test_build_writes_the_page_runtime_model_and_host_configs(model_dir: Path, n
     assert "service_worker.js" not in files  # the template becomes sw.js
     site = json.loads((dist / "site.json").read_text())
     [model] = site["models"]
-    assert model["config"] == f"models/{model['id']}/pocketlm.json" and model["config"] in files
+    assert re.fullmatch(rf"models/{model['id']}/pocketlm\.[0-9a-f]{{12}}\.json", model["config"])
+    assert model["config"] in files
     for kind in ("relaxed", "plain"):
         assert site["engine"][kind] in files and site["engine"][kind].startswith("runtime/engine/")
     assert not [n for n in files if n.endswith((".c", ".h"))]  # the engine's sources stay home
@@ -145,7 +146,8 @@ def test_big_files_are_named_by_their_content_and_site_json_finds_them(
         digest = hashlib.sha256((dist / path).read_bytes()).hexdigest()
         assert is_hashed("/" + path), path
         assert f".{digest[:12]}." in path
-    assert site["models"][0]["config"].endswith("/pocketlm.json")  # the entry point keeps its name
+    model = site["models"][0]
+    assert model["config"] == model["files"]["pocketlm.json"] and is_hashed("/" + model["config"])
     assert site["pyodide"]["index"] == "runtime/pyodide/"
     assert all((dist / path).is_file() for path in site["pyodide"]["files"])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,9 @@ LONG_TASKS_DURING_AN_ANSWER = """async () => {
 def test_python_holds_no_tensors_after_an_answer(engine_page: Any) -> None:
     ask(engine_page, "hello world", maxNewTokens=16)
     live = engine_page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')")
-    kv = json.loads(engine_page.evaluate("fetch('model/pocketlm.json').then((r) => r.text())"))["kv_cache"]
+    kv = json.loads(engine_page.evaluate(
+        "fetch('site.json').then((r) => r.json()).then((site) => fetch(site.models[0].config)).then((r) => r.text())"
+    ))["kv_cache"]
     assert live == 2 * kv["num_layers"]  # only the KV cache kept for the next chat turn
 
 
@@ -343,20 +346,25 @@ def test_a_new_build_downloads_only_what_changed(open_browser: BrowserFactory, t
         build_site(model, dist, force=True)
         new = json.loads((dist / "manifest.json").read_text())
         renamed = {e["path"] for e in new["files"]} - {e["path"] for e in old["files"]}
-        assert len(renamed) == 1 and renamed.pop().startswith("model/tokenizer.")
+        [changed] = renamed
+        assert re.fullmatch(r"models/[^/]+/tokenizer\.[0-9a-f]{12}\.json", changed)
         traffic.seen.clear()
         page.reload()
         page.wait_for_selector("#update", state="visible", timeout=60_000)
-        fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
-        assert "manifest.json" in fetched
-        assert any(path.startswith("model/tokenizer.") for path in fetched)  # by the sw
-        unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
-        assert not fetched & unchanged_big, "the update downloaded files it already had"
         with page.expect_navigation():
             page.click("#update")
         wait_ready(page)
+        fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
+        assert "manifest.json" in fetched and changed in fetched  # the new tokenizer, by the page
+        unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
+        assert not fetched & unchanged_big, "the update downloaded files it already had"
         caches = page.evaluate("caches.keys()")
-        assert caches == [f"pocketlm-{new['build_id']}"]
+        [model] = json.loads((dist / "site.json").read_text())["models"]
+        assert sorted(caches) == sorted([f"pocketlm-{new['build_id']}", model["cache"]])
+        # The model's cache holds this build's files only (the old tokenizer is gone).
+        held = page.evaluate("caches.open(arguments[0]).then((c) => c.keys()).then((k) => k.map((r) => r.url))"
+                             .replace("arguments[0]", json.dumps(model["cache"])))
+        assert sorted(url.removeprefix(server.url + "/") for url in held) == sorted(model["files"].values())
     finally:
         server.stop()
 
