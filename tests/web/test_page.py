@@ -58,12 +58,14 @@ def test_page_loads_to_ready_with_one_byte_progress_bar(open_browser: BrowserFac
     wait_ready(page)
     assert len(navigations) == 1  # loaded once: no reload on the way
     manifest = json.loads((tiny_site / "manifest.json").read_text())
-    total_mb = sum(f["size"] for f in manifest["files"]) / 1e6
+    # What this page downloads: all but onnxruntime-web (fetched only for WebGPU).
+    total_mb = sum(f["size"] for f in manifest["files"] if not f.get("lazy")) / 1e6
     assert f"of {total_mb:.1f} MB" in page.inner_text("#progress-text")
     assert page.is_hidden("#loading")
     assert page.inner_text("#status").startswith("Ready:")
     assert "available offline" in page.inner_text("#status")
-    assert page.evaluate("caches.keys()") == [f"pocketlm-{manifest['build_id']}"]
+    [model] = json.loads((tiny_site / "site.json").read_text())["models"]
+    assert sorted(page.evaluate("caches.keys()")) == sorted([f"pocketlm-{manifest['build_id']}", model["cache"]])
     backend = page.evaluate("window.pocketlm.engine.backend")
     assert backend["crossOriginIsolated"] is True
     assert backend["name"] == "wasm"  # no WebGPU adapter without --enable-unsafe-webgpu
