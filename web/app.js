@@ -179,7 +179,9 @@ async function loadModel(model) {
 async function changeModel() {
   if (!picker || !currentModel) return;
   if (busy) stopAnswer();
+  ui.changeModel.disabled = true;
   const next = await picker.choose(currentModel);
+  ui.changeModel.disabled = false;
   if (!next || next === currentModel) return;
   const old = engine;
   engine = null;

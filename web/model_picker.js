@@ -86,7 +86,7 @@ export class ModelPicker {
       const facts = document.createElement('span');
       facts.className = 'model-facts';
       const licence = model.license ? `licence ${model.license}` : 'licence not stated';
-      const state = states[i] === 'cached' ? 'downloaded' : `${megabytes(model.bytes)} to download`;
+      const state = states[i] === 'cached' ? 'downloaded' : 'not downloaded yet';
       facts.textContent = `${megabytes(model.bytes)} · ${licence} · ${model === current ? 'in use' : state}`;
       const use = document.createElement('button');
       use.type = 'button';
