@@ -118,7 +118,10 @@ async function load() {
     ui.loading.hidden = false;
   }
   showBar('Downloading', chosen);
+  // The model downloads beside the runtime: into its own cache, which the service worker reads.
+  const modelReady = fetchModel(chosen);
   const offline = await offlineReady;
+  await modelReady;
   await loadModel(chosen);
   await markdown;
   showReady(`${offline.message}; loaded in ${engine?.loadSeconds.toFixed(1)} s`);
@@ -155,19 +158,26 @@ function showBar(message, model = currentModel) {
 }
 
 /**
- * Download `model` into its cache (when this browser keeps one) and start an engine on it.
+ * Download `model` into its cache, when this browser keeps one and it is not there yet.
  * @param {SiteModel} model
  */
-async function loadModel(model) {
+async function fetchModel(model) {
   currentModel = model;
   remember(model);
   bar.model = 0;
   bar.read = 0;
-  ui.loading.hidden = false;
   if (cachingAvailable() && (await modelState(model)) !== 'cached') {
     setStatus(`Downloading ${model.name}…`);
     await downloadModel(model, siteFiles, (loaded) => { bar.model = loaded; showBar('Downloading'); });
   }
+}
+
+/**
+ * Start an engine on `model` (fetched before, see fetchModel).
+ * @param {SiteModel} model
+ */
+async function loadModel(model) {
+  ui.loading.hidden = false;
   setStatus('Starting the model…');
   engine = await startEngine((progress) => { bar.read = progress.loaded; showBar(progress.message || 'Loading'); });
   ui.progress.value = 1;
@@ -191,6 +201,8 @@ async function changeModel() {
   ui.changeModel.disabled = true;
   delete document.body.dataset.model;
   try {
+    ui.loading.hidden = false;
+    await fetchModel(next);
     await loadModel(next);
     showReady('switched');
   } catch (error) {

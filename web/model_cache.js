@@ -9,9 +9,10 @@
 
 const VERIFY_LIMIT = 64 * 1024 * 1024; // sha256 checked below this size, the size above
 
-/** Whether models can be kept here: a service worker serves this page from the caches. */
+/** Whether models can be kept here: a service worker serves this site from its caches
+ *  (it may still be installing on a first visit). */
 export function cachingAvailable() {
-  return 'caches' in self && Boolean(navigator.serviceWorker?.controller);
+  return 'caches' in self && 'serviceWorker' in navigator && self.isSecureContext;
 }
 
 /**
