@@ -252,7 +252,8 @@ def read_gguf(path: Path) -> SourceModel:
         add_bos_token=post_processor_adds_bos(tokenizer),
         mappings=[m for m in (mapping_of(r.data) for r in readers) if m is not None],
         source={"kind": "gguf", "file": parts[0].name, "parts": len(parts), "sha256": sha256_of(parts),
-                "bytes": sum(p.stat().st_size for p in parts)},
+                "bytes": sum(p.stat().st_size for p in parts),
+                **({"license": str(meta["general.license"])} if meta.get("general.license") else {})},
     )
 
 
