@@ -2,7 +2,8 @@
 // a line on stdin, one JSON answer a line on stdout. Methods mirror the engine's API
 // (init, setFeedNames, run, outputNames, int64, emptyKV, topK, logitsRow, dispose,
 // liveTensors, info, release) plus `evaluate` (logits of every position of text windows),
-// `kernel` (SIMD kernel vs scalar reference on random blocks) and `time`.
+// `kernel` (SIMD kernel vs scalar reference on random blocks; zero_points: true for random
+// ones, 'zeros' for all 0) and `time`.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createCpuEngine, relaxedSimdSupported } from '../../web/engine/cpu_engine.js';
@@ -156,7 +157,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
     return (i) => f[i];
   };
   const scaleAt = table(ps, n * kb, 0.02);
-  if (pz) { const z = new Uint8Array(memory.buffer, pz, n * Math.ceil(kb / 2)); for (let i = 0; i < z.length; i++) z[i] = Math.floor(rand() * 256); }
+  if (pz && zero_points !== 'zeros') { const z = new Uint8Array(memory.buffer, pz, n * Math.ceil(kb / 2)); for (let i = 0; i < z.length; i++) z[i] = Math.floor(rand() * 256); }
   const minAt = pm ? table(pm, kb * n, 0.1) : () => 0;
   if (pb) { const b = new Float32Array(memory.buffer, pb, n); for (let i = 0; i < n; i++) b[i] = rand() - 0.5; }
   const xs = new Float32Array(memory.buffer, px, m * k);
@@ -191,6 +192,11 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
     for (let b = 0; b < kb; b++) {
       let amax = 0;
       for (let i = 0; i < bs; i++) { amax = Math.max(amax, Math.abs(xa[b * bs + i])); fsum[b] += xa[b * bs + i]; }
+      if (act_bits === 32) {  // float activations: used as they are
+        asc[b] = 1;
+        for (let i = 0; i < bs; i++) aq[b * bs + i] = xa[b * bs + i];
+        continue;
+      }
       const top = act_bits === 16 ? 32639 : 127;
       asc[b] = Math.fround(amax / top);
       const inv = amax > 0 ? Math.fround(top / amax) : 0;

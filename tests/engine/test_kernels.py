@@ -3,7 +3,7 @@
 The driver fills random weight blocks and activations, runs the SIMD kernel, the scalar C
 reference and a float computation in JavaScript (weights dequantized, activations
 quantized per block the same way: an independent check of the integer arithmetic), with
-int8 and int16 activation blocks.
+int8 and int16 activation blocks, and float activations through the prefill GEMM.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ FORMATS = [
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}"
                                                       f"{'-f32' if f[4] else ''}")
 @pytest.mark.parametrize("tokens", [1, 3, 11])
-@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("act_bits", [8, 16, 32])
 def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
                                              act_bits: int) -> None:
     bits, bs, zero_points, mins, float32 = fmt
@@ -54,3 +54,31 @@ def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt:
 def test_relaxed_simd_detection(node: NodeEngine) -> None:
     # The driver runs node with relaxed SIMD on and Liftoff off: the dot product is right.
     assert node.call("relaxedSimdSupported") is True
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("tokens", [1, 7])
+@pytest.mark.parametrize("act_bits", [16, 32])
+def test_simd_kernel_rows_past_the_last_full_tile(node: NodeEngine, build: str, tokens: int, act_bits: int) -> None:
+    # 47 rows: the kernels take rows in tiles (4 a pass for one token, 2 in the prefill GEMM)
+    # and tokens in tiles of 4; the last rows and tokens take the kernels' tail paths.
+    r = node.call("kernel", wasm=str(BUILDS[build]), bits=4, bs=32, n=47, k=576, m=tokens, zero_points=True,
+                  mins=True, bias=True, seed=5 + tokens, reps=1, act_bits=act_bits)
+    tol = 1e-5 * max(1.0, r["scale"])
+    assert r["finite"]
+    assert r["max_simd_vs_ref"] <= tol, r
+    assert r["max_simd_vs_float"] <= tol, r
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("tokens", [1, 7])
+@pytest.mark.parametrize("act_bits", [8, 16, 32])
+def test_simd_kernel_with_all_zero_zero_points(node: NodeEngine, build: str, tokens: int, act_bits: int) -> None:
+    # GGUF Q4_1 exports carry zero points that are all 0 beside the block minima; the loader
+    # drops them and the kernels skip the zero-point term: still the float computation's sums.
+    r = node.call("kernel", wasm=str(BUILDS[build]), bits=4, bs=32, n=44, k=576, m=tokens, zero_points="zeros",
+                  mins=True, bias=False, seed=9 + tokens, reps=1, act_bits=act_bits)
+    tol = 1e-5 * max(1.0, r["scale"])
+    assert r["finite"]
+    assert r["max_simd_vs_ref"] <= tol, r
+    assert r["max_simd_vs_float"] <= tol, r

@@ -5,7 +5,8 @@
 //   runtime.c          memory (a bump allocator over the imported memory), math (expf, tanhf)
 //   threads.c          a pool of threads sharing the memory; jobs split by rows
 //   kernels/act.c      float activations -> int8 blocks (symmetric, scale amax/127)
-//   kernels/qmatmul.c  4- and 8-bit weight blocks x int8 activations; scalar reference + SIMD
+//   kernels/qmatmul.c  4- and 8-bit weight blocks x int8/int16 activations (decode); scalar reference + SIMD
+//   kernels/gemm.c     the same weights x float32 activations for chunks of tokens (prefill)
 //   kernels/vec.c      RMSNorm, RoPE, activations, softmax (scalar; cheap next to the matmuls)
 //   kernels/attention.c attention of new tokens over the paged KV cache
 //   loader.c           pointers into the weight region, hyper-parameters (set from JS)
@@ -16,6 +17,7 @@
 #pragma once
 #include <stdint.h>
 #include <stddef.h>
+#include <wasm_simd128.h>
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 
@@ -26,6 +28,24 @@ void mem_copy(void *dst, const void *src, size_t bytes);
 float expf_(float x);
 float tanhf_(float x);
 static inline float sqrtf_(float x) { return __builtin_sqrtf(x); }
+
+// expf_ on 4 lanes, the same operations in the same order (the same results).
+static inline v128_t expf4(v128_t x) {
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693145751953125f))),
+                            wasm_f32x4_mul(n, wasm_f32x4_splat(1.428606765330187e-06f)));
+  static const float c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+  v128_t p = wasm_f32x4_splat(c[0]);
+  for (int i = 1; i < 8; i++) p = wasm_f32x4_add(wasm_f32x4_splat(c[i]), wasm_f32x4_mul(r, p));
+  v128_t e = wasm_i32x4_trunc_sat_f32x4(n);
+  v128_t e1 = wasm_i32x4_shr(wasm_i32x4_sub(e, wasm_i32x4_shr(e, 31)), 1);  // e / 2, toward zero
+  v128_t e2 = wasm_i32x4_sub(e, e1);
+  v128_t bias = wasm_i32x4_splat(127);
+  p = wasm_f32x4_mul(wasm_f32x4_mul(p, wasm_i32x4_shl(wasm_i32x4_add(e1, bias), 23)),
+                     wasm_i32x4_shl(wasm_i32x4_add(e2, bias), 23));
+  p = wasm_v128_bitselect(wasm_f32x4_splat(__builtin_inff()), p, wasm_f32x4_gt(x, wasm_f32x4_splat(88.0f)));
+  return wasm_v128_andnot(p, wasm_f32x4_lt(x, wasm_f32x4_splat(-103.0f)));
+}
 
 static inline float f16_to_f32(uint16_t h) {
   // Place the half's exponent and mantissa in a float's, then rescale the exponent bias
@@ -45,8 +65,9 @@ typedef struct {
   int bits, bs, n, k, kb;   // kb = k / bs blocks a row
   const uint8_t *q;         // [n][kb][bs * bits / 8], 4-bit codes low nibble first
   const uint16_t *scales;   // float16 [n][kb], or NULL when scales32 is set
-  const uint8_t *zp;        // 4-bit only: packed [n][(kb + 1) / 2], or NULL (zero point 8)
-  const uint16_t *mins;     // float16 [kb][n], or NULL
+  const uint8_t *zp;        // 4-bit only: packed [n][(kb + 1) / 2], or NULL (every zero point zp_all)
+  int zp_all;               // the zero point when zp is NULL: 8, or 0 (the loader drops all-zero zero points)
+  const uint16_t *mins;     // float16 [kb][n] (Q4_1), or NULL
   const float *bias;        // [n] or NULL
   const float *scales32;    // float32 [n][kb], or NULL
   const float *mins32;      // float32 [kb][n], or NULL
@@ -93,19 +114,27 @@ static inline int act_slot(int i, int nibble_order) {
 void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
+void quantize_act16_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 
 // kernels/qmatmul.c: y[t * ldy + j] for rows j in [n0, n1) and tokens t < a->m.
 // Bias and Q4_1 minima are included.
 void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1);
 void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1);
 
+// kernels/gemm.c: the same rows for float32 activations x [m][k] (prefill chunks): each
+// row dequantized once into tile (room for GEMM_TILE_ROWS * k floats) and used for all m
+// tokens. Bias and Q4_1 minima are included.
+#ifndef GEMM_TILE_ROWS
+#define GEMM_TILE_ROWS 2
+#endif
+void qgemm_f32(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
+void qgemm_f32_ref(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
+
 // ---- kernels/vec.c -------------------------------------------------------------------
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void rope(float *x, int heads, int head_dim, int rot, const float *cos, const float *sin);
 void silu_mul(float *gate, const float *up, int n);
 void gelu_tanh_mul(float *gate, const float *up, int n);
-float dot_f32(const float *a, const float *b, int n);
-void axpy_f32(float *y, float a, const float *x, int n);
 void add_f32(float *y, const float *x, int n);
 
 // ---- kernels/attention.c -------------------------------------------------------------

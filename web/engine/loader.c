@@ -61,11 +61,18 @@ static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t
                        const uint8_t *zp, const void *mins, const float *bias, int f32) {
   if ((bits != 4 && bits != 8) || bs < 16 || bs & (bs - 1) || k % bs || (bits == 8 && zp)) return -1;
   if (f32 & ~(SCALES_F32 | MINS_F32)) return -1;
-  *w = (QLinear){.bits = bits, .bs = bs, .n = n, .k = k, .kb = k / bs, .q = q, .zp = zp, .bias = bias};
+  *w = (QLinear){.bits = bits, .bs = bs, .n = n, .k = k, .kb = k / bs, .q = q, .zp = zp, .zp_all = 8, .bias = bias};
   if (f32 & SCALES_F32) w->scales32 = scales;
   else w->scales = scales;
   if (f32 & MINS_F32) w->mins32 = mins;
   else w->mins = mins;
+  // Zero points that are all 0 (GGUF Q4_1, K-quants with minima: codes and block minima)
+  // are dropped: the kernels then skip the zero-point term.
+  if (zp) {
+    size_t bytes = (size_t)n * ((k / bs + 1) / 2), i = 0;
+    while (i < bytes && !zp[i]) i++;
+    if (i == bytes) w->zp = 0, w->zp_all = 0;
+  }
   return 0;
 }
 
@@ -138,7 +145,8 @@ EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
 // ---- kernels, for tests and the benchmark ----------------------------------------------
 
 // y [m][n] = x [m][k] @ W.T through the SIMD kernels (ref = 0) or the scalar references
-// (ref = 1), activations quantized to act_bits (8: by the matching quantizer); `reps`
+// (ref = 1), activations quantized to act_bits (8: by the matching quantizer; 32: float
+// activations through the prefill GEMM, qgemm_f32); `reps`
 // repeats for timing.
 EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int reps, int bits, int bs, int n, int k,
                                                   const uint8_t *q, const void *scales, const uint8_t *zp,
@@ -146,6 +154,10 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
                                                   float *y, void *scratch, int f32) {
   QLinear w;
   if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias, f32)) return -1;
+  if (act_bits == 32) {  // float activations: the prefill GEMM; scratch is its tile
+    for (int r = 0; r < reps; r++) (ref ? qgemm_f32_ref : qgemm_f32)(&w, x, m, y, n, 0, n, scratch);
+    return 0;
+  }
   int kbpad = (k / bs + 3) & ~3;
   uint8_t *p = scratch;
   QAct a;
@@ -157,7 +169,7 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
   a.fsum = (float *)p;
   int nibbles = bits == 4 && bs % 32 == 0;
   for (int r = 0; r < reps; r++) {
-    if (act_bits == 16) quantize_act16(&a, x, m, k, bs, nibbles);
+    if (act_bits == 16) (ref ? quantize_act16_ref : quantize_act16)(&a, x, m, k, bs, nibbles);
     else if (ref) quantize_act_ref(&a, x, m, k, bs, nibbles);
     else quantize_act(&a, x, m, k, bs, nibbles);
     if (ref) qmatmul_ref(&w, &a, y, n, 0, n);

@@ -34,6 +34,8 @@ int model_init(void) {
     s->act[i].isum = mem_alloc(sizeof(int32_t) * CHUNK * (kpad / 16));
     s->act[i].fsum = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
   }
+  s->tile_floats = GEMM_TILE_ROWS * widest;
+  s->tiles = mem_alloc(sizeof(float) * MAX_THREADS * s->tile_floats);
   int pages = (c->context + KV_PAGE - 1) / KV_PAGE;
   s->pages = mem_alloc(sizeof(float *) * c->layers * pages);
   s->pages_allocated = 0;
@@ -65,7 +67,9 @@ static float *const *layer_pages(int l) {
 typedef struct {
   int count;
   const QLinear *w[3];
-  const QAct *a[3];
+  const QAct *a[3];   // quantized input, or
+  const float *x;     // the float input [m][k] (prefill GEMM)
+  int m;
   float *y[3];
 } MatJob;
 
@@ -82,7 +86,12 @@ static void matmul_job(void *arg, int tid, int nthreads) {
     int n0 = lo - base, n1 = hi - base;
     n0 = n0 < 0 ? 0 : n0;
     n1 = n1 > w->n ? w->n : n1;
-    if (n0 < n1) qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
+    if (n0 >= n1) {
+    } else if (job->x) {
+      qgemm_f32(w, job->x, job->m, job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
+    } else {
+      qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
+    }
     base += w->n;
   }
 }
@@ -101,10 +110,17 @@ static int same_format(const QLinear *a, const QLinear *b) {
   return a->bs == b->bs && (a->bits == 4) == (b->bits == 4);
 }
 
-// y_i = x @ W_i.T for up to three linears sharing their input x [m][k].
+// y_i = x @ W_i.T for up to three linears sharing their input x [m][k]. With int16
+// activations (the float-like mode) a chunk of GEMM_MIN_TOKENS or more keeps x in float32
+// and runs the prefill GEMM.
 static void linears(const float *x, int m, int count, const QLinear *w0, float *y0,
                     const QLinear *w1, float *y1, const QLinear *w2, float *y2) {
-  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, {y0, y1, y2}};
+  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, 0, m, {y0, y1, y2}};
+  if (config.act_bits == 16 && m >= GEMM_MIN_TOKENS) {
+    job.x = x;
+    run_job(matmul_job, &job);
+    return;
+  }
   job.a[0] = quantized_for(w0, x, m, 0);
   for (int i = 1; i < count; i++) {
     if (same_format(job.w[i], w0)) job.a[i] = job.a[0];
@@ -230,8 +246,10 @@ static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, i
 // n tokens at cache positions [past, past + n); the logits of the last one in state.logits.
 // With all_logits ([n][vocab]) the logits of every token go there instead (evaluation).
 void forward(const int32_t *ids, const int32_t *positions, int n, int past, float *all_logits) {
-  for (int done = 0; done < n; done += CHUNK) {
-    int m = n - done < CHUNK ? n - done : CHUNK;
+  // Chunks of equal size (195 tokens: 98 and 97, not 128 and 67).
+  int chunks = (n + CHUNK - 1) / CHUNK, size = (n + chunks - 1) / chunks;
+  for (int done = 0; done < n; done += size) {
+    int m = n - done < size ? n - done : size;
     forward_chunk(ids + done, positions + done, m, past + done, done + m == n,
                   all_logits ? all_logits + (size_t)done * config.vocab : 0);
   }

@@ -4,8 +4,10 @@
 #include "engine.h"
 
 #define MAX_LAYERS 128
-#define CHUNK 32          // tokens a forward pass over the weights (prefill chunk)
+#define CHUNK 128         // most tokens a forward pass over the weights (prefill chunk)
 #define KV_PAGE 64        // positions a KV cache page
+#define GEMM_MIN_TOKENS 4 // chunks of at least this many tokens run the float GEMM (int16 mode)
+#define MAX_THREADS 16
 
 typedef struct {
   int vocab, hidden, ffn, layers, heads, kv_heads, head_dim, rot_dim, context;
@@ -46,6 +48,8 @@ typedef struct {
   float *x, *xb, *q, *k, *v, *att, *gate, *up, *logits;  // [CHUNK][...] scratch
   float *scores;                 // [threads][context] attention weights
   QAct act[2];                   // quantized inputs of the current linears
+  float *tiles;                  // [threads][GEMM_TILE_ROWS * widest] dequantized weight rows (prefill GEMM)
+  int tile_floats;               // floats a thread's tile
   float **pages;                 // [layers][context / KV_PAGE] -> [2][kv_heads][KV_PAGE][head_dim]
   int pages_allocated;           // pages allocated a layer
   int cached;                    // positions in the cache

@@ -4,9 +4,8 @@
 // The main thread publishes a job by bumping `generation` and notifying; every thread
 // (the main one too) runs fn(arg, tid, n) on its share, and the main thread waits until
 // `pending` reaches zero. Waiting spins briefly first: a job lasts tens of microseconds.
-#include "engine.h"
+#include "model.h"
 
-#define MAX_THREADS 16
 #define SPINS 20000
 
 static struct {

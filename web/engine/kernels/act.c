@@ -106,9 +106,9 @@ void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_orde
   }
 }
 
-// int16 blocks: scale = max|x| / ACT16_MAX; also split into high and low signed bytes. One variant for both builds (scalar: the
-// quantization is a small share of a step next to the matmuls it feeds).
-void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order) {
+// int16 blocks: scale = max|x| / ACT16_MAX; also split into high and low signed bytes
+// (v = 256 hi + lo, both int8). Scalar reference; quantize_act16 below is the SIMD variant.
+void quantize_act16_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order) {
   alloc_act(a, m, k, bs, nibble_order);
   a->bits = 16;
   for (int t = 0; t < m; t++) {
@@ -137,6 +137,76 @@ void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_or
       a->scale[t * a->kbpad + b] = amax / (float)ACT16_MAX;
       a->isum[t * a->kbpad + b] = isum;
       a->fsum[t * a->kbpad + b] = sum;
+    }
+    for (int b = a->kb; b < a->kbpad; b++) {
+      a->scale[t * a->kbpad + b] = 0.0f;
+      a->isum[t * a->kbpad + b] = 0;
+      a->fsum[t * a->kbpad + b] = 0.0f;
+    }
+    mem_zero(q + a->k, sizeof(int16_t) * (size_t)(a->kpad - a->k));
+    mem_zero(hi8 + a->k, (size_t)(a->kpad - a->k));
+    mem_zero(lo8 + a->k, (size_t)(a->kpad - a->k));
+  }
+}
+
+// As quantize_act16_ref, 32 values at a time (bs a multiple of 32): the same codes; the
+// block sums of x (for Q4_1's minima) are added 4 lanes at a time.
+void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order) {
+  if (bs % 32) {
+    quantize_act16_ref(a, x, m, k, bs, nibble_order);
+    return;
+  }
+  alloc_act(a, m, k, bs, nibble_order);
+  a->bits = 16;
+  for (int t = 0; t < m; t++) {
+    const float *row = x + (size_t)t * k;
+    int16_t *q = a->q16 + (size_t)t * a->kpad;
+    int8_t *hi8 = a->q + (size_t)t * a->kpad, *lo8 = a->qlo + (size_t)t * a->kpad;
+    for (int b = 0; b < a->kb; b++) {
+      const float *xb = row + b * bs;
+      v128_t vmax = wasm_f32x4_splat(0.0f), vsum = wasm_f32x4_splat(0.0f);
+      for (int i = 0; i < bs; i += 4) {
+        v128_t v = wasm_v128_load(xb + i);
+        vmax = wasm_f32x4_max(vmax, wasm_f32x4_abs(v));
+        vsum = wasm_f32x4_add(vsum, v);
+      }
+      vmax = wasm_f32x4_max(vmax, wasm_i32x4_shuffle(vmax, vmax, 2, 3, 0, 1));
+      vmax = wasm_f32x4_max(vmax, wasm_i32x4_shuffle(vmax, vmax, 1, 0, 3, 2));
+      float amax = wasm_f32x4_extract_lane(vmax, 0);
+      v128_t vinv = wasm_f32x4_splat(amax > 0.0f ? (float)ACT16_MAX / amax : 0.0f);
+      v128_t isum = wasm_i32x4_splat(0);
+      for (int c = 0; c < bs; c += 32) {
+        v128_t h[4];  // the 32 codes as int16, in k order
+        for (int j = 0; j < 4; j++) {
+          v128_t v0 = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(wasm_v128_load(xb + c + 8 * j), vinv)));
+          v128_t v1 = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(wasm_v128_load(xb + c + 8 * j + 4), vinv)));
+          isum = wasm_i32x4_add(isum, wasm_i32x4_add(v0, v1));
+          h[j] = wasm_i16x8_narrow_i32x4(v0, v1);
+        }
+        if (nibble_order) {  // slots: even positions first, then odd ones
+          v128_t e0 = wasm_i16x8_shuffle(h[0], h[1], 0, 2, 4, 6, 8, 10, 12, 14);
+          v128_t e1 = wasm_i16x8_shuffle(h[2], h[3], 0, 2, 4, 6, 8, 10, 12, 14);
+          v128_t o0 = wasm_i16x8_shuffle(h[0], h[1], 1, 3, 5, 7, 9, 11, 13, 15);
+          v128_t o1 = wasm_i16x8_shuffle(h[2], h[3], 1, 3, 5, 7, 9, 11, 13, 15);
+          h[0] = e0, h[1] = e1, h[2] = o0, h[3] = o1;
+        }
+        v128_t hi[4], lo[4];
+        for (int j = 0; j < 4; j++) {
+          wasm_v128_store(q + b * bs + c + 8 * j, h[j]);
+          lo[j] = wasm_i16x8_sub(wasm_v128_and(wasm_i16x8_add(h[j], wasm_i16x8_splat(128)), wasm_i16x8_splat(255)),
+                                 wasm_i16x8_splat(128));
+          hi[j] = wasm_i16x8_shr(wasm_i16x8_sub(h[j], lo[j]), 8);
+        }
+        wasm_v128_store(hi8 + b * bs + c, wasm_i8x16_narrow_i16x8(hi[0], hi[1]));
+        wasm_v128_store(hi8 + b * bs + c + 16, wasm_i8x16_narrow_i16x8(hi[2], hi[3]));
+        wasm_v128_store(lo8 + b * bs + c, wasm_i8x16_narrow_i16x8(lo[0], lo[1]));
+        wasm_v128_store(lo8 + b * bs + c + 16, wasm_i8x16_narrow_i16x8(lo[2], lo[3]));
+      }
+      a->scale[t * a->kbpad + b] = amax / (float)ACT16_MAX;
+      a->isum[t * a->kbpad + b] = wasm_i32x4_extract_lane(isum, 0) + wasm_i32x4_extract_lane(isum, 1) +
+                                  wasm_i32x4_extract_lane(isum, 2) + wasm_i32x4_extract_lane(isum, 3);
+      a->fsum[t * a->kbpad + b] = wasm_f32x4_extract_lane(vsum, 0) + wasm_f32x4_extract_lane(vsum, 1) +
+                                  wasm_f32x4_extract_lane(vsum, 2) + wasm_f32x4_extract_lane(vsum, 3);
     }
     for (int b = a->kb; b < a->kbpad; b++) {
       a->scale[t * a->kbpad + b] = 0.0f;

@@ -13,7 +13,7 @@
 
 static inline int zp_of(const QLinear *w, int n, int b) {
   if (w->bits == 8) return 128;
-  if (!w->zp) return 8;
+  if (!w->zp) return w->zp_all;
   int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
   return (b & 1) ? byte >> 4 : byte & 15;
 }
@@ -67,6 +67,11 @@ static inline v128_t f16x4(const uint16_t *p) {
 // masked by the callers).
 static inline v128_t scales4(const QLinear *w, size_t i) {
   return w->scales32 ? wasm_v128_load(w->scales32 + i) : f16x4(w->scales + i);
+}
+
+// The minima of rows i .. i + 3 of one block ([kb][n] layout).
+static inline v128_t mins4(const QLinear *w, size_t i) {
+  return w->mins32 ? wasm_v128_load(w->mins32 + i) : f16x4(w->mins + i);
 }
 
 // The 4-bit zero points of 4 blocks from their 2 packed bytes: lane j = nibble j. The
@@ -133,11 +138,15 @@ static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t
 // two int8 dot products, so the relaxed build keeps its one-instruction dot product.
 static inline v128_t dot32_q4_split(v128_t lo, v128_t hi, const int8_t *ahi, const int8_t *alo, v128_t acc) {
 #ifdef __wasm_relaxed_simd__
-  v128_t dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi), lo, wasm_i32x4_splat(0));
-  dh = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(ahi + 16), hi, dh);
-  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo), lo, acc);
-  acc = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(alo + 16), hi, acc);
-  return wasm_i32x4_add(acc, wasm_i32x4_shl(dh, 8));
+  // i16x8.relaxed_dot: each i16 lane sums 2 products of at most 127 * 15, and two of them
+  // added stay below 2^15 (no saturation, so every implementation agrees); one
+  // i32x4.dot_i16x8_s a half then weighs the high bytes by 256.
+  v128_t dh = wasm_i16x8_add(wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(ahi), lo),
+                             wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(ahi + 16), hi));
+  v128_t dl = wasm_i16x8_add(wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(alo), lo),
+                             wasm_i16x8_relaxed_dot_i8x16_i7x16(wasm_v128_load(alo + 16), hi));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(dh, wasm_i16x8_splat(256)));
+  return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(dl));
 #else
   (void)alo;
   return acc;  // not used: the plain build reads q16
@@ -175,7 +184,7 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
         v128_t zp;
         if (BITS == 8) zp = wasm_i32x4_splat(0);
         else if (zrow) zp = zp4(zrow + 2 * g);
-        else zp = wasm_i32x4_splat(8);
+        else zp = wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
@@ -210,7 +219,11 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
   }
 }
 
-// One token (decode): two rows at a time share every activation load.
+#ifndef DECODE_ROWS
+#define DECODE_ROWS 4
+#endif
+
+// One token (decode): DECODE_ROWS rows at a time share every activation load.
 // ABITS: activation bits (8 or 16).
 static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, const QAct *a, float *y,
                                                               int n0, int n1, const int CB, const int BITS,
@@ -220,17 +233,18 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
   const int zp_row = (kb + 1) / 2;
   const int tail = kb - full * 4;
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
-  for (int n = n0; n < n1; n += 2) {
-    const int rows = n + 1 < n1 ? 2 : 1;
-    v128_t acc[2] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+  for (int n = n0; n < n1; n += DECODE_ROWS) {
+    const int rows = n1 - n < DECODE_ROWS ? n1 - n : DECODE_ROWS;
+    v128_t acc[DECODE_ROWS];
+    for (int r = 0; r < DECODE_ROWS; r++) acc[r] = wasm_f32x4_splat(0.0f);
     for (int g = 0; g < groups; g++) {
       const int8_t *aq = a->q + (size_t)(4 * g) * CB * 32;
       const int16_t *aq16 = a->q16 + (size_t)(4 * g) * CB * 32;
       const int8_t *alo = a->qlo + (size_t)(4 * g) * CB * 32;
       v128_t as = wasm_v128_load(a->scale + 4 * g);
       v128_t isum = wasm_v128_load(a->isum + 4 * g);
-      for (int r = 0; r < 2; r++) {
-        if (r == 1 && rows == 1) break;
+      for (int r = 0; r < DECODE_ROWS; r++) {
+        if (r == rows) break;
         const size_t row = (size_t)(n + r);
         const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
         v128_t ws = scales4(w, row * kb + 4 * g);
@@ -257,16 +271,13 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         }
         v128_t di = hsum4(d[0], d[1], d[2], d[3]);
         if (BITS == 4) {
-          v128_t zp;
-          if (w->zp) zp = zp4(w->zp + row * zp_row + 2 * g);
-          else zp = wasm_i32x4_splat(8);
-          di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, isum));
+          if (w->zp) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp4(w->zp + row * zp_row + 2 * g), isum));
+          else if (w->zp_all) di = wasm_i32x4_sub(di, wasm_i32x4_mul(wasm_i32x4_splat(w->zp_all), isum));
         }
         acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
       }
     }
-    y[n] = hsumf(acc[0]);
-    if (rows == 2) y[n + 1] = hsumf(acc[1]);
+    for (int r = 0; r < rows; r++) y[n + r] = hsumf(acc[r]);
   }
 }
 
@@ -290,7 +301,7 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
       for (int g = 0; g < groups; g++) {
         v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
-        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(8);
+        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
@@ -381,17 +392,22 @@ static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int l
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
     if (qlinear_has_mins(w)) {
-      for (int b = 0; b < w->kb; b++) {
-        const size_t mb = (size_t)b * w->n;
-        float fs = a->fsum[t * a->kbpad + b];
-        v128_t vfs = wasm_f32x4_splat(fs);
-        int n = n0;
-        for (; n + 4 <= n1; n += 4) {
-          v128_t m = w->mins32 ? wasm_v128_load(w->mins32 + mb + n) : f16x4(w->mins + mb + n);
-          wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), wasm_f32x4_mul(m, vfs)));
+      // 8 rows at a time, summed over the blocks in registers.
+      const float *fs = a->fsum + t * a->kbpad;
+      int n = n0;
+      for (; n + 8 <= n1; n += 8) {
+        v128_t acc0 = wasm_f32x4_splat(0.0f), acc1 = wasm_f32x4_splat(0.0f);
+        for (int b = 0; b < w->kb; b++) {
+          const size_t mb = (size_t)b * w->n + n;
+          v128_t vfs = wasm_f32x4_splat(fs[b]);
+          acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(mins4(w, mb), vfs));
+          acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(mins4(w, mb + 4), vfs));
         }
-        for (; n < n1; n++) yt[n] += qlinear_min(w, mb + n) * fs;
+        wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), acc0));
+        wasm_v128_store(yt + n + 4, wasm_f32x4_add(wasm_v128_load(yt + n + 4), acc1));
       }
+      for (; n < n1; n++)
+        for (int b = 0; b < w->kb; b++) yt[n] += qlinear_min(w, (size_t)b * w->n + n) * fs[b];
     }
     if (w->bias)
       for (int n = n0; n < n1; n++) yt[n] += w->bias[n];

@@ -28,7 +28,13 @@ void rope(float *x, int heads, int head_dim, int rot, const float *cos, const fl
 
 // gate <- silu(gate) * up, silu(x) = x * sigmoid(x).
 void silu_mul(float *gate, const float *up, int n) {
-  for (int i = 0; i < n; i++) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t g = wasm_v128_load(gate + i);
+    v128_t sig = wasm_f32x4_add(wasm_f32x4_splat(1.0f), expf4(wasm_f32x4_neg(g)));
+    wasm_v128_store(gate + i, wasm_f32x4_mul(wasm_f32x4_div(g, sig), wasm_v128_load(up + i)));
+  }
+  for (; i < n; i++) {
     float g = gate[i];
     gate[i] = g / (1.0f + expf_(-g)) * up[i];
   }
@@ -42,23 +48,6 @@ void gelu_tanh_mul(float *gate, const float *up, int n) {
     float t = tanhf_(0.7978845608028654f * (g + 0.044715f * g * g * g));
     gate[i] = 0.5f * g * (1.0f + t) * up[i];
   }
-}
-
-float dot_f32(const float *a, const float *b, int n) {
-  v128_t acc = wasm_f32x4_splat(0.0f);
-  int i = 0;
-  for (; i + 4 <= n; i += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
-  float s = wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1) +
-            wasm_f32x4_extract_lane(acc, 2) + wasm_f32x4_extract_lane(acc, 3);
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-void axpy_f32(float *y, float a, const float *x, int n) {
-  v128_t va = wasm_f32x4_splat(a);
-  int i = 0;
-  for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, wasm_v128_load(x + i))));
-  for (; i < n; i++) y[i] += a * x[i];
 }
 
 void add_f32(float *y, const float *x, int n) {
