@@ -15,7 +15,8 @@ the resident memory of every Chromium process), and the native ratios.
 
 wllama's page (benchmarks/wllama/index.html) is served by the same server from the built
 site's `bench/wllama/` folder with the GGUF beside it, cross-origin isolated, so its
-multi-thread build runs; its prefill and decode rates are llama.cpp's own timings of the
+multi-thread build runs, under the site's Content-Security-Policy plus the `blob:` workers
+wllama makes (`WLLAMA_CSP`; our page keeps the strict policy); its prefill and decode rates are llama.cpp's own timings of the
 same prompts (prompt cache off, end of text ignored), its time to first token is measured
 in the page.
 """
@@ -36,6 +37,7 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from pocketlm_build.bundle import build_site
+from pocketlm_build.http_policy import CSP_DIRECTIVES
 from pocketlm_export.default_model import default_model_path
 from pocketlm_export.export import ExportOptions, export
 from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready, wait_until
@@ -126,10 +128,40 @@ def place_wllama(site: Path, gguf: Path) -> str:
     folder = site / "bench" / "wllama"
     (folder / "esm" / "wasm").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(WLLAMA_PAGE, folder / "index.html")
+    shutil.copyfile(WLLAMA_PAGE.with_name("bench.js"), folder / "bench.js")
     shutil.copyfile(esm / "index.js", folder / "esm" / "index.js")
     shutil.copyfile(esm / "wasm" / "wllama.wasm", folder / "esm" / "wasm" / "wllama.wasm")
     shutil.copyfile(gguf, folder / "model.gguf")
-    return "/bench/wllama/index.html"
+    return WLLAMA_PREFIX + "index.html"
+
+
+#: The Content-Security-Policy wllama's page is served with: the site's, plus the blob: URLs
+#: wllama builds its workers (and the module code they import) from. Our page keeps the
+#: site's strict policy; only responses under WLLAMA_PREFIX get this one.
+WLLAMA_PREFIX = "/bench/wllama/"
+WLLAMA_CSP = "; ".join(
+    f"{name} {value} blob:" if name in ("script-src", "worker-src") else f"{name} {value}"
+    for name, value in CSP_DIRECTIVES)
+
+
+class PeerPolicy:
+    """ASGI wrapper: responses for paths under WLLAMA_PREFIX carry WLLAMA_CSP."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(WLLAMA_PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def relaxed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, WLLAMA_CSP.encode() if k.lower() == b"content-security-policy" else v)
+                                      for k, v in message.get("headers", [])]
+            await send(message)
+
+        await self.app(scope, receive, relaxed)
 
 
 def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: int,
@@ -138,7 +170,7 @@ def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: 
     context, traffic = browsers(server.url)
     page = context.new_page()
     page.goto(server.url + page_path)
-    wait_until(page, "window.ready === true")  # polled from outside: the site's CSP forbids eval
+    wait_until(page, "window.ready === true")  # polled from outside: no 'unsafe-eval' for wait_for_function
     loaded = page.evaluate("(threads) => window.loadWllama(threads)", threads)
     if loaded["threads"] != threads:
         raise SystemExit(f"wllama runs {loaded} instead of {threads} thread(s)")
@@ -196,6 +228,7 @@ def main() -> None:
     prompts = {n: prompt_of(model, n) for n in (16, long)}
     wllama_path = None if args.no_wllama else place_wllama(site, default_model_path())
     server = SiteServer(site)
+    server.app.app = PeerPolicy(server.app.app)
     rows: dict[str, dict[str, float]] = {}
     try:
         with sync_playwright() as driver:
