@@ -53,7 +53,7 @@ bench-engine: setup
 
 # onnxruntime-web's WASM backend on the MatMulNBits layout (the page's ort-wasm fallback).
 bench-nbits: setup browser-deps
-	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends wasm --no-wllama
+	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends ort-wasm --no-wllama
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --models $(or $(MODELS),default)
