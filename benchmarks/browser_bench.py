@@ -165,6 +165,8 @@ def print_sampling_cost(threads: int, tokens: int, runs: dict[str, list[dict[str
     def median(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
+    for name in names:
+        print(f"{name}, ms/token per answer in order: " + " ".join(f"{r['ms/token']:.1f}" for r in runs[name]))
     paired = [a["ms/token"] / b["ms/token"] for a, b in zip(sampled, greedy)]
     extra = median(sampled, "Python ms/step") - median(greedy, "Python ms/step")
     print(f"\n{names[0]} / {names[1]}: ms/token {median(sampled, 'ms/token') / median(greedy, 'ms/token'):.4f} "
