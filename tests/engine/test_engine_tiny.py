@@ -26,6 +26,7 @@ CASES = [
     ("llama", "Q4_0", None, "exact", False),
     ("llama", "Q8_0", None, "exact", False),
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
+    ("llama", "F32", None, "mixed", False),  # 4-bit blocks with float minima, 8-bit embedding
     ("gemma3", "F32", None, "q8", False),
 ]
 IDS = [f"{a}-{m}{'-' + e if e else ''}-{q}{'-sym' if s else ''}" for a, m, e, q, s in CASES]
