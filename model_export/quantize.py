@@ -8,9 +8,11 @@ mode       storage
            the embedding's rows gathered from the tied LM head's blocks).  Other GGUF types
            are re-quantized to the nearest supported block format and the report says
            which.
-``mixed``  ``q4`` for the matrices, 8-bit blocks for the token embedding / LM head (the
-           most sensitive tensors: every token's input and every logit go through them);
-           GGUF blocks of those widths are carried over unchanged
+``mixed``  4-bit blocks with a float16 minimum each (``d * q + m``, GGUF Q4_1's form;
+           block_minima.py) for the matrices, 8-bit blocks for the token embedding / LM
+           head (the most sensitive tensors: every token's input and every logit go
+           through them); GGUF blocks of those widths are carried over unchanged
+           (``--symmetric``: symmetric 4-bit blocks instead)
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
@@ -29,6 +31,7 @@ import numpy as np
 import onnx
 from gguf import GGMLQuantizationType
 
+from .block_minima import quantize_q4_minima
 from .errors import ExportError
 from .graph import FloatCodec
 from .kquant_blocks import k_quant_split
@@ -182,6 +185,10 @@ class NBitsCodec(FloatCodec):
             self.requantized[key] = self.requantized.get(key, 0) + 1
         block = self.options.block_size if mode in BLOCK_MODES else GGUF_BLOCK_SIZE
         symmetric = self.options.symmetric if mode in ("q4", "mixed") else False
+        if mode == "mixed" and bits == 4 and not symmetric:
+            # Float minima instead of integer zero points (benchmarks/float_sources.py).
+            pairs = [quantize_q4_minima(weight.take_rows(rows).float32(), block) for rows in weight.row_chunks()]
+            return stack_rows([q for q, _ in pairs]), np.concatenate([m for _, m in pairs])
         # A part of the rows at a time: the rounding works in float64 on whole blocks.
         parts = [quantize_q4(weight.take_rows(rows).float32(), block, symmetric) if bits == 4
                  else quantize_q8(weight.take_rows(rows).float32(), block)

@@ -30,6 +30,7 @@ CASES = [
     ("llama-wide", "Q5_K", "Q8_0", "exact", False),
     ("llama-wide", "Q2_K", "Q3_K", "exact", False),  # 4-bit blocks of 16: the scalar reference
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
+    ("llama", "F32", None, "mixed", False),  # 4-bit blocks with float minima, 8-bit embedding
     ("gemma3", "F32", None, "q8", False),
 ]
 IDS = [f"{a}-{m}{'-' + e if e else ''}-{q}{'-sym' if s else ''}" for a, m, e, q, s in CASES]
