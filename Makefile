@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps engine demo test check bench bench-engine bench-nbits bench-export bench-quant bench-serve bench-tokenizer unicode-tables clean
+.PHONY: setup browser-deps engine demo test check bench bench-engine bench-nbits bench-export bench-quant bench-float bench-serve bench-tokenizer unicode-tables clean
 
 $(STAMP): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,13 +53,17 @@ bench-engine: setup
 
 # onnxruntime-web's WASM backend on the MatMulNBits layout (the page's ort-wasm fallback).
 bench-nbits: setup browser-deps
-	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends wasm --no-wllama
+	$(BIN)/python -m benchmarks.browser_bench --layout nbits --backends ort-wasm --no-wllama
 
 bench-export: setup
 	$(BIN)/python -m benchmarks.export_bench --models $(or $(MODELS),default)
 
 bench-quant: setup
 	$(BIN)/python -m benchmarks.quant_bench
+
+# Every mode on real trained weights written as float Hugging Face folders (MODELS=default qwen-0.5b).
+bench-float: setup
+	$(BIN)/python -m benchmarks.float_sources --models $(or $(MODELS),default)
 
 bench-serve: setup
 	$(BIN)/python -m benchmarks.serve_bench

@@ -4,6 +4,12 @@ source GGUF, from node_modules/@wllama/wllama) and native onnxruntime on the sam
 one run. Prints a Markdown table.
 
     make bench        (or: python -m benchmarks.browser_bench [--backends wasm,webgpu])
+    python -m benchmarks.browser_bench --sampling-cost 8 --threads 2 --decode-tokens 128
+
+The second form measures only what the page's default sampling (temperature 0.3, top-k 50,
+top-p 0.9, repetition penalty 1.1, over the whole row in web/sampler.js) costs a decode step
+of the CPU engine against greedy decoding without a penalty: same page, prompt and token
+count, answers alternating, ms/token of both, their ratio, and Python's share of a step.
 
 Figures: the bytes a first visit downloads (counted by the server: page, service-worker
 precache and engine), cold load to ready (fresh profile), warm load to ready (service-worker cache),
@@ -15,7 +21,8 @@ the resident memory of every Chromium process), and the native ratios.
 
 wllama's page (benchmarks/wllama/index.html) is served by the same server from the built
 site's `bench/wllama/` folder with the GGUF beside it, cross-origin isolated, so its
-multi-thread build runs; its prefill and decode rates are llama.cpp's own timings of the
+multi-thread build runs, under the site's Content-Security-Policy plus the `blob:` workers
+wllama makes (`WLLAMA_CSP`; our page keeps the strict policy); its prefill and decode rates are llama.cpp's own timings of the
 same prompts (prompt cache off, end of text ignored), its time to first token is measured
 in the page.
 """
@@ -36,6 +43,7 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from pocketlm_build.bundle import build_site
+from pocketlm_build.http_policy import CSP_DIRECTIVES
 from pocketlm_export.default_model import default_model_path
 from pocketlm_export.export import ExportOptions, export
 from tests.web.site_browser import Browsers, SiteServer, ask, wait_ready, wait_until
@@ -113,6 +121,61 @@ def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
     return figures
 
 
+#: Greedy decoding without a penalty: the sampler is one argmax over the row.
+GREEDY = {"temperature": 0, "repetitionPenalty": 1}
+
+
+def sampling_cost(browsers: Browsers, server: SiteServer, threads: int, tokens: int,
+                  repeats: int) -> dict[str, list[dict[str, float]]]:
+    """The page's CPU engine decoding the same prompt with the page's default sampling and
+    greedily, alternating (ABBA order, so a drift of the machine's load falls on both).
+    Each answer gives ms/token over its decode steps and Python's share of a step."""
+    url = f"{server.url}/?backend=wasm&threads={threads}"
+    context, page, _ = load(browsers, url, Path(tempfile.mkdtemp(prefix="pocketlm-bench-")))
+    settings = {"page default": PAGE_SAMPLING, "greedy, no penalty": GREEDY}
+    for options in settings.values():  # warm up both paths
+        page.evaluate("window.pocketlm.engine.newChat()")
+        ask(page, "Once upon a time", maxNewTokens=8, **options)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
+    for repeat in range(repeats):
+        order = list(settings) if repeat % 2 == 0 else list(settings)[::-1]
+        for name in order:
+            page.evaluate("window.pocketlm.engine.newChat()")
+            timing = ask(page, "Once upon a time", maxNewTokens=tokens, seed=repeat, **settings[name])["timing"]
+            runs[name].append({"ms/token": 1000 / timing["decodeTokensPerSecond"],
+                               "Python share": timing["pythonShare"],
+                               "Python ms/step": timing["pythonMsPerStep"],
+                               "engine ms/step": timing["ortMsPerStep"], "tokens": timing["newTokens"]})
+    context.close()
+    return runs
+
+
+def print_sampling_cost(threads: int, tokens: int, runs: dict[str, list[dict[str, float]]]) -> None:
+    names = list(runs)
+    keys = list(runs[names[0]][0])
+    print(f"\nThe page's CPU engine, {threads} thread(s), {tokens} tokens after \"Once upon a time\", "
+          f"{len(runs[names[0]])} alternating answers each (medians):\n")
+    print("| settings | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name in names:
+        cells = [f"{statistics.median(r[k] for r in runs[name]):.3f}" for k in keys]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    sampled, greedy = (runs[n] for n in names)
+
+    def median(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    for name in names:
+        print(f"{name}, ms/token per answer in order: " + " ".join(f"{r['ms/token']:.1f}" for r in runs[name]))
+    paired = [a["ms/token"] / b["ms/token"] for a, b in zip(sampled, greedy)]
+    extra = median(sampled, "Python ms/step") - median(greedy, "Python ms/step")
+    print(f"\n{names[0]} / {names[1]}: ms/token {median(sampled, 'ms/token') / median(greedy, 'ms/token'):.4f} "
+          f"(median of the paired ratios {statistics.median(paired):.4f}). The sampling happens outside "
+          f"the engine's step, in Python's share: {extra:+.3f} ms/step there, "
+          f"{100 * extra / median(greedy, 'ms/token'):+.2f}% of a greedy step (the steadier figure when "
+          "the machine is shared: the engine's own time moves with the load)")
+
+
 WLLAMA_PAGE = Path(__file__).with_name("wllama") / "index.html"
 WLLAMA_PACKAGE = Path(__file__).resolve().parents[1] / "node_modules" / "@wllama" / "wllama"
 
@@ -126,10 +189,40 @@ def place_wllama(site: Path, gguf: Path) -> str:
     folder = site / "bench" / "wllama"
     (folder / "esm" / "wasm").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(WLLAMA_PAGE, folder / "index.html")
+    shutil.copyfile(WLLAMA_PAGE.with_name("bench.js"), folder / "bench.js")
     shutil.copyfile(esm / "index.js", folder / "esm" / "index.js")
     shutil.copyfile(esm / "wasm" / "wllama.wasm", folder / "esm" / "wasm" / "wllama.wasm")
     shutil.copyfile(gguf, folder / "model.gguf")
-    return "/bench/wllama/index.html"
+    return WLLAMA_PREFIX + "index.html"
+
+
+#: The Content-Security-Policy wllama's page is served with: the site's, plus the blob: URLs
+#: wllama builds its workers (and the module code they import) from. Our page keeps the
+#: site's strict policy; only responses under WLLAMA_PREFIX get this one.
+WLLAMA_PREFIX = "/bench/wllama/"
+WLLAMA_CSP = "; ".join(
+    f"{name} {value} blob:" if name in ("script-src", "worker-src") else f"{name} {value}"
+    for name, value in CSP_DIRECTIVES)
+
+
+class PeerPolicy:
+    """ASGI wrapper: responses for paths under WLLAMA_PREFIX carry WLLAMA_CSP."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(WLLAMA_PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def relaxed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, WLLAMA_CSP.encode() if k.lower() == b"content-security-policy" else v)
+                                      for k, v in message.get("headers", [])]
+            await send(message)
+
+        await self.app(scope, receive, relaxed)
 
 
 def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: int,
@@ -138,7 +231,7 @@ def run_wllama(browsers: Browsers, server: SiteServer, page_path: str, threads: 
     context, traffic = browsers(server.url)
     page = context.new_page()
     page.goto(server.url + page_path)
-    wait_until(page, "window.ready === true")  # polled from outside: the site's CSP forbids eval
+    wait_until(page, "window.ready === true")  # polled from outside: no 'unsafe-eval' for wait_for_function
     loaded = page.evaluate("(threads) => window.loadWllama(threads)", threads)
     if loaded["threads"] != threads:
         raise SystemExit(f"wllama runs {loaded} instead of {threads} thread(s)")
@@ -171,16 +264,20 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-browser"))
     parser.add_argument("--model", type=Path, help="an exported model folder (default: export the "
                         "default model with --quant auto and --layout into WORKDIR/model-LAYOUT)")
-    parser.add_argument("--layout", choices=["dq", "nbits"], default="dq",
-                        help="the layout of the default model's export: dq (widened to float32 at "
-                        "load) or nbits (MatMulNBits: 4-bit blocks kept as they are, what "
-                        "onnxruntime-web's WASM backend then runs as its fallback)")
+    parser.add_argument("--layout", choices=["dq", "nbits"], default="nbits",
+                        help="the layout of the default model's export: nbits (MatMulNBits, the "
+                        "export's default: what the page's CPU engine runs, and onnxruntime-web "
+                        "as its fallback) or dq (widened to float32 at load; onnxruntime-web only)")
     parser.add_argument("--backends", default="wasm",
                         help="comma-separated backends of our page (its ?backend= values), e.g. wasm,webgpu")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=195)
     parser.add_argument("--no-wllama", action="store_true", help="leave wllama out")
+    parser.add_argument("--sampling-cost", type=int, metavar="REPEATS", default=0,
+                        help="only the cost of the page's default sampling: the CPU engine "
+                        "decoding with it and greedily, REPEATS alternating answers each, at "
+                        "each --threads count (--decode-tokens tokens)")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     thread_counts = [int(t) for t in args.threads.split(",") if t]
@@ -194,9 +291,23 @@ def main() -> None:
     built = build_site(model, site, force=True)
     long = args.prompt_tokens
     prompts = {n: prompt_of(model, n) for n in (16, long)}
-    wllama_path = None if args.no_wllama else place_wllama(site, default_model_path())
+    wllama_path = None if args.no_wllama or args.sampling_cost else place_wllama(site, default_model_path())
     server = SiteServer(site)
+    server.app.app = PeerPolicy(server.app.app)
     rows: dict[str, dict[str, float]] = {}
+    if args.sampling_cost:
+        try:
+            with sync_playwright() as driver:
+                browsers = Browsers(driver)
+                try:
+                    for threads in thread_counts:
+                        runs = sampling_cost(browsers, server, threads, args.decode_tokens, args.sampling_cost)
+                        print_sampling_cost(threads, args.decode_tokens, runs)
+                finally:
+                    browsers.close_all()
+        finally:
+            server.stop()
+        return
     try:
         with sync_playwright() as driver:
             browsers = Browsers(driver)

@@ -1,4 +1,4 @@
-"""`pocketlm build MODEL_DIR -o DIST`: model + runtime + page -> one static site folder.
+"""`pocketlm build MODEL_DIR [MODEL_DIR ...] -o DIST`: models + runtime + page -> one static site folder.
 
 What DIST holds (every file listed in manifest.json with its size and sha256)::
 
@@ -10,15 +10,18 @@ What DIST holds (every file listed in manifest.json with its size and sha256)::
                          fetched only when the page uses WebGPU, so not precached
     runtime/pyodide/     Pyodide's loader, WebAssembly and standard library
     runtime/python/      pocketlm_runtime + jinja2 + markupsafe (pure Python), one zip
-    model/               the exported model folder
+    models/ID/           each exported model folder (ID from its name); a page with several
+                         offers a picker and downloads only the chosen one, into a cache of
+                         its own (web/model_cache.js), not at the service worker's install
     sw.js                service worker generated from the manifest (web/service_worker.js)
-    manifest.json        {"format": "pocketlm-site", "build_id", "files": [...]}
+    manifest.json        {"format": "pocketlm-site", "build_id", "files": [...]}; a model's
+                         files carry `"model": ID`
     NAME.gz              gzip copies of the files it shrinks, sent by servers instead of
                          NAME with Content-Encoding: gzip (compress.py); not in the manifest
     _headers, pocketlm-nginx.conf   host configs (deploy.py), not served
 
 Big files the page reaches through site.json carry their content hash in their name
-(`model.3f2a9c1b0d4e.onnx`): hosts may cache them forever (http_policy), and a new build
+(`models/ID/model.3f2a9c1b0d4e.onnx`): hosts may cache them forever (http_policy), and a new build
 only downloads what changed. The runtime files come from node_modules, installed from the
 repository's package-lock.json with `npm ci`; nothing is fetched from a CDN.
 
@@ -33,8 +36,9 @@ import importlib.metadata
 import importlib.util
 import io
 import json
+import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -106,25 +110,34 @@ class BuildResult:
     build_id: str
     files: int
     total_bytes: int
-    gzip_bytes: int  # what a first visit downloads with gzip (compress.py): lazy files aside
+    gzip_bytes: int  # what a first visit downloads with gzip (compress.py): lazy files and
+    #                  all models but the first aside
+    models: int = 1
 
     @property
     def summary(self) -> str:
-        return (f"{self.files} files, {self.total_bytes / 1e6:.1f} MB "
+        models = f"{self.models} models, " if self.models > 1 else ""
+        return (f"{models}{self.files} files, {self.total_bytes / 1e6:.1f} MB "
                 f"({self.gzip_bytes / 1e6:.1f} MB for a first visit with gzip), build {self.build_id}")
 
 
-def build_site(model_dir: Path, out: Path, *, force: bool = False,
+def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = False,
                node_modules: Path | None = None, engine_dir: Path | None = None,
                page: Mapping[str, Any] | None = None) -> BuildResult:
-    """Bundle `model_dir` (an exported model folder) with the page into the site `out`.
+    """Bundle exported model folders (one, or several for the page's picker, first listed
+    first) with the page into the site `out`.
     ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
     page = page if page is not None else page_settings({}, {})
-    info = check_model_folder(model_dir)
+    folders = [model_dirs] if isinstance(model_dirs, Path) else list(model_dirs)
+    if not folders:
+        raise BuildError("no model folder given; name at least one exported model folder")
+    infos = [check_model_folder(folder) for folder in folders]
+    ids = model_ids(folders, infos)
     modules = node_modules if node_modules is not None else REPO / "node_modules"
     check_node_modules(modules, REPO / "package-lock.json")
     engine_builds = check_engine_builds(engine_dir if engine_dir is not None else ENGINE_BUILD_DIR)
-    check_destination(out, force, model_dir)
+    for folder in folders:
+        check_destination(out, force, folder)
     with atomic.staged_folder(out, force, error=BuildError) as root:
         stage = Stage(root)
         copy_web(stage, WEB_DIR)
@@ -140,19 +153,27 @@ def build_site(model_dir: Path, out: Path, *, force: bool = False,
             "pyodide": pyodide,
             "python": {"archive": stage.write("runtime/python/site-packages.zip", python_zip(),
                                               hashed=True)},
-            "model": copy_model(stage, model_dir, info),
+            "models": [copy_model(stage, folder, info, model_id)
+                       for folder, info, model_id in zip(folders, infos, ids, strict=True)],
         }
         stage.write(SITE_CONFIG, json_bytes(site))
         entries = stage.entries()
+        owner = {path: str(model["id"]) for model in site["models"] for path in model["files"].values()}
+        for entry in entries:
+            if entry["path"] in owner:
+                entry["model"] = owner[str(entry["path"])]
         packed = compress_site(root, [str(entry["path"]) for entry in entries])
         manifest = {"format": SITE_FORMAT, "build_id": build_id_of(entries), "files": entries}
-        (root / SW_FILE).write_bytes(render_service_worker(WEB_DIR / SW_TEMPLATE, manifest))
+        (root / SW_FILE).write_bytes(render_service_worker(WEB_DIR / SW_TEMPLATE, manifest, site))
         write_host_configs(root)  # after sw.js, so _headers has a rule for it too
         (root / MANIFEST_FILE).write_bytes(json_bytes(manifest))
     total = sum(int(entry["size"]) for entry in entries)
-    wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries if not entry.get("lazy"))
+    # A first visit: the page and runtime, and one model (the first; each is fetched when chosen).
+    first = site["models"][0]["id"]
+    wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries
+               if not entry.get("lazy") and entry.get("model", first) == first)
     return BuildResult(out=out, build_id=str(manifest["build_id"]), files=len(entries),
-                       total_bytes=total, gzip_bytes=wire)
+                       total_bytes=total, gzip_bytes=wire, models=len(folders))
 
 
 # ---- checks ------------------------------------------------------------------------------
@@ -163,6 +184,27 @@ def check_model_folder(model_dir: Path) -> ModelInfo:
         return validate_model_folder(model_dir)
     except ModelFolderError as exc:
         raise BuildError(str(exc)) from None
+
+
+def model_ids(folders: Sequence[Path], infos: Sequence[ModelInfo]) -> list[str]:
+    """Each model's id in URLs and cache names: its name in lower case, letters, digits and
+    dashes (``SmolLM2-135M-Instruct`` -> ``smollm2-135m-instruct``); the same folder twice is
+    refused, two models of one name get ``-2``, ``-3``."""
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        resolved = folder.resolve()
+        if resolved in seen:
+            raise BuildError(f"{folder} is given twice (as {seen[resolved]} too); name each model folder once")
+        seen[resolved] = folder
+    ids: list[str] = []
+    for folder, info in zip(folders, infos, strict=True):
+        base = re.sub(r"[^a-z0-9]+", "-", (info.name or folder.name).lower()).strip("-")[:48] or "model"
+        model_id, n = base, 1
+        while model_id in ids:
+            n += 1
+            model_id = f"{base}-{n}"
+        ids.append(model_id)
+    return ids
 
 
 def check_node_modules(modules: Path, lock_file: Path) -> None:
@@ -311,14 +353,22 @@ def _version(modules: Path, package: str) -> str:
     return str(json.loads((modules / package / "package.json").read_text(encoding="utf-8"))["version"])
 
 
-def copy_model(stage: Stage, model_dir: Path, info: ModelInfo) -> dict[str, Any]:
-    """The files pocketlm.json names (model_folder.named_files), under model/; every one but
-    pocketlm.json gets a hashed name. Nothing else in the folder reaches the site."""
+def copy_model(stage: Stage, model_dir: Path, info: ModelInfo, model_id: str) -> dict[str, Any]:
+    """The files pocketlm.json names (model_folder.named_files), under models/ID/, each with
+    its content hash in its name. Nothing else in the folder reaches the site.
+
+    Returns site.json's entry for the model: id, name, licence (the source's, when it states
+    one), bytes (what choosing it downloads), files (name in the folder -> path in the site)
+    and cache, the browser cache that holds it (web/model_cache.js): the files' names pin
+    their content, so a rebuild downloads only the files that changed."""
     files: dict[str, str] = {}
     for name in sorted(named_files(info.raw)):
         source = check_inside(model_dir, name)  # again: no symlink swapped in since the check
-        files[name] = stage.copy(source, f"model/{name}", hashed=name != CONFIG_FILE)
-    return {"config": files[CONFIG_FILE], "name": info.name, "files": files}
+        files[name] = stage.copy(source, f"models/{model_id}/{name}", hashed=True)
+    size = sum((stage.root / path).stat().st_size for path in files.values())
+    licence = (info.raw.get("source") or {}).get("license")
+    return {"id": model_id, "name": info.name or model_dir.name, "license": licence if isinstance(licence, str) else None,
+            "bytes": size, "config": files[CONFIG_FILE], "files": files, "cache": f"pocketlm-model-{model_id}"}
 
 
 def python_zip() -> bytes:
@@ -353,12 +403,15 @@ def python_zip() -> bytes:
     return buffer.getvalue()
 
 
-def render_service_worker(template: Path, manifest: dict[str, Any]) -> bytes:
-    """sw.js: the template with its `pocketlm:build` line holding this build's file list."""
+def render_service_worker(template: Path, manifest: dict[str, Any], site: dict[str, Any]) -> bytes:
+    """sw.js: the template with its `pocketlm:build` line holding this build's file list:
+    the files precached at install (models aside), the lazy ones, and each model file's cache."""
     text = template.read_text(encoding="utf-8")
-    files = [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    files = [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy") and "model" not in e]
     lazy = [e["path"] for e in manifest["files"] if e.get("lazy")]
-    data = json.dumps({"build_id": manifest["build_id"], "files": files, "lazy": lazy},
+    models = {str(model["id"]): str(model["cache"]) for model in site["models"]}
+    owned = {e["path"]: models[e["model"]] for e in manifest["files"] if "model" in e}
+    data = json.dumps({"build_id": manifest["build_id"], "files": files, "lazy": lazy, "models": owned},
                       separators=(",", ":"))
     lines = text.splitlines(keepends=True)
     marked = [i for i, line in enumerate(lines) if line.rstrip().endswith(SW_MARKER)]

@@ -160,8 +160,9 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--stats", action="store_true", help="print timing figures to stderr")
         _add_sampling(p)
 
-    p = sub.add_parser("build", help="bundle a model folder with the web page into a static site")
-    p.add_argument("model", type=Path)
+    p = sub.add_parser("build", help="bundle model folders with the web page into a static site")
+    p.add_argument("model", type=Path, nargs="+",
+                   help="exported model folders; with several, the page offers a picker (the first is listed first)")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--force", action="store_true")
     _add_page_settings(p)

@@ -189,8 +189,8 @@ def candidate_modes(src: SourceModel, options: ExportOptions) -> list[str]:
     """The modes to try, smallest first; ``auto`` keeps the first that passes the gate.
 
     ``auto`` never rounds a weight twice where it can help it: a GGUF whose matrices are
-    Q4_0 / Q4_1 / Q8_0 blocks exports them unchanged (``exact``). Other sources (float
-    weights, K-quants) try ``mixed`` (4-bit matrices, 8-bit embedding/head), then ``q8``,
+    Q4_0 / Q4_1 / Q5_0 / Q8_0 or K-quant blocks exports their values unchanged (``exact``).
+    Other sources (float weights, Q5_1) try ``mixed`` (4-bit matrices, 8-bit embedding/head), then ``q8``,
     then ``fp16``; each must stay within +2% perplexity of the source.
     """
     if options.quant != "auto":

@@ -3,13 +3,16 @@
 =========  ==============================================================================
 mode       storage
 =========  ==============================================================================
-``exact``  GGUF Q4_0 / Q4_1 / Q8_0 blocks carried over unchanged (MatMulNBits; the
-           embedding through GatherBlockQuantized, the tied LM head sharing its bytes).
-           Other GGUF types are re-quantized to the nearest supported block format and
-           the report says which.
-``mixed``  ``q4`` for the matrices, 8-bit blocks for the token embedding / LM head (the
-           most sensitive tensors: every token's input and every logit go through them);
-           GGUF blocks of those widths are carried over unchanged
+``exact``  GGUF Q4_0 / Q4_1 / Q5_0 / Q8_0 and K-quant (Q2_K ... Q6_K) blocks carried
+           over with the same values (MatMulNBits, :mod:`kquant_blocks` for the K-quants;
+           the embedding's rows gathered from the tied LM head's blocks).  Other GGUF types
+           are re-quantized to the nearest supported block format and the report says
+           which.
+``mixed``  4-bit blocks with a float16 minimum each (``d * q + m``, GGUF Q4_1's form;
+           block_minima.py) for the matrices, 8-bit blocks for the token embedding / LM
+           head (the most sensitive tensors: every token's input and every logit go
+           through them); GGUF blocks of those widths are carried over unchanged
+           (``--symmetric``: symmetric 4-bit blocks instead)
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
@@ -28,8 +31,10 @@ import numpy as np
 import onnx
 from gguf import GGMLQuantizationType
 
+from .block_minima import quantize_q4_minima
 from .errors import ExportError
 from .graph import FloatCodec
+from .kquant_blocks import k_quant_split
 from .onnx_builder import FLOAT, MS_DOMAIN, GraphBuilder
 from .quant_blocks import (
     GGUF_BLOCK_SIZE,
@@ -49,17 +54,15 @@ from .sources.weights import Weight
 MODES = ("exact", "mixed", "q4", "q8", "fp16", "fp32")
 BLOCK_MODES = ("mixed", "q4", "q8")  # modes that quantize to --block-size blocks
 EIGHT_BIT_IN_MIXED = ("embed", "lm_head")
+K_QUANT_TYPES = {GGMLQuantizationType.Q2_K, GGMLQuantizationType.Q3_K, GGMLQuantizationType.Q4_K,
+                 GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K}
 EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0,
-               GGMLQuantizationType.Q8_0}
+               GGMLQuantizationType.Q8_0, *K_QUANT_TYPES}
 Q5_0_BLOCK_BYTES = 22  # ggml's block_q5_0: fp16 d, 4 bytes of high bits, 16 bytes of low nibbles
 BLOCK_BITS = {GGMLQuantizationType.Q4_0: 4, GGMLQuantizationType.Q4_1: 4, GGMLQuantizationType.Q8_0: 8}
 # Where a GGUF block type has no exact image: the nearest supported format.
 NEAREST = {
-    GGMLQuantizationType.Q4_K: "q4",
-    GGMLQuantizationType.Q5_0: "q8",
     GGMLQuantizationType.Q5_1: "q8",
-    GGMLQuantizationType.Q5_K: "q8",
-    GGMLQuantizationType.Q6_K: "q8",
 }
 
 
@@ -123,6 +126,20 @@ def q5_0_as_q8(weight: Weight) -> NBitsWeight:
     return stack_rows(parts)
 
 
+def k_quant_rows(weight: Weight) -> tuple[NBitsWeight, np.ndarray | None]:
+    """A K-quant matrix as MatMulNBits blocks plus minima (:func:`kquant_blocks.k_quant_split`),
+    a few rows at a time."""
+    k = weight.shape[1]
+    parts, minima = [], []
+    for rows in weight.row_chunks():
+        part = weight.take_rows(rows)
+        q, mins = k_quant_split(np.asarray(part.data, np.uint8), weight.qtype.name, part.shape[0], k)
+        parts.append(q)
+        if mins is not None:
+            minima.append(mins)
+    return stack_rows(parts), (np.concatenate(minima) if minima else None)
+
+
 def stack_rows(parts: list[NBitsWeight]) -> NBitsWeight:
     """Row blocks of one matrix, quantized apart, as one :class:`NBitsWeight`."""
     if len(parts) == 1:
@@ -161,16 +178,28 @@ class NBitsCodec(FloatCodec):
             return gguf_to_nbits(weight.data, weight.qtype.name, n, k), None
         if weight.qtype == GGMLQuantizationType.Q5_0 and (mode == "exact" or (bits == 8 and self.options.block_size == GGUF_BLOCK_SIZE)):
             return q5_0_as_q8(weight), None
+        if weight.qtype in K_QUANT_TYPES and mode == "exact":
+            return k_quant_rows(weight)
         if mode == "exact":
             key = f"{weight.qtype.name} -> q{bits}"
             self.requantized[key] = self.requantized.get(key, 0) + 1
         block = self.options.block_size if mode in BLOCK_MODES else GGUF_BLOCK_SIZE
         symmetric = self.options.symmetric if mode in ("q4", "mixed") else False
+        if mode == "mixed" and bits == 4 and not symmetric:
+            # Float minima instead of integer zero points (benchmarks/float_sources.py).
+            pairs = [quantize_q4_minima(weight.take_rows(rows).float32(), block) for rows in weight.row_chunks()]
+            return stack_rows([q for q, _ in pairs]), np.concatenate([m for _, m in pairs])
         # A part of the rows at a time: the rounding works in float64 on whole blocks.
         parts = [quantize_q4(weight.take_rows(rows).float32(), block, symmetric) if bits == 4
                  else quantize_q8(weight.take_rows(rows).float32(), block)
                  for rows in weight.row_chunks()]
         return stack_rows(parts), None
+
+    def note_requantized(self, name: str) -> None:
+        """Count a weight of ``exact`` mode that is stored re-rounded (for the report)."""
+        if self.options.mode == "exact":
+            key = f"{self.src.weights[name].qtype.name} -> q8"
+            self.requantized[key] = self.requantized.get(key, 0) + 1
 
     def target_bits(self, qtype: GGMLQuantizationType, name: str = "") -> int:
         if self.options.mode == "mixed":
@@ -181,14 +210,17 @@ class NBitsCodec(FloatCodec):
             return 8
         return 4 if NEAREST.get(qtype) == "q4" else 8
 
-    def half(self, b: GraphBuilder, name: str, values: np.ndarray) -> str:
-        """Float16 on disk (block scales are float16 in GGUF and in our quantizers), widened
-        to float32 once when the session loads."""
+    def scale_table(self, b: GraphBuilder, name: str, values: np.ndarray) -> str:
+        """Block scales or minima as a float32 tensor: float16 on disk when every value is
+        exactly a float16 (GGUF's Q4_0 ... Q8_0 scales, our quantizers'), widened to float32
+        once when the session loads; else float32 (K-quant scales ``d*sc``)."""
+        if not fits_float16(values):
+            return b.initializer(name, np.ascontiguousarray(values, np.float32))
         stored = b.initializer(name, values.astype(np.float16))
         return b.op("Cast", [stored], to=FLOAT, name=name + "/to_float")
 
     def nbits_node(self, b: GraphBuilder, x: str, path: str, q: NBitsWeight) -> str:
-        inputs = [x, b.initializer(path + "/qweight", q.b), self.half(b, path + "/scales", q.scales.reshape(-1))]
+        inputs = [x, b.initializer(path + "/qweight", q.b), self.scale_table(b, path + "/scales", q.scales.reshape(-1))]
         if q.zero_points is not None:
             inputs.append(b.initializer(path + "/zero_points", q.zero_points.reshape(q.n, -1)))
         return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name=path,
@@ -211,16 +243,17 @@ class NBitsCodec(FloatCodec):
         """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N]."""
         blocks = b.op("Reshape", [x, b.const([0, 0, -1, block_size], np.int64)])
         sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
-        table = self.half(b, path + "/block_mins", mins)
+        table = self.scale_table(b, path + "/block_mins", mins)
         return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         q, offsets = self.quantized("embed")
         if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
-            # A Q4_1 embedding has no integer zero points: store it as 8-bit blocks.
+            # A Q4_1 / Q4_K embedding has no integer zero points: store it as 8-bit blocks.
+            self.note_requantized("embed")
             q = quantize_q8(self.src.float32("embed"))
         data = b.initializer("embed/qweight", q.b)
-        scales = self.half(b, "embed/scales", q.scales[:, :, None])
+        scales = self.scale_table(b, "embed/scales", q.scales[:, :, None])
         zero_points = None
         if q.zero_points is not None:
             zero_points = b.initializer("embed/zero_points", block_zero_points(q)[:, :, None])
@@ -282,7 +315,7 @@ class DequantizeCodec(NBitsCodec):
     """
 
     def dq(self, b: GraphBuilder, path: str, w: DQWeight) -> str:
-        inputs = [b.add_tensor(w.codes_tensor(path + "/codes")), self.half(b, path + "/scales", w.scales)]
+        inputs = [b.add_tensor(w.codes_tensor(path + "/codes")), self.scale_table(b, path + "/scales", w.scales)]
         zp = w.zero_points_tensor(path + "/zero_points")
         if zp is not None:
             inputs.append(b.add_tensor(zp))
@@ -308,7 +341,8 @@ class DequantizeCodec(NBitsCodec):
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
         w = self.as_dq("embed")
-        if w.mins is not None:  # a Q4_1 embedding: store it as 8-bit blocks instead
+        if w.mins is not None:  # a Q4_1 / Q4_K embedding: store it as 8-bit blocks instead
+            self.note_requantized("embed")
             w = nbits_to_dq(quantize_q8(self.src.float32("embed")))
         if not self.src.config.tie_embeddings and w.onnx_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
             return self.gathered_rows(b, ids, w)
@@ -324,10 +358,12 @@ class DequantizeCodec(NBitsCodec):
         DequantizeLinear only the gathered rows (blocked along the last axis). A 150k-row
         vocabulary then costs one byte a value at run time, not four."""
         codes = b.initializer("embed/codes", np.ascontiguousarray(w.codes.T))
-        scales = b.initializer("embed/scales", np.ascontiguousarray(w.scales.T).astype(np.float16))
+        table = np.ascontiguousarray(w.scales.T)
+        half = fits_float16(table)
+        scales = b.initializer("embed/scales", table.astype(np.float16 if half else np.float32))
+        gathered = b.op("Gather", [scales, ids], axis=0, name="embed/gather_scales")
         inputs = [b.op("Gather", [codes, ids], axis=0, name="embed/gather_codes"),
-                  b.op("Cast", [b.op("Gather", [scales, ids], axis=0, name="embed/gather_scales")],
-                       to=FLOAT, name="embed/scales_to_float")]
+                  b.op("Cast", [gathered], to=FLOAT, name="embed/scales_to_float") if half else gathered]
         if w.zero_points is not None:
             zero = b.initializer("embed/zero_points", np.ascontiguousarray(w.zero_points.T))
             inputs.append(b.op("Gather", [zero, ids], axis=0, name="embed/gather_zero_points"))
@@ -335,6 +371,12 @@ class DequantizeCodec(NBitsCodec):
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
         return b.op("MatMul", [flat, self.embed_table], name="lm_head")
+
+
+def fits_float16(values: np.ndarray) -> bool:
+    """Whether every value survives a round trip through float16 unchanged."""
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(values.astype(np.float16).astype(np.float32), values.astype(np.float32)))
 
 
 def session_config(options: QuantOptions) -> dict[str, str]:

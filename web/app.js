@@ -7,6 +7,8 @@ import { createEngine, describeBackend, unsupportedReason } from './engine.js';
 import { forgetSite } from './forget.js';
 import { setUpKiosk } from './kiosk.js';
 import { copyText, loadMarkdown, renderMarkdown } from './markdown.js';
+import { cachingAvailable, downloadModel, modelState } from './model_cache.js';
+import { ModelPicker, presetModel, remember } from './model_picker.js';
 import { prepareOffline } from './offline.js';
 import { readSettings, wellFormed } from './settings.js';
 import { applyPage, readPage } from './site_page.js';
@@ -14,6 +16,7 @@ import { applyPage, readPage } from './site_page.js';
 /** @typedef {import('./engine.js').Engine} Engine */
 /** @typedef {import('./engine.js').ChatMessage} ChatMessage */
 /** @typedef {import('./chat_view.js').Bubble} Bubble */
+/** @typedef {import('./worker.js').SiteModel} SiteModel */
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -35,6 +38,10 @@ const ui = {
   temperature: /** @type {HTMLInputElement} */ (byId('temperature')),
   maxTokens: /** @type {HTMLInputElement} */ (byId('max-tokens')),
   forget: /** @type {HTMLButtonElement} */ (byId('forget')),
+  changeModel: /** @type {HTMLButtonElement} */ (byId('change-model')),
+  models: byId('models'),
+  modelList: /** @type {HTMLUListElement} */ (byId('model-list')),
+  modelsClose: /** @type {HTMLButtonElement} */ (byId('models-close')),
 };
 
 const view = new ChatView(ui.messages, ui.main);
@@ -51,6 +58,15 @@ let stopAsked = false;
 let conversation = 0;
 /** @type {Promise<unknown>} the engine forgetting the last conversation */
 let resetting = Promise.resolve();
+/** @type {SiteModel | null} the model loaded (or being loaded) */
+let currentModel = null;
+/** @type {ModelPicker | null} */
+let picker = null;
+/** @type {import('./model_cache.js').SiteFile[]} manifest.json's files */
+let siteFiles = [];
+/** The loading bar, in bytes: the runtime (service worker's precache), the chosen model's
+ *  download, and the engine's own reads, which run over both. */
+const bar = { runtime: 0, runtimeTotal: 0, model: 0, read: 0 };
 
 /** @param {number} bytes */
 const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -78,37 +94,43 @@ async function load() {
   const unsupported = unsupportedReason();
   if (unsupported) throw new Error(unsupported); // before downloading hundreds of megabytes
   const markdown = loadMarkdown();
-  const manifest = await fetchJson('manifest.json');
-  const total = manifest.files.reduce((/** @type {number} */ sum, /** @type {{size: number}} */ f) => sum + f.size, 0);
-  // One bar in bytes: the service worker's precache on a first visit, the engine's own
-  // reads otherwise; whichever is further along.
-  let cached = 0;
-  let read = 0;
-  const show = (/** @type {string} */ message) => {
-    const loaded = Math.min(Math.max(cached, read), total);
-    ui.progress.value = total ? loaded / total : 0;
-    ui.progressText.textContent = `${message} ${megabytes(loaded)} of ${megabytes(total)}`;
-  };
+  const [site, manifest] = await Promise.all([fetchJson('site.json'), fetchJson('manifest.json')]);
+  siteFiles = manifest.files;
+  /** @type {SiteModel[]} */
+  const models = site.models;
+  picker = new ModelPicker(ui.models, ui.modelList, ui.modelsClose, models);
+  bar.runtimeTotal = siteFiles.reduce((/** @type {number} */ sum, /** @type {any} */ f) => sum + (f.lazy || f.model ? 0 : f.size), 0);
   setStatus('Downloading…');
-  show('Downloading');
-  const offline = await prepareOffline({
+  // The runtime downloads while the visitor chooses a model (sites with several).
+  const offlineReady = prepareOffline({
     buildId: manifest.build_id,
-    onProgress: (loaded) => { cached = loaded; show('Downloading'); },
+    onProgress: (loaded) => { bar.runtime = loaded; showBar('Downloading'); },
     onUpdate: (apply) => {
       ui.update.hidden = false;
       ui.update.onclick = apply;
     },
   });
-  setStatus('Starting the model…');
-  engine = await startEngine((progress) => { read = progress.loaded; show(progress.message || 'Loading'); });
+  let chosen = presetModel(models, page.kiosk);
+  if (!chosen) {
+    ui.loading.hidden = true;
+    setStatus('Choose a model to download');
+    chosen = /** @type {SiteModel} */ (await picker.choose(null));
+    ui.loading.hidden = false;
+  }
+  showBar('Downloading', chosen);
+  // The model downloads beside the runtime: into its own cache, which the service worker reads.
+  const modelReady = fetchModel(chosen);
+  const offline = await offlineReady;
+  await modelReady;
+  await loadModel(chosen);
   await markdown;
-  ui.progress.value = 1;
-  ui.loading.hidden = true;
-  showReady(`${offline.message}; loaded in ${engine.loadSeconds.toFixed(1)} s`);
+  showReady(`${offline.message}; loaded in ${engine?.loadSeconds.toFixed(1)} s`);
   document.body.dataset.ready = 'true';
+  ui.changeModel.hidden = models.length < 2 || page.kiosk;
   // For tests, benchmarks and the console.
   /** @type {any} */ (window).pocketlm = {
     get engine() { return engine; }, page, get history() { return history; }, get drafting() { return drafting; },
+    get model() { return currentModel?.id; },
   };
   if (page.kiosk) {
     setUpKiosk(page, {
@@ -124,11 +146,80 @@ async function load() {
 }
 
 /**
+ * The loading bar: whichever of the downloads and the engine's reads is further along.
+ * @param {string} message
+ * @param {SiteModel | null} [model]
+ */
+function showBar(message, model = currentModel) {
+  const total = bar.runtimeTotal + (model?.bytes ?? 0);
+  const loaded = Math.min(Math.max(bar.runtime + bar.model, bar.read), total);
+  ui.progress.value = total ? loaded / total : 0;
+  ui.progressText.textContent = `${message} ${megabytes(loaded)} of ${megabytes(total)}`;
+}
+
+/**
+ * Download `model` into its cache, when this browser keeps one and it is not there yet.
+ * @param {SiteModel} model
+ */
+async function fetchModel(model) {
+  currentModel = model;
+  remember(model);
+  bar.model = 0;
+  bar.read = 0;
+  if (cachingAvailable() && (await modelState(model)) !== 'cached') {
+    setStatus(`Downloading ${model.name}…`);
+    await downloadModel(model, siteFiles, (loaded) => { bar.model = loaded; showBar('Downloading'); });
+  }
+}
+
+/**
+ * Start an engine on `model` (fetched before, see fetchModel).
+ * @param {SiteModel} model
+ */
+async function loadModel(model) {
+  ui.loading.hidden = false;
+  setStatus('Starting the model…');
+  engine = await startEngine((progress) => { bar.read = progress.loaded; showBar(progress.message || 'Loading'); });
+  ui.progress.value = 1;
+  ui.loading.hidden = true;
+  document.body.dataset.model = model.id;
+}
+
+/** "Models": the picker over the chat; another model replaces the engine (and the chat). */
+async function changeModel() {
+  if (!picker || !currentModel) return;
+  if (busy) stopAnswer();
+  ui.changeModel.disabled = true;
+  const next = await picker.choose(currentModel);
+  ui.changeModel.disabled = false;
+  if (!next || next === currentModel) return;
+  const old = engine;
+  engine = null;
+  old?.terminate();
+  newChat();
+  setBusy(true);
+  ui.changeModel.disabled = true;
+  delete document.body.dataset.model;
+  try {
+    ui.loading.hidden = false;
+    await fetchModel(next);
+    await loadModel(next);
+    showReady('switched');
+  } catch (error) {
+    setStatus(`Could not start ${next.name}: ${visitorMessage(error)}`, true);
+  } finally {
+    ui.changeModel.disabled = false;
+    setBusy(engine === null);
+  }
+}
+
+/**
  * A new engine (from the service worker's cache after the first visit).
  * @param {(progress: import('./engine.js').Progress) => void} [onProgress]
  */
 function startEngine(onProgress) {
   return createEngine({
+    model: currentModel?.id,
     onProgress,
     onBackendChange: (moved) => {
       setStatus(`The GPU failed; going on with ${describeBackend(moved)}…`);
@@ -396,6 +487,7 @@ ui.prompt.addEventListener('input', () => {
 });
 ui.stop.addEventListener('click', stopAnswer);
 ui.newChat.addEventListener('click', newChat);
+ui.changeModel.addEventListener('click', changeModel);
 ui.forget.addEventListener('click', async () => {
   if (!window.confirm('Delete the model, the conversation and everything else this site keeps in this browser?')) return;
   forgotten = true; // no restart of the engine from here on

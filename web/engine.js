@@ -15,6 +15,7 @@ import { Messenger } from './messenger.js';
 
 /**
  * @typedef {object} EngineOptions
+ * @property {string} [model] which bundled model (site.json `models[].id`; default: the first)
  * @property {string} [modelUrl] a model folder to load instead of the bundled one (same origin)
  * @property {'wasm' | 'webgpu' | 'ort-wasm'} [backend] force a backend (default: WebGPU when
  *   a one-token step runs faster there, else `wasm`, the CPU engine)

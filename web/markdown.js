@@ -6,7 +6,9 @@
 // (a picture from another origin would be a request the visitor never asked for), and
 // links get rel="noopener noreferrer". So no markup written by the model reaches the DOM:
 // only what markdown-it itself produces. Until the library has loaded, or if it cannot,
-// answers are shown as plain text.
+// answers are shown as plain text. Table column alignment becomes a class (align-left,
+// align-center, align-right), since the site's Content-Security-Policy refuses the inline
+// style attributes markdown-it writes for it.
 
 const LIBRARY = new URL('./runtime/markdown-it/markdown-it.mjs', import.meta.url).href;
 
@@ -26,6 +28,14 @@ export async function loadMarkdown() {
       tokens[i].attrSet('target', '_blank');
       return renderLink(tokens, i, options, env, self);
     };
+    md.core.ruler.push('alignment_classes', (/** @type {{tokens: any[]}} */ state) => {
+      for (const token of state.tokens) {
+        if (token.type !== 'th_open' && token.type !== 'td_open') continue;
+        const align = /text-align:(left|center|right)/.exec(token.attrGet('style') ?? '');
+        token.attrs = (token.attrs ?? []).filter((/** @type {[string, string]} */ [name]) => name !== 'style');
+        if (align) token.attrJoin('class', `align-${align[1]}`);
+      }
+    });
     return true;
   } catch (error) {
     console.warn(`pocketlm: Markdown is unavailable (${error instanceof Error ? error.message : String(error)}); answers stay plain text`);

@@ -10,7 +10,9 @@
 //   5. softmax over the kept tokens; the pick is the first kept id, in increasing id
 //      order, at which the cumulative probability exceeds `uniform` (in [0, 1)).
 // Logits arithmetic is float32 (Math.fround) like the numpy and torch versions;
-// probabilities are float64.
+// probabilities are float64. Per decode step: the penalty is written into the row for the
+// call and undone before it returns (no copy of the row), top-k is one pass keeping the k
+// highest plus one pass comparing each logit with the k-th, and the buffers are reused.
 
 /**
  * @typedef {object} SamplingSettings
@@ -22,37 +24,82 @@
 
 /** @typedef {{ids: Int32Array, probs: Float64Array}} Kept ids in increasing order */
 
-/** Reused between calls: a copy of the row for the penalty, and a seen-id mark per id. */
-let scratch = new Float32Array(0);
+/** Reused between calls: a seen-id mark per id, and the ids the penalty changed with their
+ * original logits (the penalty is applied to the row in place and undone after). */
 let seen = new Uint8Array(0);
+let changedIds = new Int32Array(0);
+let changedValues = new Float32Array(0);
 
 /**
- * The row after the repetition penalty: `row` itself when nothing changes, else a copy.
+ * Step 1 in place: the logit x of each distinct valid id of `previous` becomes x / penalty
+ * if x > 0, else x * penalty. Returns how many ids changed; `restore` undoes it.
+ * @param {Float32Array} row
+ * @param {number} penalty
+ * @param {ArrayLike<number>} previous
+ * @returns {number}
+ */
+function penalizeInPlace(row, penalty, previous) {
+  if (penalty === 1 || previous.length === 0) return 0;
+  if (seen.length !== row.length) seen = new Uint8Array(row.length);
+  if (changedIds.length < previous.length) {
+    changedIds = new Int32Array(previous.length);
+    changedValues = new Float32Array(previous.length);
+  }
+  const p = Math.fround(penalty);
+  let n = 0;
+  for (let j = 0; j < previous.length; j++) {
+    const id = previous[j];
+    if (id < 0 || id >= row.length || seen[id]) continue;
+    seen[id] = 1;
+    const x = row[id];
+    changedIds[n] = id;
+    changedValues[n++] = x;
+    row[id] = x > 0 ? Math.fround(x / p) : Math.fround(x * p);
+  }
+  return n;
+}
+
+/**
+ * Undo `penalizeInPlace`: the first `count` changed ids get their logits back.
+ * @param {Float32Array} row
+ * @param {number} count
+ */
+function restore(row, count) {
+  for (let j = 0; j < count; j++) {
+    const id = changedIds[j];
+    row[id] = changedValues[j];
+    seen[id] = 0;
+  }
+}
+
+/**
+ * `use(row after the repetition penalty)`: the penalty is written into `row` for the call
+ * and undone after it (no copy of the row), so `row` is unchanged when this returns.
+ * @template T
+ * @param {Float32Array} row
+ * @param {number} penalty
+ * @param {ArrayLike<number>} previous
+ * @param {(logits: Float32Array) => T} use
+ * @returns {T}
+ */
+function withPenalty(row, penalty, previous, use) {
+  const count = penalizeInPlace(row, penalty, previous);
+  try {
+    return use(row);
+  } finally {
+    restore(row, count);
+  }
+}
+
+/**
+ * The row after the repetition penalty, as a new array (the sampler itself works in place).
  * @param {Float32Array} row
  * @param {number} penalty
  * @param {ArrayLike<number>} previous
  * @returns {Float32Array}
  */
 export function penalize(row, penalty, previous) {
-  if (penalty === 1 || previous.length === 0) return row;
-  if (scratch.length !== row.length) {
-    scratch = new Float32Array(row.length);
-    seen = new Uint8Array(row.length);
-  }
-  scratch.set(row);
-  const p = Math.fround(penalty);
-  for (let j = 0; j < previous.length; j++) {
-    const id = previous[j];
-    if (id < 0 || id >= row.length || seen[id]) continue;
-    seen[id] = 1;
-    const x = row[id];
-    scratch[id] = x > 0 ? Math.fround(x / p) : Math.fround(x * p);
-  }
-  for (let j = 0; j < previous.length; j++) {
-    const id = previous[j];
-    if (id >= 0 && id < row.length) seen[id] = 0;
-  }
-  return scratch;
+  return withPenalty(row, penalty, previous, (logits) => logits.slice());
 }
 
 /**
@@ -61,9 +108,19 @@ export function penalize(row, penalty, previous) {
  */
 export function argmax(row) {
   let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  let high = row[0];
+  for (let i = 1; i < row.length; i++) {
+    const x = row[i];
+    if (x > high) {
+      high = x;
+      best = i;
+    }
+  }
   return best;
 }
+
+/** Reused between calls: the k highest values so far, in decreasing order. */
+let topBuffer = new Float32Array(0);
 
 /**
  * The k-th highest value of `values` (1 <= k < length).
@@ -73,18 +130,22 @@ export function argmax(row) {
 function kthHighest(values, k) {
   if (k > 64) return values.slice().sort()[values.length - k];
   // A small sorted buffer of the k highest: one comparison per value in the common case.
-  const top = new Float32Array(k).fill(-Infinity);
+  if (topBuffer.length < k) topBuffer = new Float32Array(k);
+  const top = topBuffer;
+  top.fill(-Infinity, 0, k);
+  let low = -Infinity; // top[k - 1]
   for (let i = 0; i < values.length; i++) {
     const x = values[i];
-    if (!(x > top[k - 1])) continue;
+    if (!(x > low)) continue;
     let j = k - 1;
     while (j > 0 && x > top[j - 1]) {
       top[j] = top[j - 1];
       j--;
     }
     top[j] = x;
+    low = top[k - 1];
   }
-  return top[k - 1];
+  return low;
 }
 
 /** Reused between calls: the kept ids before they are copied out. */
@@ -92,16 +153,28 @@ let keptBuffer = new Int32Array(0);
 
 /**
  * Steps 1-5 without the draw: the kept ids (increasing) and their probabilities.
- * Greedy settings keep the argmax alone. Scaling by a positive temperature keeps the order
- * (float32 rounding is monotonic), so the k-th highest scaled logit is the scaled k-th
- * highest logit, and no scaled copy of the row is made.
+ * Greedy settings keep the argmax alone. `row` is unchanged when this returns.
  * @param {Float32Array} row the last position's logits, one per token id
  * @param {SamplingSettings} settings
  * @param {ArrayLike<number>} previous every id of the sequence so far
  * @returns {Kept}
  */
 export function kept(row, settings, previous) {
-  const logits = penalize(row, settings.repetitionPenalty, previous);
+  return withPenalty(row, settings.repetitionPenalty, previous, (logits) => keptAfterPenalty(logits, settings));
+}
+
+/**
+ * Steps 2-5 on a penalized row. Scaling by a positive temperature keeps the order (float32
+ * rounding is monotonic), so the k-th highest scaled logit is the scaled k-th highest logit,
+ * and no scaled copy of the row is made. A scaled logit can only equal the scaled k-th
+ * highest when the logit is within a float32 rounding (relative 2^-24, each way) of the k-th
+ * highest, so only logits above `kth` less a millionth of it (and 1e-30, for a k-th
+ * highest of 0) are scaled and compared.
+ * @param {Float32Array} logits
+ * @param {SamplingSettings} settings
+ * @returns {Kept}
+ */
+function keptAfterPenalty(logits, settings) {
   if (settings.temperature === 0) return { ids: Int32Array.of(argmax(logits)), probs: Float64Array.of(1) };
   const t = Math.fround(settings.temperature);
   const size = logits.length;
@@ -109,9 +182,13 @@ export function kept(row, settings, previous) {
   let n = 0;
   let top = -Infinity;
   if (settings.topK > 0 && settings.topK < size) {
-    const threshold = Math.fround(kthHighest(logits, settings.topK) / t);
+    const kth = kthHighest(logits, settings.topK);
+    const threshold = Math.fround(kth / t);
+    const candidate = kth - Math.abs(kth) * 1e-6 - 1e-30;
     for (let i = 0; i < size; i++) {
-      const x = Math.fround(logits[i] / t);
+      const raw = logits[i];
+      if (!(raw >= candidate)) continue;
+      const x = Math.fround(raw / t);
       if (x >= threshold) {
         keptBuffer[n++] = i;
         if (x > top) top = x;

@@ -11,10 +11,14 @@
 // - fetch: cache first, network for anything not in the build. Lazy files (onnxruntime-web,
 //   which only WebGPU machines use) are not precached: they go into the cache when first
 //   fetched, so such a page works offline after its first visit too.
+// - models: not precached either. The page downloads the model the visitor chose into a
+//   cache of its own (model_cache.js; its name changes with the model's files), and the
+//   fetch handler answers a model's files from that cache. Activate keeps the caches of this
+//   build's models, so a rebuild does not download an unchanged model again.
 // Progress goes to pages on the BroadcastChannel `pocketlm-sw`.
 
-/** @type {{build_id: string, files: [path: string, size: number, sha256: string][], lazy: string[]}} */
-const BUILD = { build_id: 'dev', files: [], lazy: [] }; // pocketlm:build
+/** @type {{build_id: string, files: [path: string, size: number, sha256: string][], lazy: string[], models: Record<string, string>}} */
+const BUILD = { build_id: 'dev', files: [], lazy: [], models: {} }; // pocketlm:build
 
 const PREFIX = 'pocketlm-';
 const CACHE = PREFIX + BUILD.build_id;
@@ -22,6 +26,9 @@ const MANIFEST = 'manifest.json';
 const VERIFY_LIMIT = 64 * 1024 * 1024; // sha256 checked below this size
 const PARALLEL = 4;
 const LAZY = new Set(BUILD.lazy);
+/** a model file's path -> the cache that holds its model */
+const MODEL_FILES = new Map(Object.entries(BUILD.models));
+const KEEP = new Set([CACHE, ...MODEL_FILES.values()]);
 const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 const channel = new BroadcastChannel('pocketlm-sw');
 
@@ -32,7 +39,7 @@ sw.addEventListener('install', (event) => event.waitUntil(precache().catch((erro
 
 sw.addEventListener('activate', (event) => event.waitUntil((async () => {
   for (const name of await caches.keys()) {
-    if (name.startsWith(PREFIX) && name !== CACHE) await caches.delete(name);
+    if (name.startsWith(PREFIX) && !KEEP.has(name)) await caches.delete(name);
   }
   await sw.clients.claim(); // first visit: take over the page that installed us
 })()));
@@ -60,6 +67,8 @@ async function cacheFirst(request, url) {
   const hit = await cache.match(key, { ignoreSearch: request.mode === 'navigate' });
   if (hit) return hit;
   const path = url.pathname.startsWith(scope.pathname) ? url.pathname.slice(scope.pathname.length) : '';
+  const modelCache = MODEL_FILES.get(path);
+  if (modelCache) return (await caches.match(path, { cacheName: modelCache })) ?? fetch(request);
   if (!LAZY.has(path)) return fetch(request);
   const response = await fetch(request);
   if (response.ok && response.status === 200 && response.type === 'basic') {

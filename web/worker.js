@@ -17,7 +17,17 @@ import { PRELOAD, dropSnapshot, readSnapshot, saveSnapshot } from './python_snap
  * @property {{module: string, glue: string, wasm: string}} ort
  * @property {{index: string, files: string[]}} pyodide
  * @property {{archive: string}} python
- * @property {{config: string, files: Record<string, string>}} model
+ * @property {SiteModel[]} models the bundled models, the first listed first
+ */
+/**
+ * @typedef {object} SiteModel one bundled model (site.json `models`)
+ * @property {string} id
+ * @property {string} name
+ * @property {string | null} license
+ * @property {number} bytes what choosing it downloads
+ * @property {string} config
+ * @property {Record<string, string>} files name in the model folder -> path in the site
+ * @property {string} cache the browser cache that holds its files (model_cache.js)
  */
 
 const base = new URL('./', self.location.href);
@@ -130,7 +140,8 @@ async function fetchJson(url) {
 /**
  * Load everything: three branches at once (Python; ORT + backend + model session; the
  * tokenizer), then the Python model over the session.
- * @param {{modelUrl?: string, backend?: string, threads?: number}} options
+ * @param {{model?: string, modelUrl?: string, backend?: string, threads?: number}} options
+ *   model: the id of a bundled model (default: the first)
  */
 async function init(options) {
   if (state.model) throw new Error('the engine is already loaded');
@@ -146,17 +157,21 @@ async function init(options) {
   /** @type {SiteConfig} */
   const site = await fetchJson(siteUrl('site.json'));
   const manifest = await fetchJson(siteUrl('manifest.json'));
+  const bundled = options.model === undefined ? site.models[0] : site.models.find((m) => m.id === options.model);
+  if (!bundled) throw new Error(`this site has no model ${options.model}; its models: ${site.models.map((m) => m.id).join(', ')}`);
   /** @type {Map<string, number>} */
   const sizes = new Map(manifest.files.map((/** @type {{path: string, size: number}} */ f) => [f.path, f.size]));
-  // Lazy files (onnxruntime-web) are counted only if this page ends up loading them.
-  progress.total = manifest.files.reduce((/** @type {number} */ sum, /** @type {{size: number, lazy?: boolean}} */ f) => sum + (f.lazy ? 0 : f.size), 0);
+  // Lazy files (onnxruntime-web) are counted only if this page ends up loading them; of the
+  // models, only the one loaded.
+  progress.total = manifest.files.reduce((/** @type {number} */ sum, /** @type {{size: number, lazy?: boolean, model?: string}} */ f) =>
+    sum + (f.lazy || (f.model !== undefined && f.model !== bundled.id) ? 0 : f.size), 0);
 
   // The bundled model (hashed file names from site.json), or a model folder at modelUrl.
   const modelBase = options.modelUrl ? new URL(options.modelUrl.replace(/\/?$/, '/'), base) : null;
   /** @param {string} name a file name inside the model folder */
   const modelFile = (name) => {
     if (modelBase) return new URL(name, modelBase).href;
-    const path = site.model.files[name];
+    const path = bundled.files[name];
     if (!path) throw new Error(`the model file ${name} is not in this build; rebuild with \`pocketlm build\``);
     return siteUrl(path);
   };

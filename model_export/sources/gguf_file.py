@@ -35,6 +35,8 @@ SUPPORTED_TYPES = {
     GGMLQuantizationType.Q5_0,
     GGMLQuantizationType.Q5_1,
     GGMLQuantizationType.Q8_0,
+    GGMLQuantizationType.Q2_K,
+    GGMLQuantizationType.Q3_K,
     GGMLQuantizationType.Q4_K,
     GGMLQuantizationType.Q5_K,
     GGMLQuantizationType.Q6_K,
@@ -250,7 +252,8 @@ def read_gguf(path: Path) -> SourceModel:
         add_bos_token=post_processor_adds_bos(tokenizer),
         mappings=[m for m in (mapping_of(r.data) for r in readers) if m is not None],
         source={"kind": "gguf", "file": parts[0].name, "parts": len(parts), "sha256": sha256_of(parts),
-                "bytes": sum(p.stat().st_size for p in parts)},
+                "bytes": sum(p.stat().st_size for p in parts),
+                **({"license": str(meta["general.license"])} if meta.get("general.license") else {})},
     )
 
 

@@ -191,8 +191,28 @@ def read_hf_folder(folder: Path) -> SourceModel:
         add_bos_token=add_bos,
         mappings=list({id(m): m for m in (mapping_of(w.data) for w in weights.values()) if m is not None}.values()),
         source={"kind": "hf", "file": folder.name, "sha256": sha256_of(files),
-                "bytes": sum(p.stat().st_size for p in files)},
+                "bytes": sum(p.stat().st_size for p in files),
+                **({"license": licence} if (licence := model_card_license(folder)) else {})},
     )
+
+
+def model_card_license(folder: Path) -> str | None:
+    """The ``license:`` key of the model card's front matter (README.md between its first two
+    ``---`` lines, as the Hugging Face Hub writes it), e.g. ``apache-2.0``; None without one."""
+    try:
+        text = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    for line in lines[1:200]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip().strip("'\"")
+    return None
 
 
 def chat_templates(folder: Path, tok_config: dict[str, Any]) -> tuple[str | None, dict[str, str]]:

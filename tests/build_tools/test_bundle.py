@@ -63,11 +63,13 @@ def test_build_writes_the_page_runtime_model_and_host_configs(model_dir: Path, n
     for name in ["index.html", "app.js", "engine.js", "worker.js", "ort_backend.js", "backends.js",
                  "model_backend.js", "engine/cpu_engine.js", "style.css",
                  "site.json", "sw.js", "manifest.json", "_headers", "pocketlm-nginx.conf",
-                 "runtime/ort/ort.jspi.min.mjs", "runtime/pyodide/pyodide.asm.wasm",
-                 "model/pocketlm.json"]:
+                 "runtime/ort/ort.jspi.min.mjs", "runtime/pyodide/pyodide.asm.wasm"]:
         assert name in files, name
     assert "service_worker.js" not in files  # the template becomes sw.js
     site = json.loads((dist / "site.json").read_text())
+    [model] = site["models"]
+    assert re.fullmatch(rf"models/{model['id']}/pocketlm\.[0-9a-f]{{12}}\.json", model["config"])
+    assert model["config"] in files
     for kind in ("relaxed", "plain"):
         assert site["engine"][kind] in files and site["engine"][kind].startswith("runtime/engine/")
     assert not [n for n in files if n.endswith((".c", ".h"))]  # the engine's sources stay home
@@ -100,7 +102,7 @@ def test_gzip_copies_hold_the_listed_files_and_only_where_they_save(model_dir: P
     files = site_files(dist)
     listed = {entry["path"]: entry["size"] for entry in manifest_of(dist)["files"]}
     copies = {name.removesuffix(".gz"): data for name, data in files.items() if name.endswith(".gz")}
-    assert "model/" + next(n for n in listed if n.startswith("model/model.")).split("/")[1] in copies
+    assert any(re.fullmatch(r"models/[^/]+/model\.[0-9a-f]{12}\.onnx", name) for name in copies)
     for name, data in copies.items():
         assert name in listed  # a copy of a listed file, never listed itself
         assert gzip.decompress(data) == files[name]
@@ -129,7 +131,7 @@ def test_any_changed_file_gives_a_new_build_id(model_dir: Path, node_modules: Pa
     one, two = manifest_of(tmp_path / "one"), manifest_of(tmp_path / "two")
     assert one["build_id"] != two["build_id"]
     renamed = {e["path"] for e in two["files"]} - {e["path"] for e in one["files"]}
-    tokenizer = json.loads((tmp_path / "two/site.json").read_text())["model"]["files"]["tokenizer.json"]
+    tokenizer = json.loads((tmp_path / "two/site.json").read_text())["models"][0]["files"]["tokenizer.json"]
     assert renamed == {tokenizer}  # only the changed file gets a new name
 
 
@@ -139,17 +141,18 @@ def test_big_files_are_named_by_their_content_and_site_json_finds_them(
     build(model_dir, node_modules, dist)
     site = json.loads((dist / "site.json").read_text())
     named = [site["ort"]["glue"], site["ort"]["wasm"], site["python"]["archive"],
-             site["model"]["files"]["model.onnx"], site["model"]["files"]["tokenizer.json"]]
+             site["models"][0]["files"]["model.onnx"], site["models"][0]["files"]["tokenizer.json"]]
     for path in named:
         digest = hashlib.sha256((dist / path).read_bytes()).hexdigest()
         assert is_hashed("/" + path), path
         assert f".{digest[:12]}." in path
-    assert site["model"]["config"] == "model/pocketlm.json"  # the entry point keeps its name
+    model = site["models"][0]
+    assert model["config"] == model["files"]["pocketlm.json"] and is_hashed("/" + model["config"])
     assert site["pyodide"]["index"] == "runtime/pyodide/"
     assert all((dist / path).is_file() for path in site["pyodide"]["files"])
 
 
-def test_service_worker_precaches_exactly_the_manifest(model_dir: Path, node_modules: Path,
+def test_service_worker_precaches_the_manifest_but_models_and_lazy_files(model_dir: Path, node_modules: Path,
                                                        tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     build(model_dir, node_modules, dist)
@@ -158,7 +161,11 @@ def test_service_worker_precaches_exactly_the_manifest(model_dir: Path, node_mod
     line = next(line for line in text.splitlines() if line.startswith("const BUILD = "))
     embedded = json.loads(line.removeprefix("const BUILD = ").removesuffix(";"))
     assert embedded["build_id"] == manifest["build_id"]
-    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"] if not e.get("lazy")]
+    assert embedded["files"] == [[e["path"], e["size"], e["sha256"]] for e in manifest["files"]
+                                 if not e.get("lazy") and "model" not in e]
+    # The model goes into its own cache when the page chooses it (web/model_cache.js).
+    [model] = json.loads((dist / "site.json").read_text())["models"]
+    assert embedded["models"] == {path: model["cache"] for path in model["files"].values()}
     # onnxruntime-web is used only with WebGPU: cached when first fetched, not at install.
     assert embedded["lazy"] == [e["path"] for e in manifest["files"] if e.get("lazy")]
     assert embedded["lazy"] and all(path.startswith("runtime/ort/") for path in embedded["lazy"])
@@ -284,3 +291,45 @@ def test_the_real_node_modules_hold_every_runtime_file() -> None:
     check_node_modules(REPO / "node_modules", LOCK)
     assert pinned("onnxruntime-web") == "1.30.0"
     assert pinned("pyodide") == "314.0.7"
+
+
+def test_several_models_each_get_a_folder_a_cache_and_only_the_first_counts_for_a_first_visit(
+        model_dir: Path, node_modules: Path, tmp_path: Path) -> None:
+    second = Path(shutil.copytree(model_dir, tmp_path / "second"))
+    config = json.loads((second / "pocketlm.json").read_text())
+    config["source"] = {**config.get("source", {}), "license": "mit"}
+    (second / "pocketlm.json").write_text(json.dumps(config))
+    one = build(model_dir, node_modules, tmp_path / "one")
+    dist = tmp_path / "dist"
+    both = build_site([model_dir, second], dist, node_modules=node_modules)
+    site = json.loads((dist / "site.json").read_text())
+    first, other = site["models"]
+    # The same name twice: the second id gets a suffix; each model has its own folder and cache.
+    assert other["id"] == first["id"] + "-2" and other["name"] == first["name"]
+    assert first["cache"] != other["cache"] and first["cache"].startswith("pocketlm-model-")
+    assert other["license"] == "mit"  # the source's licence, as the export recorded it
+    files = manifest_of(dist)["files"]
+    for model in (first, other):
+        paths = set(model["files"].values())
+        assert all(path.startswith(f"models/{model['id']}/") for path in paths)
+        assert {e["path"] for e in files if e.get("model") == model["id"]} == paths
+        assert model["bytes"] == sum(e["size"] for e in files if e["path"] in paths)
+    # sw.js: models are not precached at install; each file is routed to its model's cache.
+    sw = (dist / "sw.js").read_text()
+    data = json.loads(next(line for line in sw.splitlines() if line.startswith("const BUILD = "))
+                      .removeprefix("const BUILD = ").removesuffix(";"))
+    precached = {path for path, _, _ in data["files"]}
+    assert not precached & {e["path"] for e in files if "model" in e}
+    assert data["models"] == {e["path"]: (first if e["model"] == first["id"] else other)["cache"]
+                              for e in files if "model" in e}
+    # A first visit downloads the runtime and one model, whatever else the site offers.
+    # (site.json grows by the second model's entry: a few hundred bytes)
+    assert both.gzip_bytes - one.gzip_bytes < 1_000 < other["bytes"]
+    assert both.total_bytes - one.total_bytes > other["bytes"]
+    assert "2 models" in both.summary
+
+
+def test_a_model_folder_named_twice_is_refused(model_dir: Path, node_modules: Path, tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="given twice"):
+        build_site([model_dir, model_dir], tmp_path / "dist", node_modules=node_modules)
+    assert not (tmp_path / "dist").exists()

@@ -46,8 +46,8 @@ def test_files_not_named_by_pocketlm_json_stay_out_of_the_site(
     dist = build_site(model_dir, tmp_path / "dist", node_modules=node_modules).out
     config = json.loads((model_dir / "pocketlm.json").read_text())
     site = json.loads((dist / "site.json").read_text())
-    assert sorted(site["model"]["files"]) == sorted(named_files(config))
-    assert sorted(site["model"]["files"]) == ["model.onnx", "model.onnx.data", "pocketlm.json",
+    assert sorted(site["models"][0]["files"]) == sorted(named_files(config))
+    assert sorted(site["models"][0]["files"]) == ["model.onnx", "model.onnx.data", "pocketlm.json",
                                               "tokenizer.json"]
     manifest = json.loads((dist / "manifest.json").read_text())
     assert not [e for e in manifest["files"] if "passwd" in e["path"] or "notes" in e["path"]]

@@ -130,37 +130,50 @@ function fromHalf(h) {
 // Random blocks of one kind in a fresh engine instance; SIMD kernel, scalar reference and
 // a float computation here (dequantized weights . the activations as the kernels quantize
 // them: an independent check of the integer arithmetic).
-async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps, act_bits = 8 }) {
+// float32: scales and minima as float32 tables (K-quant exports) instead of float16.
+async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps, act_bits = 8, float32 = false }) {
   const { instance, memory } = await bare(wasm);
   const x = instance.exports;
   const rand = rng(seed);
   const kb = k / bs;
   const qBytes = n * kb * bs * bits / 8;
   const alloc = (bytes) => x.engine_alloc(bytes) >>> 0;
-  const pq = alloc(qBytes), ps = alloc(n * kb * 2), pz = zero_points ? alloc(n * Math.ceil(kb / 2)) : 0;
-  const pm = mins ? alloc(kb * n * 2) : 0, pb = bias ? alloc(n * 4) : 0, px = alloc(m * k * 4);
+  const tableBytes = float32 ? 4 : 2;
+  const pq = alloc(qBytes), ps = alloc(n * kb * tableBytes), pz = zero_points ? alloc(n * Math.ceil(kb / 2)) : 0;
+  const pm = mins ? alloc(kb * n * tableBytes) : 0, pb = bias ? alloc(n * 4) : 0, px = alloc(m * k * 4);
   const py = alloc(m * n * 4), pr = alloc(m * n * 4), scratch = alloc(m * (k + 256) * 16);
   const u8 = () => new Uint8Array(memory.buffer);
   const q = new Uint8Array(memory.buffer, pq, qBytes);
   for (let i = 0; i < qBytes; i++) q[i] = Math.floor(rand() * 256);
-  const s = new Uint16Array(memory.buffer, ps, n * kb);
-  for (let i = 0; i < s.length; i++) s[i] = toHalf((rand() * 2 - 1) * 0.02);
+  // Float32 tables get values no float16 holds (products of a half and a 6-bit integer).
+  const table = (p, count, size) => {
+    if (!float32) {
+      const h = new Uint16Array(memory.buffer, p, count);
+      for (let i = 0; i < count; i++) h[i] = toHalf((rand() * 2 - 1) * size);
+      return (i) => fromHalf(h[i]);
+    }
+    const f = new Float32Array(memory.buffer, p, count);
+    for (let i = 0; i < count; i++) f[i] = Math.fround(fromHalf(toHalf((rand() * 2 - 1) * size / 63)) * (1 + Math.floor(rand() * 63)));
+    return (i) => f[i];
+  };
+  const scaleAt = table(ps, n * kb, 0.02);
   if (pz && zero_points !== 'zeros') { const z = new Uint8Array(memory.buffer, pz, n * Math.ceil(kb / 2)); for (let i = 0; i < z.length; i++) z[i] = Math.floor(rand() * 256); }
-  if (pm) { const mm = new Uint16Array(memory.buffer, pm, kb * n); for (let i = 0; i < mm.length; i++) mm[i] = toHalf((rand() * 2 - 1) * 0.1); }
+  const minAt = pm ? table(pm, kb * n, 0.1) : () => 0;
   if (pb) { const b = new Float32Array(memory.buffer, pb, n); for (let i = 0; i < n; i++) b[i] = rand() - 0.5; }
   const xs = new Float32Array(memory.buffer, px, m * k);
   for (let i = 0; i < xs.length; i++) xs[i] = (rand() * 2 - 1) * (i % 7 === 0 ? 4 : 1);
   void u8;
   const args = [bits, bs, n, k, pq, ps, pz, pm, pb, px, m];
-  x.engine_test_matmul(0, act_bits, 1, ...args, py, scratch);  // warm-up
+  const flags = float32 ? (1 | (pm ? 2 : 0)) : 0;
+  x.engine_test_matmul(0, act_bits, 1, ...args, py, scratch, flags);  // warm-up
   let started = performance.now();
   const cpu = process.cpuUsage();
-  if (x.engine_test_matmul(0, act_bits, reps, ...args, py, scratch) !== 0) throw new Error('kernel rejected the shape');
+  if (x.engine_test_matmul(0, act_bits, reps, ...args, py, scratch, flags) !== 0) throw new Error('kernel rejected the shape');
   const simdMs = (performance.now() - started) / reps;
   const used = process.cpuUsage(cpu);
   const cpuMs = (used.user + used.system) / 1000 / reps;
   started = performance.now();
-  x.engine_test_matmul(1, act_bits, 1, ...args, pr, scratch);
+  x.engine_test_matmul(1, act_bits, 1, ...args, pr, scratch, flags);
   const refMs = performance.now() - started;
   const y = new Float32Array(memory.buffer, py, m * n), r = new Float32Array(memory.buffer, pr, m * n);
   // Float check: W dequantized here, activations quantized here the same way (round half even).
@@ -197,7 +210,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
     for (let row = 0; row < rowsChecked; row++) {
       let acc = 0;
       for (let b = 0; b < kb; b++) {
-        const ws = fromHalf(s[row * kb + b]);
+        const ws = scaleAt(row * kb + b);
         const zp = zpOf(row, b);
         let dot = 0;
         for (let i = 0; i < bs; i++) {
@@ -207,7 +220,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
           dot += (code - zp) * aq[kk];
         }
         acc += ws * asc[b] * dot;
-        if (pm) acc += fromHalf(new Uint16Array(memory.buffer, pm)[b * n + row]) * fsum[b];
+        if (pm) acc += minAt(b * n + row) * fsum[b];
       }
       if (pb) acc += new Float32Array(memory.buffer, pb)[row];
       maxSimd = Math.max(maxSimd, Math.abs(y[t * n + row] - acc));

@@ -25,7 +25,12 @@ CASES = [
     *[(arch, "F32", None, "q4", False) for arch in TINY_ARCHS],  # q4 with zero points
     ("llama", "Q4_0", None, "exact", False),
     ("llama", "Q8_0", None, "exact", False),
+    # K-quants: float32 scales, block minima, blocks of 16 (Q6_K, also as the tied embedding)
+    ("llama-wide", "Q4_K", "Q6_K", "exact", False),
+    ("llama-wide", "Q5_K", "Q8_0", "exact", False),
+    ("llama-wide", "Q2_K", "Q3_K", "exact", False),  # 4-bit blocks of 16: the scalar reference
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
+    ("llama", "F32", None, "mixed", False),  # 4-bit blocks with float minima, 8-bit embedding
     ("gemma3", "F32", None, "q8", False),
 ]
 IDS = [f"{a}-{m}{'-' + e if e else ''}-{q}{'-sym' if s else ''}" for a, m, e, q, s in CASES]

@@ -12,29 +12,36 @@ import pytest
 
 from .node_engine import BUILDS, NodeEngine
 
-# bits, block size, zero points, Q4_1 minima
+# bits, block size, zero points, block minima, float32 scales and minima
 FORMATS = [
-    (4, 32, False, False),  # symmetric q4 (default zero point 8), GGUF Q4_0
-    (4, 32, True, False),  # asymmetric q4
-    (4, 32, True, True),  # GGUF Q4_1: codes, zero points 0, block minima
-    (8, 32, False, False),  # q8, GGUF Q8_0
-    (4, 64, True, False),
-    (4, 128, False, False),
-    (4, 16, True, False),  # blocks shorter than a SIMD chunk: the reference path
-    (8, 64, False, False),
+    (4, 32, False, False, False),  # symmetric q4 (default zero point 8), GGUF Q4_0
+    (4, 32, True, False, False),  # asymmetric q4
+    (4, 32, True, True, False),  # GGUF Q4_1: codes, zero points 0, block minima
+    (8, 32, False, False, False),  # q8, GGUF Q8_0
+    (4, 64, True, False, False),
+    (4, 128, False, False, False),
+    (4, 16, True, False, False),  # blocks shorter than a SIMD chunk: the reference path
+    (8, 64, False, False, False),
+    (4, 32, True, True, True),  # GGUF Q4_K
+    (8, 32, False, True, True),  # GGUF Q5_K
+    (8, 16, False, False, True),  # GGUF Q6_K
+    (4, 16, True, True, True),  # GGUF Q2_K
+    (4, 16, False, False, True),  # GGUF Q3_K
 ]
 
 
 @pytest.mark.parametrize("build", list(BUILDS))
-@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}")
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}"
+                                                      f"{'-f32' if f[4] else ''}")
 @pytest.mark.parametrize("tokens", [1, 3, 11])
 @pytest.mark.parametrize("act_bits", [8, 16, 32])
 def test_simd_kernel_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
                                              act_bits: int) -> None:
-    bits, bs, zero_points, mins = fmt
+    bits, bs, zero_points, mins, float32 = fmt
     k = 576 if 576 % bs == 0 else 512  # 576 = 18 blocks of 32: a tail of 2 after groups of 4
     r = node.call("kernel", wasm=str(BUILDS[build]), bits=bits, bs=bs, n=44, k=k, m=tokens,
-                  zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens, reps=1, act_bits=act_bits)
+                  zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens, reps=1, act_bits=act_bits,
+                  float32=float32)
     assert r["relaxed"] == (build == "relaxed")
     assert r["finite"]
     # Same integer sums; only the float accumulation order differs (a few ulps of the sum).

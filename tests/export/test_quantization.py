@@ -89,20 +89,30 @@ def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
     assert mixed < q4
 
 
-@pytest.mark.parametrize("matrix_type", ["Q4_0", "Q8_0", "Q5_0"])
-def test_exact_mode_takes_q4_0_q5_0_and_q8_0_blocks(matrix_type: str, tmp_path: Path) -> None:
-    src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type=matrix_type)
-    export(src, tmp_path / "exact", ExportOptions(quant="exact", logits="all", progress=False))
+@pytest.mark.parametrize("arch, matrix_type, embedding_type", [
+    ("llama", "Q4_0", None), ("llama", "Q8_0", None), ("llama", "Q5_0", None),
+    ("llama-wide", "Q4_K", "Q6_K"), ("llama-wide", "Q5_K", "Q8_0"), ("llama-wide", "Q6_K", "Q6_K"),
+    ("llama-wide", "Q2_K", "Q3_K"), ("llama-wide", "Q3_K", "Q8_0"),
+])
+@pytest.mark.parametrize("layout", ["nbits", "dq"])
+def test_exact_mode_carries_the_gguf_blocks_over(arch: str, matrix_type: str, embedding_type: str | None,
+                                                 layout: str, tmp_path: Path) -> None:
+    src = write_tiny_gguf(arch, tmp_path / "m.gguf", seed=6, matrix_type=matrix_type,
+                          embedding_type=embedding_type)
+    result = export(src, tmp_path / "exact", ExportOptions(quant="exact", logits="all", progress=False,
+                                                           layout=layout))
     export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    assert result.report["quality"]["candidates"][-1]["requantized"] == {}
     worst, a, b = logits_diff(tmp_path / "exact", tmp_path / "fp32", list(range(3, 40)), 8)
     assert worst <= 1e-3 and a == b
 
 
-def test_exact_mode_requantizes_k_quants_and_says_so(tmp_path: Path) -> None:
-    src = write_tiny_gguf("llama-wide", tmp_path / "m.gguf", seed=1, matrix_type="Q6_K", embedding_type="Q8_0")
+def test_exact_mode_requantizes_a_q4_k_embedding_and_says_so(tmp_path: Path) -> None:
+    # Q4_K's minima have no place in the gathered embedding rows: the table is stored as q8.
+    src = write_tiny_gguf("llama-wide", tmp_path / "m.gguf", seed=1, matrix_type="Q6_K", embedding_type="Q4_K")
     result = export(src, tmp_path / "out", ExportOptions(quant="exact", progress=False))
     gate = result.report["quality"]["candidates"][-1]
-    assert gate["requantized"] == {"Q6_K -> q8": sum(1 for _ in range(2)) * 7}
+    assert gate["requantized"] == {"Q4_K -> q8": 1}
 
 
 @pytest.mark.parametrize("mode, layout", [(m, "dq") for m in MODES] + [("exact", "nbits"), ("q4", "nbits")])

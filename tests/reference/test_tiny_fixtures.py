@@ -35,7 +35,7 @@ def test_k_quant_blocks_round_trip_through_gguf_dequantize(qtype: GGMLQuantizati
     block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
     assert packed.shape == (6, 512 // block_size * type_size)
     error = np.abs(dequantize(packed, qtype) - data).max()
-    bits = {"Q4_K": 4, "Q5_K": 5, "Q6_K": 6}[qtype.name]
+    bits = {"Q2_K": 2, "Q3_K": 3, "Q4_K": 4, "Q5_K": 5, "Q6_K": 6}[qtype.name]
     assert error < np.abs(data).max() * 2.0 ** (1 - bits)
 
 

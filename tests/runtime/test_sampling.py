@@ -138,6 +138,45 @@ def test_js_sampler_equals_transformers_and_picks_like_native(
         assert got["pick"] == native.pick(row, options, history, case["uniform"]), label
 
 
+def scaled_tie_row(seed: int, k: int, temperature: float) -> np.ndarray:
+    """A random row whose k-th highest logit has a neighbour one float32 step below it that
+    the temperature scales to the same value, so top-k (applied after the temperature, as
+    transformers does) keeps both."""
+    rng = np.random.default_rng(seed)
+    row = (rng.normal(size=500) * 3).astype(np.float32)
+    t = np.float32(temperature)
+    for value in np.sort(rng.uniform(2.0, 9.0, size=2000).astype(np.float32)):
+        below = np.nextafter(value, np.float32(-np.inf))
+        if value / t == below / t:
+            order = np.argsort(-row, kind="stable")
+            row[row >= value] = np.float32(-5)  # nothing above the pair but k - 1 logits
+            row[order[: k - 1]] = value + np.float32(1) + np.arange(k - 1, dtype=np.float32)
+            row[order[k - 1]], row[order[k]] = value, below
+            return row
+    raise AssertionError("no float32 pair found that the temperature rounds together")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_js_sampler_keeps_ties_of_the_scaled_kth_logit_and_leaves_the_row_unchanged(seed: int) -> None:
+    """Random rows with exact ties (rounded logits) and with a scaled tie at the k-th
+    highest, under a repetition penalty, against transformers (top-p off: torch.sort is
+    not stable, so its choice among equal tokens at the nucleus boundary is arbitrary)."""
+    rng = np.random.default_rng(seed)
+    tied = np.round(rng.normal(size=500) * 3, 1).astype(np.float32)
+    options = [SamplingOptions(temperature=3.0, top_k=10, repetition_penalty=1.2),
+               SamplingOptions(temperature=0.3, top_k=50, repetition_penalty=1.1),
+               SamplingOptions(temperature=0, repetition_penalty=1.5)]
+    rows = [tied, scaled_tie_row(seed, 10, 3.0)]
+    history = rng.integers(0, 500, size=40).tolist()
+    cases = [{"row": n, "settings": js_settings(o), "previous": history, "uniform": 0.5}
+             for o in options for n in range(len(rows))]
+    for case, got in zip(cases, run_node(rows, cases)):
+        o, row = options[cases.index(case) // len(rows)], rows[case["row"]]
+        label = f"{o} row {case['row']}"
+        assert got["unchanged"], label
+        assert_same(as_row((got["ids"], got["probs"]), 500), transformers_probs(row, o, history), label)
+
+
 @pytest.mark.parametrize("penalty", [1.3, 2.0, 5.0])
 def test_greedy_under_a_penalty_picks_what_transformers_picks(
         real_rows: list[tuple[np.ndarray, list[int]]], penalty: float) -> None:

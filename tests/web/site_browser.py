@@ -37,6 +37,7 @@ class SiteServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.root = dist
         self.app = BytesSent(create_app(dist))
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
@@ -56,16 +57,20 @@ class SiteServer:
 
 
 class BytesSent:
-    """ASGI wrapper counting the response body bytes the server sent (what went over the wire)."""
+    """ASGI wrapper counting the response body bytes the server sent (what went over the wire),
+    and the paths of the files it sent (status 200 or 206), in order."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.total = 0
+        self.paths: list[str] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def counted(message: Any) -> None:
             if message["type"] == "http.response.body":
                 self.total += len(message.get("body", b""))
+            elif message["type"] == "http.response.start" and message["status"] in (200, 206):
+                self.paths.append(str(scope.get("path", "")).lstrip("/"))
             await send(message)
 
         await self.app(scope, receive, counted)

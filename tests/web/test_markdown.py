@@ -72,6 +72,23 @@ def test_markdown_blocks_become_elements(page: Any) -> None:
     assert found["tags"].count("button") == 1  # the code block's copy button
 
 
+def test_table_alignment_is_kept_without_inline_styles(page: Any) -> None:
+    # The site's CSP (style-src 'self') drops style attributes: alignment must come from CSS.
+    found = page.evaluate("""async () => {
+        const m = await import('/markdown.js');
+        await m.loadMarkdown();
+        const box = document.createElement('div');
+        document.body.append(box);
+        m.renderMarkdown(box, '| left | middle | right |\\n|:---|:---:|---:|\\n| a | b | c |');
+        const cells = [...box.querySelectorAll('td')];
+        const result = { styles: box.querySelectorAll('[style]').length,
+                         align: cells.map((cell) => getComputedStyle(cell).textAlign) };
+        box.remove();
+        return result;
+    }""")
+    assert found == {"styles": 0, "align": ["left", "center", "right"]}
+
+
 def test_hostile_output_renders_inert(page: Any) -> None:
     results = page.evaluate(RENDER, HOSTILE)
     for source, found in zip(HOSTILE, results):

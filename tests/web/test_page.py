@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,14 @@ def test_page_loads_to_ready_with_one_byte_progress_bar(open_browser: BrowserFac
     wait_ready(page)
     assert len(navigations) == 1  # loaded once: no reload on the way
     manifest = json.loads((tiny_site / "manifest.json").read_text())
-    total_mb = sum(f["size"] for f in manifest["files"]) / 1e6
+    # What this page downloads: all but onnxruntime-web (fetched only for WebGPU).
+    total_mb = sum(f["size"] for f in manifest["files"] if not f.get("lazy")) / 1e6
     assert f"of {total_mb:.1f} MB" in page.inner_text("#progress-text")
     assert page.is_hidden("#loading")
     assert page.inner_text("#status").startswith("Ready:")
     assert "available offline" in page.inner_text("#status")
-    assert page.evaluate("caches.keys()") == [f"pocketlm-{manifest['build_id']}"]
+    [model] = json.loads((tiny_site / "site.json").read_text())["models"]
+    assert sorted(page.evaluate("caches.keys()")) == sorted([f"pocketlm-{manifest['build_id']}", model["cache"]])
     backend = page.evaluate("window.pocketlm.engine.backend")
     assert backend["crossOriginIsolated"] is True
     assert backend["name"] == "wasm"  # no WebGPU adapter without --enable-unsafe-webgpu
@@ -249,7 +252,9 @@ LONG_TASKS_DURING_AN_ANSWER = """async () => {
 def test_python_holds_no_tensors_after_an_answer(engine_page: Any) -> None:
     ask(engine_page, "hello world", maxNewTokens=16)
     live = engine_page.evaluate("window.pocketlm.engine.messenger.request('liveTensors')")
-    kv = json.loads(engine_page.evaluate("fetch('model/pocketlm.json').then((r) => r.text())"))["kv_cache"]
+    kv = json.loads(engine_page.evaluate(
+        "fetch('site.json').then((r) => r.json()).then((site) => fetch(site.models[0].config)).then((r) => r.text())"
+    ))["kv_cache"]
     assert live == 2 * kv["num_layers"]  # only the KV cache kept for the next chat turn
 
 
@@ -343,20 +348,25 @@ def test_a_new_build_downloads_only_what_changed(open_browser: BrowserFactory, t
         build_site(model, dist, force=True)
         new = json.loads((dist / "manifest.json").read_text())
         renamed = {e["path"] for e in new["files"]} - {e["path"] for e in old["files"]}
-        assert len(renamed) == 1 and renamed.pop().startswith("model/tokenizer.")
+        [changed] = renamed
+        assert re.fullmatch(r"models/[^/]+/tokenizer\.[0-9a-f]{12}\.json", changed)
         traffic.seen.clear()
         page.reload()
         page.wait_for_selector("#update", state="visible", timeout=60_000)
-        fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
-        assert "manifest.json" in fetched
-        assert any(path.startswith("model/tokenizer.") for path in fetched)  # by the sw
-        unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
-        assert not fetched & unchanged_big, "the update downloaded files it already had"
         with page.expect_navigation():
             page.click("#update")
         wait_ready(page)
+        fetched = {url.removeprefix(server.url + "/").split("?")[0] for url in traffic.seen}
+        assert "manifest.json" in fetched and changed in fetched  # the new tokenizer, by the page
+        unchanged_big = {e["path"] for e in new["files"] if e["size"] > 100_000}
+        assert not fetched & unchanged_big, "the update downloaded files it already had"
         caches = page.evaluate("caches.keys()")
-        assert caches == [f"pocketlm-{new['build_id']}"]
+        [model] = json.loads((dist / "site.json").read_text())["models"]
+        assert sorted(caches) == sorted([f"pocketlm-{new['build_id']}", model["cache"]])
+        # The model's cache holds this build's files only (the old tokenizer is gone).
+        held = page.evaluate("caches.open(arguments[0]).then((c) => c.keys()).then((k) => k.map((r) => r.url))"
+                             .replace("arguments[0]", json.dumps(model["cache"])))
+        assert sorted(url.removeprefix(server.url + "/") for url in held) == sorted(model["files"].values())
     finally:
         server.stop()
 

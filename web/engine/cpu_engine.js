@@ -233,8 +233,10 @@ function configure(x, config, tensors, base) {
     const bs = k / kb;
     const bits = (blob * 8) / bs;
     const bias = arch === 'qwen2' || tensors[`${path}_bias`] ? at(`${path}_bias`) : 0;
+    const scales = names.scales ?? `${path}/scales`;
+    const flags = floatFlags(tensors[scales], tensors[`${path}/block_mins`]);
     const rc = x.engine_set_linear(kind, layer, bits, bs, n, k, need(names.q ?? `${path}/qweight`),
-      need(names.scales ?? `${path}/scales`), at(names.zp ?? `${path}/zero_points`), at(`${path}/block_mins`), bias);
+      need(scales), at(names.zp ?? `${path}/zero_points`), at(`${path}/block_mins`), bias, flags);
     if (rc !== 0) throw new Error(`the engine cannot run ${path} (${bits}-bit blocks of ${bs})`);
   };
   for (let i = 0; i < mc.num_layers; i++) {
@@ -250,11 +252,21 @@ function configure(x, config, tensors, base) {
   if (!embed) throw new Error('model.onnx.data has no tensor embed/qweight');
   const [, kb, blob] = embed.shape;
   const bs = hidden / kb;
-  if (x.engine_set_embedding((blob * 8) / bs, bs, need('embed/qweight'), need('embed/scales'), at('embed/zero_points')) !== 0) {
+  if (x.engine_set_embedding((blob * 8) / bs, bs, need('embed/qweight'), need('embed/scales'), at('embed/zero_points'),
+    floatFlags(tensors['embed/scales'], undefined)) !== 0) {
     throw new Error('the engine cannot read the embedding');
   }
   if (tensors['lm_head/qweight']) linear(HEAD, 0, 'lm_head', hidden);
   else linear(HEAD, 0, 'lm_head', hidden, { q: 'embed/qweight', scales: 'embed/scales', zp: 'lm_head/zero_points' });
+}
+
+/**
+ * engine_set_linear's flags: 1 when the block scales are float32, 2 when the minima are
+ * (K-quant scales d * sc are not float16 numbers; the others are stored as float16).
+ * @param {TensorEntry | undefined} scales @param {TensorEntry | undefined} mins
+ */
+function floatFlags(scales, mins) {
+  return (scales?.dtype === 'float32' ? 1 : 0) | (mins?.dtype === 'float32' ? 2 : 0);
 }
 
 class CpuEngine {

@@ -58,16 +58,32 @@ static inline float f16_to_f32(uint16_t h) {
 
 // ---- quantized linear layers ----------------------------------------------------------
 // W[n, k] as com.microsoft.MatMulNBits blocks: y[n] = sum_k x[k] * W[n, k] (+ bias[n]).
-// W[n, k] = scale[n, b] * (code[n, k] - zp[n, b]) (+ min[b, n] for GGUF Q4_1), b = k / bs.
+// W[n, k] = scale[n, b] * (code[n, k] - zp[n, b]) (+ min[b, n] for GGUF Q4_1 and the
+// K-quants Q2_K / Q4_K / Q5_K), b = k / bs. Scales and minima are float16, or float32 where
+// float16 cannot hold them exactly (K-quant block scales d * sc).
 typedef struct {
   int bits, bs, n, k, kb;   // kb = k / bs blocks a row
   const uint8_t *q;         // [n][kb][bs * bits / 8], 4-bit codes low nibble first
-  const uint16_t *scales;   // float16 [n][kb]
+  const uint16_t *scales;   // float16 [n][kb], or NULL when scales32 is set
   const uint8_t *zp;        // 4-bit only: packed [n][(kb + 1) / 2], or NULL (every zero point zp_all)
-  int zp_all;               // the zero point when zp is NULL: 8, or 0 (the loader drops all-zero zero points, Q4_1)
+  int zp_all;               // the zero point when zp is NULL: 8, or 0 (the loader drops all-zero zero points)
   const uint16_t *mins;     // float16 [kb][n] (Q4_1), or NULL
   const float *bias;        // [n] or NULL
+  const float *scales32;    // float32 [n][kb], or NULL
+  const float *mins32;      // float32 [kb][n], or NULL
 } QLinear;
+
+// Bit flags of engine_set_linear / engine_set_embedding: which tables are float32.
+#define SCALES_F32 1
+#define MINS_F32 2
+
+static inline float qlinear_scale(const QLinear *w, size_t i) {
+  return w->scales32 ? w->scales32[i] : f16_to_f32(w->scales[i]);
+}
+static inline float qlinear_min(const QLinear *w, size_t i) {
+  return w->mins32 ? w->mins32[i] : f16_to_f32(w->mins[i]);
+}
+static inline int qlinear_has_mins(const QLinear *w) { return w->mins || w->mins32; }
 
 // Activations x[m][k] quantized per block of bs: x ~ scale[b] * q, q in -127..127 (int8,
 // as native MatMulNBits at accuracy_level 4) or -32639..32639 (int16: float-like accuracy;

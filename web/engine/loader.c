@@ -56,12 +56,18 @@ EXPORT(engine_set_vector) int engine_set_vector(int kind, int layer, const float
   return 0;
 }
 
-static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t *q, const uint16_t *scales,
-                       const uint8_t *zp, const uint16_t *mins, const float *bias) {
-  if ((bits != 4 && bits != 8) || bs < 16 || k % bs || (bits == 8 && zp)) return -1;
-  *w = (QLinear){bits, bs, n, k, k / bs, q, scales, zp, 8, mins, bias};
-  // Zero points that are all 0 (GGUF Q4_1: codes and block minima) are dropped: the
-  // kernels then skip the zero-point term.
+// f32: SCALES_F32 / MINS_F32 flags, the tables given as float32 instead of float16.
+static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t *q, const void *scales,
+                       const uint8_t *zp, const void *mins, const float *bias, int f32) {
+  if ((bits != 4 && bits != 8) || bs < 16 || bs & (bs - 1) || k % bs || (bits == 8 && zp)) return -1;
+  if (f32 & ~(SCALES_F32 | MINS_F32)) return -1;
+  *w = (QLinear){.bits = bits, .bs = bs, .n = n, .k = k, .kb = k / bs, .q = q, .zp = zp, .zp_all = 8, .bias = bias};
+  if (f32 & SCALES_F32) w->scales32 = scales;
+  else w->scales = scales;
+  if (f32 & MINS_F32) w->mins32 = mins;
+  else w->mins = mins;
+  // Zero points that are all 0 (GGUF Q4_1, K-quants with minima: codes and block minima)
+  // are dropped: the kernels then skip the zero-point term.
   if (zp) {
     size_t bytes = (size_t)n * ((k / bs + 1) / 2), i = 0;
     while (i < bytes && !zp[i]) i++;
@@ -71,19 +77,21 @@ static int fill_linear(QLinear *w, int bits, int bs, int n, int k, const uint8_t
 }
 
 EXPORT(engine_set_linear) int engine_set_linear(int kind, int layer, int bits, int bs, int n, int k,
-                                                const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
-                                                const uint16_t *mins, const float *bias) {
+                                                const uint8_t *q, const void *scales, const uint8_t *zp,
+                                                const void *mins, const float *bias, int f32) {
   if (layer < 0 || layer >= MAX_LAYERS) return -1;
   Layer *L = &weights.layers[layer];
   QLinear *targets[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &weights.head};
   if (kind < 0 || kind > L_HEAD) return -1;
-  return fill_linear(targets[kind], bits, bs, n, k, q, scales, zp, mins, bias);
+  return fill_linear(targets[kind], bits, bs, n, k, q, scales, zp, mins, bias, f32);
 }
 
-EXPORT(engine_set_embedding) int engine_set_embedding(int bits, int bs, const uint8_t *q, const uint16_t *scales,
-                                                      const uint8_t *zp) {
-  if ((bits != 4 && bits != 8) || bs < 2) return -1;
-  weights.embed = (Embedding){bits, bs, q, scales, zp};
+EXPORT(engine_set_embedding) int engine_set_embedding(int bits, int bs, const uint8_t *q, const void *scales,
+                                                      const uint8_t *zp, int f32) {
+  if ((bits != 4 && bits != 8) || bs < 2 || (f32 & ~SCALES_F32)) return -1;
+  weights.embed = (Embedding){.bits = bits, .bs = bs, .q = q, .zp = zp};
+  if (f32 & SCALES_F32) weights.embed.scales32 = scales;
+  else weights.embed.scales = scales;
   return 0;
 }
 
@@ -141,11 +149,11 @@ EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
 // activations through the prefill GEMM, qgemm_f32); `reps`
 // repeats for timing.
 EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int reps, int bits, int bs, int n, int k,
-                                                  const uint8_t *q, const uint16_t *scales, const uint8_t *zp,
-                                                  const uint16_t *mins, const float *bias, const float *x, int m,
-                                                  float *y, void *scratch) {
+                                                  const uint8_t *q, const void *scales, const uint8_t *zp,
+                                                  const void *mins, const float *bias, const float *x, int m,
+                                                  float *y, void *scratch, int f32) {
   QLinear w;
-  if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias)) return -1;
+  if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias, f32)) return -1;
   if (act_bits == 32) {  // float activations: the prefill GEMM; scratch is its tile
     for (int r = 0; r < reps; r++) (ref ? qgemm_f32_ref : qgemm_f32)(&w, x, m, y, n, 0, n, scratch);
     return 0;

@@ -162,7 +162,8 @@ static void embed(float *out, int id) {
   size_t block_bytes = (size_t)e->bs * e->bits / 8;
   for (int b = 0; b < kb; b++) {
     const uint8_t *codes = e->q + ((size_t)id * kb + b) * block_bytes;
-    float scale = f16_to_f32(e->scales[(size_t)id * kb + b]) * config.embed_scale;
+    size_t at = (size_t)id * kb + b;
+    float scale = (e->scales32 ? e->scales32[at] : f16_to_f32(e->scales[at])) * config.embed_scale;
     int zp = e->zp ? e->zp[(size_t)id * kb + b] : 1 << (e->bits - 1);
     for (int i = 0; i < e->bs; i++) {
       int code = e->bits == 8 ? codes[i] : (i & 1) ? codes[i / 2] >> 4 : codes[i / 2] & 15;

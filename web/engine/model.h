@@ -31,7 +31,8 @@ typedef struct {
 typedef struct {
   int bits, bs;
   const uint8_t *q;          // [vocab][hidden / bs][bs * bits / 8]
-  const uint16_t *scales;    // float16 [vocab][hidden / bs]
+  const uint16_t *scales;    // float16 [vocab][hidden / bs], or NULL when scales32 is set
+  const float *scales32;     // float32 [vocab][hidden / bs], or NULL
   const uint8_t *zp;         // one a byte [vocab][hidden / bs], or NULL (2^(bits-1))
 } Embedding;
 

@@ -1,6 +1,7 @@
 // Prefill GEMM: 4- or 8-bit weight blocks x float32 activations, for chunks of tokens.
 // y[t][n] = sum_k x[t][k] * W[n][k] (+ bias[n]), W[n][k] = scale[n][b] * (code - zp[n][b])
-// (+ min[b][n] for GGUF Q4_1), b = k / bs: what MatMulNBits computes at accuracy_level 0.
+// (+ min[b][n] for GGUF Q4_1 and K-quants), b = k / bs: what MatMulNBits computes at
+// accuracy_level 0. Scales and minima are float16, or float32 (K-quant exports).
 //
 // Each weight row is dequantized once into a float32 tile (GEMM_ROWS rows, in L1) and used
 // for every token of the chunk: the unpacking is amortized over the chunk, and the inner
@@ -29,8 +30,8 @@ static inline int zero_point(const QLinear *w, int n, int b) {
 static void dequantize_row_ref(const QLinear *w, int n, float *out) {
   const uint8_t *row = w->q + (size_t)n * w->kb * w->bs * w->bits / 8;
   for (int b = 0; b < w->kb; b++) {
-    float s = f16_to_f32(w->scales[(size_t)n * w->kb + b]);
-    float min = w->mins ? f16_to_f32(w->mins[(size_t)b * w->n + n]) : 0.0f;
+    float s = qlinear_scale(w, (size_t)n * w->kb + b);
+    float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
     int zp = zero_point(w, n, b);
     for (int i = 0; i < w->bs; i++) {
       int k = b * w->bs + i;
@@ -62,13 +63,38 @@ static inline void store16(float *out, v128_t codes, v128_t s, v128_t off) {
     wasm_v128_store(out + 4 * j, wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(c[j]), s), off));
 }
 
+// As dequantize_row_ref, 16 values at a time: blocks of 16 (GGUF Q2_K, Q3_K, Q6_K).
+static void dequantize_row16(const QLinear *w, int n, float *out) {
+  const int per_block = w->bs / 16;
+  const uint8_t *row = w->q + (size_t)n * w->kb * w->bs * w->bits / 8;
+  for (int b = 0; b < w->kb; b++) {
+    float s = qlinear_scale(w, (size_t)n * w->kb + b);
+    float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
+    v128_t vs = wasm_f32x4_splat(s), off = wasm_f32x4_splat(min - (float)zero_point(w, n, b) * s);
+    for (int c = 0; c < per_block; c++) {
+      int k = b * w->bs + 16 * c;
+      if (w->bits == 4) {
+        v128_t v = wasm_v128_load64_zero(row + k / 2);
+        v128_t even = wasm_v128_and(v, wasm_i8x16_splat(15)), odd = wasm_u8x16_shr(v, 4);
+        store16(out + k, wasm_i8x16_shuffle(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), vs, off);
+      } else {
+        store16(out + k, wasm_v128_load(row + k), vs, off);
+      }
+    }
+  }
+}
+
 // As dequantize_row_ref, 32 values at a time (bs a multiple of 32).
 static void dequantize_row(const QLinear *w, int n, float *out) {
+  if (w->bs % 32) {
+    dequantize_row16(w, n, out);
+    return;
+  }
   const int per_block = w->bs / 32;
   const uint8_t *row = w->q + (size_t)n * w->kb * w->bs * w->bits / 8;
   for (int b = 0; b < w->kb; b++) {
-    float s = f16_to_f32(w->scales[(size_t)n * w->kb + b]);
-    float min = w->mins ? f16_to_f32(w->mins[(size_t)b * w->n + n]) : 0.0f;
+    float s = qlinear_scale(w, (size_t)n * w->kb + b);
+    float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
     v128_t vs = wasm_f32x4_splat(s), off = wasm_f32x4_splat(min - (float)zero_point(w, n, b) * s);
     for (int c = 0; c < per_block; c++) {
       int k = b * w->bs + 32 * c;
@@ -146,10 +172,6 @@ static void micro_rows(const float *tile, const float *x, int k, float *y, int l
 
 // tile: room for GEMM_ROWS * k floats.
 void qgemm_f32(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile) {
-  if (w->bs % 32) {
-    qgemm_f32_ref(w, x, m, y, ldy, n0, n1, tile);
-    return;
-  }
   const int k = w->k;
   for (int n = n0; n < n1; n += GEMM_ROWS) {
     int rows = n1 - n < GEMM_ROWS ? n1 - n : GEMM_ROWS;

@@ -23,8 +23,8 @@ static void add_minima_and_bias_ref(const QLinear *w, const QAct *a, float *y, i
   for (int t = 0; t < a->m; t++) {
     for (int n = n0; n < n1; n++) {
       float acc = 0.0f;
-      if (w->mins)
-        for (int b = 0; b < w->kb; b++) acc += f16_to_f32(w->mins[(size_t)b * w->n + n]) * a->fsum[t * a->kbpad + b];
+      if (qlinear_has_mins(w))
+        for (int b = 0; b < w->kb; b++) acc += qlinear_min(w, (size_t)b * w->n + n) * a->fsum[t * a->kbpad + b];
       if (w->bias) acc += w->bias[n];
       y[(size_t)t * ldy + n] += acc;
     }
@@ -47,7 +47,7 @@ void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int
           int slot = b * bs + act_slot(i, a->nibble_order);
           dot += (code - zp) * (a->bits == 16 ? a->q16[(size_t)t * a->kpad + slot] : aq[slot]);
         }
-        acc += f16_to_f32(w->scales[(size_t)n * kb + b]) * a->scale[t * a->kbpad + b] * (float)dot;
+        acc += qlinear_scale(w, (size_t)n * kb + b) * a->scale[t * a->kbpad + b] * (float)dot;
       }
       y[(size_t)t * ldy + n] = acc;
     }
@@ -62,6 +62,17 @@ static inline v128_t f16x4(const uint16_t *p) {
   v128_t mag = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
   v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(0x1p112f));
   return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+// The scales of blocks i .. i + 3 (past a row's end: the next row's or the region's slack,
+// masked by the callers).
+static inline v128_t scales4(const QLinear *w, size_t i) {
+  return w->scales32 ? wasm_v128_load(w->scales32 + i) : f16x4(w->scales + i);
+}
+
+// The minima of rows i .. i + 3 of one block ([kb][n] layout).
+static inline v128_t mins4(const QLinear *w, size_t i) {
+  return w->mins32 ? wasm_v128_load(w->mins32 + i) : f16x4(w->mins + i);
 }
 
 // The 4-bit zero points of 4 blocks from their 2 packed bytes: lane j = nibble j. The
@@ -162,14 +173,14 @@ static inline __attribute__((always_inline)) void rows_simd(const QLinear *w, co
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
   for (int n = n0; n < n1; n++) {
     const uint8_t *row = w->q + (size_t)n * row_bytes;
-    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const size_t srow = (size_t)n * kb;
     const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
     for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
       int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
       v128_t acc[TOKENS_A_TILE];
       for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
       for (int g = 0; g < groups; g++) {
-        v128_t ws = f16x4(srow + 4 * g);
+        v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t zp;
         if (BITS == 8) zp = wasm_i32x4_splat(0);
@@ -237,7 +248,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         if (r == rows) break;
         const size_t row = (size_t)(n + r);
         const uint8_t *wq = w->q + row * row_bytes + (size_t)(4 * g) * block_bytes;
-        v128_t ws = f16x4(w->scales + row * kb + 4 * g);
+        v128_t ws = scales4(w, row * kb + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t d[4];
         for (int j = 0; j < 4; j++) {
@@ -282,14 +293,14 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
   const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
   for (int n = n0; n < n1; n++) {
     const uint8_t *row = w->q + (size_t)n * row_bytes;
-    const uint16_t *srow = w->scales + (size_t)n * kb;
+    const size_t srow = (size_t)n * kb;
     const uint8_t *zrow = w->zp ? w->zp + (size_t)n * zp_row : 0;
     for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
       int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
       v128_t acc[TOKENS_A_TILE];
       for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
       for (int g = 0; g < groups; g++) {
-        v128_t ws = f16x4(srow + 4 * g);
+        v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
         v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
@@ -330,26 +341,74 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
   }
 }
 
+// 8-bit blocks of 16 (GGUF Q6_K): one 16-byte vector a block, 4 blocks a group, int8 or
+// int16 activations (the same dot product in both builds). Each i32 lane sums 4 products of
+// at most 128 * 32767: no overflow.
+static void rows_bs16_q8(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
+  const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4, tail = kb - full * 4;
+  const v128_t tail_mask = wasm_i32x4_make(tail > 0 ? -1 : 0, tail > 1 ? -1 : 0, tail > 2 ? -1 : 0, 0);
+  const v128_t flip = wasm_i8x16_splat((int8_t)0x80);
+  for (int n = n0; n < n1; n++) {
+    const uint8_t *row = w->q + (size_t)n * kb * 16;
+    for (int t0 = 0; t0 < a->m; t0 += TOKENS_A_TILE) {
+      int tokens = a->m - t0 < TOKENS_A_TILE ? a->m - t0 : TOKENS_A_TILE;
+      v128_t acc[TOKENS_A_TILE];
+      for (int i = 0; i < TOKENS_A_TILE; i++) acc[i] = wasm_f32x4_splat(0.0f);
+      for (int g = 0; g < groups; g++) {
+        v128_t ws = scales4(w, (size_t)n * kb + 4 * g);
+        if (g == full) ws = wasm_v128_and(ws, tail_mask);
+        v128_t lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+          v128_t c = wasm_v128_xor(wasm_v128_load(row + (size_t)(4 * g + j) * 16), flip);
+          lo[j] = wasm_i16x8_extend_low_i8x16(c);
+          hi[j] = wasm_i16x8_extend_high_i8x16(c);
+        }
+        for (int tt = 0; tt < tokens; tt++) {
+          int t = t0 + tt;
+          size_t at = (size_t)t * a->kpad + (size_t)(4 * g) * 16;
+          v128_t d[4];
+          for (int j = 0; j < 4; j++) {
+            v128_t a0, a1;
+            if (a->bits == 16) {
+              a0 = wasm_v128_load(a->q16 + at + 16 * j);
+              a1 = wasm_v128_load(a->q16 + at + 16 * j + 8);
+            } else {
+              v128_t v = wasm_v128_load(a->q + at + 16 * j);
+              a0 = wasm_i16x8_extend_low_i8x16(v);
+              a1 = wasm_i16x8_extend_high_i8x16(v);
+            }
+            d[j] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo[j], a0), wasm_i32x4_dot_i16x8(hi[j], a1));
+          }
+          v128_t di = hsum4(d[0], d[1], d[2], d[3]);
+          v128_t s = wasm_f32x4_mul(ws, wasm_v128_load(a->scale + t * a->kbpad + 4 * g));
+          acc[tt] = wasm_f32x4_add(acc[tt], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), s));
+        }
+      }
+      for (int tt = 0; tt < tokens; tt++) y[(size_t)(t0 + tt) * ldy + n] = hsumf(acc[tt]);
+    }
+  }
+}
+
 static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   for (int t = 0; t < a->m; t++) {
     float *yt = y + (size_t)t * ldy;
-    if (w->mins) {
+    if (qlinear_has_mins(w)) {
       // 8 rows at a time, summed over the blocks in registers.
       const float *fs = a->fsum + t * a->kbpad;
       int n = n0;
       for (; n + 8 <= n1; n += 8) {
         v128_t acc0 = wasm_f32x4_splat(0.0f), acc1 = wasm_f32x4_splat(0.0f);
         for (int b = 0; b < w->kb; b++) {
-          const uint16_t *mb = w->mins + (size_t)b * w->n + n;
+          const size_t mb = (size_t)b * w->n + n;
           v128_t vfs = wasm_f32x4_splat(fs[b]);
-          acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(f16x4(mb), vfs));
-          acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(f16x4(mb + 4), vfs));
+          acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(mins4(w, mb), vfs));
+          acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(mins4(w, mb + 4), vfs));
         }
         wasm_v128_store(yt + n, wasm_f32x4_add(wasm_v128_load(yt + n), acc0));
         wasm_v128_store(yt + n + 4, wasm_f32x4_add(wasm_v128_load(yt + n + 4), acc1));
       }
       for (; n < n1; n++)
-        for (int b = 0; b < w->kb; b++) yt[n] += f16_to_f32(w->mins[(size_t)b * w->n + n]) * fs[b];
+        for (int b = 0; b < w->kb; b++) yt[n] += qlinear_min(w, (size_t)b * w->n + n) * fs[b];
     }
     if (w->bias)
       for (int n = n0; n < n1; n++) yt[n] += w->bias[n];
@@ -358,6 +417,11 @@ static void add_minima_and_bias(const QLinear *w, const QAct *a, float *y, int l
 
 void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   if (n1 <= n0) return;
+  if (w->bs == 16 && w->bits == 8 && !a->nibble_order) {
+    rows_bs16_q8(w, a, y, ldy, n0, n1);
+    add_minima_and_bias(w, a, y, ldy, n0, n1);
+    return;
+  }
   if (w->bs % 32 || (w->bits == 4) != (a->nibble_order != 0)) {
     qmatmul_ref(w, a, y, ldy, n0, n1);
     return;
