@@ -74,7 +74,7 @@ def test_default_export_of_a_float_source_stays_within_two_percent(tmp_path: Pat
     assert gate["passed"] and gate["limit"] == 0.02 and gate["perplexity_rise"] <= 0.02
 
 
-def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
+def test_mixed_mode_keeps_the_embedding_values_and_down_projections_in_eight_bits(tmp_path: Path) -> None:
     src = write_tiny_hf("llama", tmp_path / "hf", seed=4)
     # The DequantizeLinear layout names its tables <path>/codes, with the element type in view.
     export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False, layout="dq"))
@@ -83,7 +83,10 @@ def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
     graph = onnx.load(str(tmp_path / "mixed" / "model.onnx"), load_external_data=False)
     codes = {t.name: t.data_type for t in graph.graph.initializer}
     assert codes.get("embed/codes") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-    assert codes.get("L0/down/codes") in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+    for name in ("L0/q", "L0/o", "L1/gate_up"):
+        assert codes.get(f"{name}/codes") in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4), name
+    for name in ("L0/v", "L1/down"):
+        assert codes.get(f"{name}/codes") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8), name
     mixed, _, _ = logits_diff(tmp_path / "mixed", tmp_path / "fp32", list(range(3, 40)), 1)
     q4, _, _ = logits_diff(tmp_path / "q4", tmp_path / "fp32", list(range(3, 40)), 1)
     assert mixed < q4
