@@ -163,7 +163,10 @@ class NBitsCodec(FloatCodec):
         weight = self.src.weights[name]
         mode, bits = self.options.mode, self.target_bits(weight.qtype, name)
         carried = BLOCK_BITS.get(weight.qtype)
-        if carried is not None and (mode == "exact" or (carried == bits and self.options.block_size == GGUF_BLOCK_SIZE)):
+        # A GGUF's 4-bit blocks of a matrix mixed keeps in 8 bits stay 4-bit: widening them
+        # would add bytes and a rounding, never precision.
+        kept = carried == bits or (mode == "mixed" and name.endswith(EIGHT_BIT_LAYER_MATRICES_IN_MIXED))
+        if carried is not None and (mode == "exact" or (kept and self.options.block_size == GGUF_BLOCK_SIZE)):
             n, k = weight.shape
             if weight.qtype == GGMLQuantizationType.Q4_1:
                 return q4_1_split(weight.data, n, k)

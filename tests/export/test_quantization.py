@@ -92,6 +92,16 @@ def test_mixed_mode_keeps_the_embedding_values_and_down_projections_in_eight_bit
     assert mixed < q4
 
 
+def test_mixed_mode_carries_a_ggufs_4_bit_blocks_over(tmp_path: Path) -> None:
+    """Q4_1 matrices (values and down projections included) and a Q8_0 embedding already have
+    mixed's widths or less: the export reproduces the dequantized GGUF, as exact does."""
+    src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type="Q4_1", embedding_type="Q8_0")
+    export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False))
+    export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    worst, a, b = logits_diff(tmp_path / "mixed", tmp_path / "fp32", list(range(3, 40)), 16)
+    assert worst <= 1e-3 and a == b
+
+
 @pytest.mark.parametrize("matrix_type", ["Q4_0", "Q8_0", "Q5_0"])
 def test_exact_mode_takes_q4_0_q5_0_and_q8_0_blocks(matrix_type: str, tmp_path: Path) -> None:
     src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type=matrix_type)
