@@ -11,8 +11,8 @@ mode       storage
            block_minima.py) for the matrices, 8-bit blocks for the token embedding / LM
            head (the most sensitive tensors: every token's input and every logit go
            through them) and for each layer's attention values and MLP down projection;
-           GGUF blocks of those widths are carried over unchanged (``--symmetric``:
-           symmetric 4-bit blocks instead)
+           GGUF blocks of those widths, and 4-bit GGUF blocks of those 8-bit matrices, are
+           carried over unchanged (``--symmetric``: symmetric 4-bit blocks instead)
 ``q4``     4-bit blocks (default 32 wide), symmetric or with zero points
 ``q8``     8-bit symmetric blocks
 ``fp16``   half-precision weights, widened to float32 when the session loads
