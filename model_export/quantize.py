@@ -56,7 +56,7 @@ EIGHT_BIT_IN_MIXED = ("embed", "lm_head")
 # Matrices mixed keeps in 8 bits in every layer (llama.cpp's Q4_K_M gives these more bits
 # too): attention values and the MLP's down projection. Measured on Qwen2.5-Coder-0.5B as
 # a bf16 source (benchmarks/float_sources.py): 4-bit: +2.61% perplexity; these in 8 bits:
-# +1.48%, within the gate's 2%, and 16% smaller than q8.
+# +1.48%, within the gate's 2%, and 15% smaller than q8.
 EIGHT_BIT_LAYER_MATRICES_IN_MIXED = (".v", ".down")
 EXACT_TYPES = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0,
                GGMLQuantizationType.Q8_0}
