@@ -74,7 +74,7 @@ def test_default_export_of_a_float_source_stays_within_two_percent(tmp_path: Pat
     assert gate["passed"] and gate["limit"] == 0.02 and gate["perplexity_rise"] <= 0.02
 
 
-def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
+def test_mixed_mode_keeps_the_embedding_values_and_down_projections_in_eight_bits(tmp_path: Path) -> None:
     src = write_tiny_hf("llama", tmp_path / "hf", seed=4)
     # The DequantizeLinear layout names its tables <path>/codes, with the element type in view.
     export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False, layout="dq"))
@@ -83,10 +83,23 @@ def test_mixed_mode_keeps_the_embedding_in_eight_bits(tmp_path: Path) -> None:
     graph = onnx.load(str(tmp_path / "mixed" / "model.onnx"), load_external_data=False)
     codes = {t.name: t.data_type for t in graph.graph.initializer}
     assert codes.get("embed/codes") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-    assert codes.get("L0/down/codes") in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+    for name in ("L0/q", "L0/o", "L1/gate_up"):
+        assert codes.get(f"{name}/codes") in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4), name
+    for name in ("L0/v", "L1/down"):
+        assert codes.get(f"{name}/codes") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8), name
     mixed, _, _ = logits_diff(tmp_path / "mixed", tmp_path / "fp32", list(range(3, 40)), 1)
     q4, _, _ = logits_diff(tmp_path / "q4", tmp_path / "fp32", list(range(3, 40)), 1)
     assert mixed < q4
+
+
+def test_mixed_mode_carries_a_ggufs_4_bit_blocks_over(tmp_path: Path) -> None:
+    """Q4_1 matrices (values and down projections included) and a Q8_0 embedding already have
+    mixed's widths or less: the export reproduces the dequantized GGUF, as exact does."""
+    src = write_tiny_gguf("llama", tmp_path / "m.gguf", seed=6, matrix_type="Q4_1", embedding_type="Q8_0")
+    export(src, tmp_path / "mixed", ExportOptions(quant="mixed", logits="all", progress=False))
+    export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    worst, a, b = logits_diff(tmp_path / "mixed", tmp_path / "fp32", list(range(3, 40)), 16)
+    assert worst <= 1e-3 and a == b
 
 
 @pytest.mark.parametrize("arch, matrix_type, embedding_type", [
