@@ -110,7 +110,7 @@ def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
     sampled = []
     for seed in range(3):  # the page's own settings: sampling over the whole row in JS
         page.evaluate("window.pocketlm.engine.newChat()")
-        sampled.append(ask(page, "Once upon a time", maxNewTokens=128, **PAGE_SAMPLING, seed=seed)["timing"])
+        sampled.append(ask(page, "Once upon a time", maxNewTokens=decode_tokens, **PAGE_SAMPLING, seed=seed)["timing"])
     figures["decode tok/s, page sampling"] = statistics.median(t["decodeTokensPerSecond"] for t in sampled)
     figures["Python share, page sampling"] = statistics.median(t["pythonShare"] for t in sampled)
     # The page's own memory (JS heaps and WebAssembly memories of the page and its worker).
