@@ -63,14 +63,21 @@ static inline void store16(float *out, v128_t codes, v128_t s, v128_t off) {
     wasm_v128_store(out + 4 * j, wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(c[j]), s), off));
 }
 
+// Block b of row n as code * vs + off: off = min - zero_point * scale (every lane alike).
+static inline void block_affine(const QLinear *w, int n, int b, v128_t *vs, v128_t *off) {
+  float s = qlinear_scale(w, (size_t)n * w->kb + b);
+  float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
+  *vs = wasm_f32x4_splat(s);
+  *off = wasm_f32x4_splat(min - (float)zero_point(w, n, b) * s);
+}
+
 // As dequantize_row_ref, 16 values at a time: blocks of 16 (GGUF Q2_K, Q3_K, Q6_K).
 static void dequantize_row16(const QLinear *w, int n, float *out) {
   const int per_block = w->bs / 16;
   const uint8_t *row = w->q + (size_t)n * w->kb * w->bs * w->bits / 8;
   for (int b = 0; b < w->kb; b++) {
-    float s = qlinear_scale(w, (size_t)n * w->kb + b);
-    float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
-    v128_t vs = wasm_f32x4_splat(s), off = wasm_f32x4_splat(min - (float)zero_point(w, n, b) * s);
+    v128_t vs, off;
+    block_affine(w, n, b, &vs, &off);
     for (int c = 0; c < per_block; c++) {
       int k = b * w->bs + 16 * c;
       if (w->bits == 4) {
@@ -93,9 +100,8 @@ static void dequantize_row(const QLinear *w, int n, float *out) {
   const int per_block = w->bs / 32;
   const uint8_t *row = w->q + (size_t)n * w->kb * w->bs * w->bits / 8;
   for (int b = 0; b < w->kb; b++) {
-    float s = qlinear_scale(w, (size_t)n * w->kb + b);
-    float min = qlinear_has_mins(w) ? qlinear_min(w, (size_t)b * w->n + n) : 0.0f;
-    v128_t vs = wasm_f32x4_splat(s), off = wasm_f32x4_splat(min - (float)zero_point(w, n, b) * s);
+    v128_t vs, off;
+    block_affine(w, n, b, &vs, &off);
     for (int c = 0; c < per_block; c++) {
       int k = b * w->bs + 32 * c;
       float *o = out + k;
