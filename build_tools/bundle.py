@@ -123,10 +123,12 @@ class BuildResult:
 
 def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = False,
                node_modules: Path | None = None, engine_dir: Path | None = None,
-               page: Mapping[str, Any] | None = None) -> BuildResult:
+               page: Mapping[str, Any] | None = None, compress: bool = True) -> BuildResult:
     """Bundle exported model folders (one, or several for the page's picker, first listed
     first) with the page into the site `out`.
-    ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
+    ``page``: the page's settings (site_page.page_settings; default: the defaults).
+    ``compress``: write the gzip copies (compress.py); False leaves them out, for a site
+    served only over loopback (gzip at level 9 takes about a minute a 700 MB model)."""
     page = page if page is not None else page_settings({}, {})
     folders = [model_dirs] if isinstance(model_dirs, Path) else list(model_dirs)
     if not folders:
@@ -162,7 +164,7 @@ def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = Fa
         for entry in entries:
             if entry["path"] in owner:
                 entry["model"] = owner[str(entry["path"])]
-        packed = compress_site(root, [str(entry["path"]) for entry in entries])
+        packed = compress_site(root, [str(entry["path"]) for entry in entries]) if compress else {}
         manifest = {"format": SITE_FORMAT, "build_id": build_id_of(entries), "files": entries}
         (root / SW_FILE).write_bytes(render_service_worker(WEB_DIR / SW_TEMPLATE, manifest, site))
         write_host_configs(root)  # after sw.js, so _headers has a rule for it too
