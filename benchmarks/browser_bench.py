@@ -293,6 +293,8 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=195)
     parser.add_argument("--no-wllama", action="store_true", help="leave wllama out")
+    parser.add_argument("--gguf", type=Path, help="the GGUF wllama runs (default: the default model's; "
+                        "needed with --model, e.g. ~/.cache/pocketlm/Qwen2.5-Coder-0.5B-Instruct.Q5_0.gguf)")
     parser.add_argument("--no-native", action="store_true", help="leave native onnxruntime out (its "
                         "MatMulNBits dequantizes 8-bit weights on every call: 0.1 tok/s on Qwen2.5-Coder-0.5B)")
     parser.add_argument("--sampling-cost", type=int, metavar="REPEATS", default=0,
@@ -309,10 +311,14 @@ def main() -> None:
             raise SystemExit(f"{model} has no pocketlm.json: give an exported model folder")
         export(None, model, ExportOptions(quant="auto", layout=args.layout, force=True, progress=False))
     config = json.loads((model / "pocketlm.json").read_text())
+    source = args.gguf or default_model_path()  # wllama runs the model's source GGUF
+    if not (args.no_wllama or args.sampling_cost) and (config.get("source") or {}).get("file") != source.name:
+        raise SystemExit(f"wllama runs the model's source GGUF, and {model} was not exported from {source.name}: "
+                         "give the source as --gguf, or leave wllama out (--no-wllama)")
     built = build_site(model, site, force=True)
     long = args.prompt_tokens
     prompts = {n: prompt_of(model, n) for n in (16, long)}
-    wllama_path = None if args.no_wllama or args.sampling_cost else place_wllama(site, default_model_path())
+    wllama_path = None if args.no_wllama or args.sampling_cost else place_wllama(site, source)
     server = SiteServer(site)
     server.app.app = PeerPolicy(server.app.app)
     rows: dict[str, dict[str, float]] = {}
