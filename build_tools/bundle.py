@@ -148,19 +148,21 @@ def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = Fa
         for path, data in app_files(page).items():  # installable: web app manifest, icons
             stage.write(path, data)
         ort, pyodide = copy_runtime(stage, modules)
-        site = {
+        engine = copy_engine(stage, engine_builds)
+        python_archive = stage.write("runtime/python/site-packages.zip", python_zip(), hashed=True)
+        models: list[dict[str, Any]] = [copy_model(stage, folder, info, model_id)
+                                        for folder, info, model_id in zip(folders, infos, ids, strict=True)]
+        site: dict[str, Any] = {
             "format": "pocketlm-site-config",
-            "engine": copy_engine(stage, engine_builds),
+            "engine": engine,
             "ort": ort,
             "pyodide": pyodide,
-            "python": {"archive": stage.write("runtime/python/site-packages.zip", python_zip(),
-                                              hashed=True)},
-            "models": [copy_model(stage, folder, info, model_id)
-                       for folder, info, model_id in zip(folders, infos, ids, strict=True)],
+            "python": {"archive": python_archive},
+            "models": models,
         }
         stage.write(SITE_CONFIG, json_bytes(site))
         entries = stage.entries()
-        owner = {path: str(model["id"]) for model in site["models"] for path in model["files"].values()}
+        owner = {path: str(model["id"]) for model in models for path in model["files"].values()}
         for entry in entries:
             if entry["path"] in owner:
                 entry["model"] = owner[str(entry["path"])]
@@ -171,7 +173,7 @@ def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = Fa
         (root / MANIFEST_FILE).write_bytes(json_bytes(manifest))
     total = sum(int(entry["size"]) for entry in entries)
     # A first visit: the page and runtime, and one model (the first; each is fetched when chosen).
-    first = site["models"][0]["id"]
+    first = models[0]["id"]
     wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries
                if not entry.get("lazy") and entry.get("model", first) == first)
     return BuildResult(out=out, build_id=str(manifest["build_id"]), files=len(entries),
