@@ -3,7 +3,7 @@
 // (init, setFeedNames, run, outputNames, int64, emptyKV, topK, logitsRow, dispose,
 // liveTensors, info, release) plus `evaluate` (logits of every position of text windows),
 // `kernel` (SIMD kernel vs scalar reference on random blocks; zero_points: true for random
-// ones, 'zeros' for all 0) and `time`.
+// ones, 'zeros' for all 0; gemm16: int16 activations through the prefill GEMM qgemm_i16) and `time`.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createCpuEngine, relaxedSimdSupported } from '../../web/engine/cpu_engine.js';
@@ -131,7 +131,8 @@ function fromHalf(h) {
 // a float computation here (dequantized weights . the activations as the kernels quantize
 // them: an independent check of the integer arithmetic).
 // float32: scales and minima as float32 tables (K-quant exports) instead of float16.
-async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps, act_bits = 8, float32 = false }) {
+async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, reps, act_bits = 8, float32 = false,
+  gemm16 = false }) {
   const { instance, memory } = await bare(wasm);
   const x = instance.exports;
   const rand = rng(seed);
@@ -141,7 +142,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   const tableBytes = float32 ? 4 : 2;
   const pq = alloc(qBytes), ps = alloc(n * kb * tableBytes), pz = zero_points ? alloc(n * Math.ceil(kb / 2)) : 0;
   const pm = mins ? alloc(kb * n * tableBytes) : 0, pb = bias ? alloc(n * 4) : 0, px = alloc(m * k * 4);
-  const py = alloc(m * n * 4), pr = alloc(m * n * 4), scratch = alloc(m * (k + 256) * 16);
+  const py = alloc(m * n * 4), pr = alloc(m * n * 4), scratch = alloc(m * (k + 256) * 16 + 16 * k + 4096);
   const u8 = () => new Uint8Array(memory.buffer);
   const q = new Uint8Array(memory.buffer, pq, qBytes);
   for (let i = 0; i < qBytes; i++) q[i] = Math.floor(rand() * 256);
@@ -164,7 +165,7 @@ async function kernel({ wasm, bits, bs, n, k, m, zero_points, mins, bias, seed, 
   for (let i = 0; i < xs.length; i++) xs[i] = (rand() * 2 - 1) * (i % 7 === 0 ? 4 : 1);
   void u8;
   const args = [bits, bs, n, k, pq, ps, pz, pm, pb, px, m];
-  const flags = float32 ? (1 | (pm ? 2 : 0)) : 0;
+  const flags = (float32 ? (1 | (pm ? 2 : 0)) : 0) | (gemm16 ? 4 : 0);
   x.engine_test_matmul(0, act_bits, 1, ...args, py, scratch, flags);  // warm-up
   let started = performance.now();
   const cpu = process.cpuUsage();
@@ -264,6 +265,8 @@ const methods = {
   dispose: ({ handles }) => engine.dispose(Int32Array.from(handles)),
   liveTensors: () => engine.liveTensors(),
   info: () => engine.info,
+  // The prefill GEMM of the int16 mode: true over int16 blocks, false over float32 activations.
+  setPrefillInt16: ({ on }) => { engine.x.engine_set_prefill_int16(on ? 1 : 0); return null; },
   release: () => { engine?.release(); engine = null; return null; },
 };
 

@@ -83,12 +83,16 @@ def agreement(a: list[Any], b: list[Any], targets: list[list[int]]) -> float:
     return same / sum(len(t) for t in targets)
 
 
-def test_held_out_text_matches_native(node: NodeEngine, model: Path,
-                                      text: tuple[list[list[int]], list[list[int]]], tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefill", ["float", "int16"])
+def test_held_out_text_matches_native(node: NodeEngine, model: Path, text: tuple[list[list[int]], list[list[int]]],
+                                      tmp_path: Path, prefill: str) -> None:
+    # Both prefill GEMMs of the int16 mode (the window is one chunk of tokens): over float32
+    # activations (the relaxed build's default) and over int16 blocks (the plain build's).
     windows, targets = text
     float_tops, float_ppl = native_scores(model, windows, targets, 0)
     int8_tops, int8_ppl = native_scores(model, windows, targets, 4)
     node.load(model, "relaxed", threads=2)
+    node.call("setPrefillInt16", on=prefill == "int16")
     dump = tmp_path / "first.f32"
     first = node.call("evaluate", windows=windows[:1], targets=targets[:1], dump=str(dump))
     rest = node.call("evaluate", windows=windows[1:], targets=targets[1:])
@@ -97,7 +101,7 @@ def test_held_out_text_matches_native(node: NodeEngine, model: Path,
     ppl = math.exp(sum(r["nll"] for r in out) / sum(len(t) for t in targets))
     top1_float, top1_int8 = agreement(tops, float_tops, targets), agreement(tops, int8_tops, targets)
     native_int8_top1 = agreement(int8_tops, float_tops, targets)
-    print(f"\n{model.name}: engine top-1 vs float {top1_float:.4f}, vs int8 {top1_int8:.4f}; native int8 vs float "
+    print(f"\n{model.name}, {prefill} prefill: engine top-1 vs float {top1_float:.4f}, vs int8 {top1_int8:.4f}; native int8 vs float "
           f"{native_int8_top1:.4f}; perplexity engine {ppl:.4f}, native float {float_ppl:.4f}, native int8 {int8_ppl:.4f}")
     # The targets of the engine (int16 activation blocks, its default).
     assert top1_float >= 0.97

@@ -82,3 +82,23 @@ def test_simd_kernel_with_all_zero_zero_points(node: NodeEngine, build: str, tok
     assert r["finite"]
     assert r["max_simd_vs_ref"] <= tol, r
     assert r["max_simd_vs_float"] <= tol, r
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f[1] % 32 == 0],
+                         ids=lambda f: f"q{f[0]}-bs{f[1]}{'-zp' if f[2] else ''}{'-mins' if f[3] else ''}"
+                                       f"{'-f32' if f[4] else ''}")
+@pytest.mark.parametrize("tokens", [1, 6, 11])
+@pytest.mark.parametrize("rows", [44, 47])
+def test_int16_prefill_gemm_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
+                                                     rows: int) -> None:
+    # qgemm_i16 (rows 4 at a time, tokens 4 at a time; 47 rows and 6 or 11 tokens take the
+    # partial tiles) against qmatmul_ref on the same int16 blocks and the float computation.
+    bits, bs, zero_points, mins, float32 = fmt
+    r = node.call("kernel", wasm=str(BUILDS[build]), bits=bits, bs=bs, n=rows, k=576 if 576 % bs == 0 else 512,
+                  m=tokens, zero_points=zero_points, mins=mins, bias=True, seed=bs + tokens + rows, reps=1,
+                  act_bits=16, float32=float32, gemm16=True)
+    tol = 1e-5 * max(1.0, r["scale"])
+    assert r["finite"]
+    assert r["max_simd_vs_ref"] <= tol, r
+    assert r["max_simd_vs_float"] <= tol, r

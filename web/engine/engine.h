@@ -7,6 +7,7 @@
 //   kernels/act.c      float activations -> int8 blocks (symmetric, scale amax/127)
 //   kernels/qmatmul.c  4- and 8-bit weight blocks x int8/int16 activations (decode); scalar reference + SIMD
 //   kernels/gemm.c     the same weights x float32 activations for chunks of tokens (prefill)
+//   kernels/gemm16.c   the same weights x int16 activation blocks for chunks of tokens (prefill)
 //   kernels/vec.c      RMSNorm, RoPE, activations, softmax (scalar; cheap next to the matmuls)
 //   kernels/attention.c attention of new tokens over the paged KV cache
 //   loader.c           pointers into the weight region, hyper-parameters (set from JS)
@@ -76,6 +77,7 @@ typedef struct {
 // Bit flags of engine_set_linear / engine_set_embedding: which tables are float32.
 #define SCALES_F32 1
 #define MINS_F32 2
+#define TEST_GEMM16 4  // engine_test_matmul only: int16 activations through qgemm_i16
 
 static inline float qlinear_scale(const QLinear *w, size_t i) {
   return w->scales32 ? w->scales32[i] : f16_to_f32(w->scales[i]);
@@ -129,6 +131,14 @@ void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int
 #endif
 void qgemm_f32(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
 void qgemm_f32_ref(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
+
+// kernels/gemm16.c: the same rows for int16 activation blocks (quantize_act16, w's block
+// size, either slot order) over chunks of tokens: 4 rows unpacked once into tile
+// (qgemm_i16_tile_bytes) and used for all a->m tokens. Bias and minima included; the
+// scalar reference is qmatmul_ref. Blocks of 32, 64 or 128 (qgemm_i16_supported).
+int qgemm_i16_supported(const QLinear *w);
+size_t qgemm_i16_tile_bytes(int k, int bs);
+void qgemm_i16(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1, void *tile);
 
 // ---- kernels/vec.c -------------------------------------------------------------------
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);

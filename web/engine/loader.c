@@ -143,6 +143,11 @@ EXPORT(engine_relaxed_simd) int engine_relaxed_simd(void) {
 #endif
 }
 
+// Which prefill GEMM runs chunks in the int16 mode: 1 over int16 activation blocks
+// (qgemm_i16), 0 over float32 activations (qgemm_f32). For the benchmark's side-by-side
+// figures; the default is PREFILL_INT16.
+EXPORT(engine_set_prefill_int16) void engine_set_prefill_int16(int on) { state.prefill_int16 = on != 0; }
+
 EXPORT(engine_activation_bits) int engine_activation_bits(void) { return config.act_bits; }
 
 EXPORT(engine_cached) int engine_cached(void) { return state.cached; }
@@ -158,7 +163,8 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
                                                   const void *mins, const float *bias, const float *x, int m,
                                                   float *y, void *scratch, int f32) {
   QLinear w;
-  if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias, f32)) return -1;
+  int gemm16 = f32 & TEST_GEMM16;
+  if (fill_linear(&w, bits, bs, n, k, q, scales, zp, mins, bias, f32 & ~TEST_GEMM16)) return -1;
   if (act_bits == 32) {  // float activations: the prefill GEMM; scratch is its tile
     for (int r = 0; r < reps; r++) (ref ? qgemm_f32_ref : qgemm_f32)(&w, x, m, y, n, 0, n, scratch);
     return 0;
@@ -171,13 +177,16 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
   a.qlo = (int8_t *)p, p += (size_t)m * kbpad * bs;
   a.scale = (float *)p, p += sizeof(float) * m * kbpad;
   a.isum = (int32_t *)p, p += sizeof(int32_t) * m * kbpad;
-  a.fsum = (float *)p;
+  a.fsum = (float *)p, p += sizeof(float) * m * kbpad;
+  void *tile = (void *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+  if (gemm16 && (act_bits != 16 || !qgemm_i16_supported(&w))) return -1;
   int nibbles = bits == 4 && bs % 32 == 0;
   for (int r = 0; r < reps; r++) {
     if (act_bits == 16) (ref ? quantize_act16_ref : quantize_act16)(&a, x, m, k, bs, nibbles);
     else if (ref) quantize_act_ref(&a, x, m, k, bs, nibbles);
     else quantize_act(&a, x, m, k, bs, nibbles);
     if (ref) qmatmul_ref(&w, &a, y, n, 0, n);
+    else if (gemm16) qgemm_i16(&w, &a, y, n, 0, n, tile);
     else qmatmul(&w, &a, y, n, 0, n);
   }
   return 0;

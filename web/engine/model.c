@@ -34,12 +34,15 @@ int model_init(void) {
     s->act[i].isum = mem_alloc(sizeof(int32_t) * CHUNK * (kpad / 16));
     s->act[i].fsum = mem_alloc(sizeof(float) * CHUNK * (kpad / 16));
   }
-  s->tile_floats = GEMM_TILE_ROWS * widest;
+  size_t tile16 = (qgemm_i16_tile_bytes(widest, 32) + sizeof(float) - 1) / sizeof(float);
+  s->tile_floats = GEMM_TILE_ROWS * widest > (int)tile16 ? GEMM_TILE_ROWS * widest : (int)tile16;
+  s->tile_floats = (s->tile_floats + 15) & ~15;  // each thread's tile 64-byte aligned
   s->tiles = mem_alloc(sizeof(float) * MAX_THREADS * s->tile_floats);
   int pages = (c->context + KV_PAGE - 1) / KV_PAGE;
   s->pages = mem_alloc(sizeof(float *) * c->layers * pages);
   s->pages_allocated = 0;
   s->cached = 0;
+  s->prefill_int16 = PREFILL_INT16;
   return 0;
 }
 
@@ -68,7 +71,8 @@ typedef struct {
   int count;
   const QLinear *w[3];
   const QAct *a[3];   // quantized input, or
-  const float *x;     // the float input [m][k] (prefill GEMM)
+  const float *x;     // the float input [m][k] (prefill GEMM over float activations)
+  int gemm16;         // a[] holds int16 blocks for the prefill GEMM over them (qgemm_i16)
   int m;
   float *y[3];
 } MatJob;
@@ -89,6 +93,8 @@ static void matmul_job(void *arg, int tid, int nthreads) {
     if (n0 >= n1) {
     } else if (job->x) {
       qgemm_f32(w, job->x, job->m, job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
+    } else if (job->gemm16) {
+      qgemm_i16(w, job->a[i], job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
     } else {
       qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
     }
@@ -111,15 +117,21 @@ static int same_format(const QLinear *a, const QLinear *b) {
 }
 
 // y_i = x @ W_i.T for up to three linears sharing their input x [m][k]. With int16
-// activations (the float-like mode) a chunk of GEMM_MIN_TOKENS or more keeps x in float32
-// and runs the prefill GEMM.
+// activations (the float-like mode) a chunk of GEMM_MIN_TOKENS or more runs a prefill
+// GEMM: over int16 blocks (qgemm_i16) where state.prefill_int16 says so and the block
+// size allows, else over x kept in float32 (qgemm_f32).
 static void linears(const float *x, int m, int count, const QLinear *w0, float *y0,
                     const QLinear *w1, float *y1, const QLinear *w2, float *y2) {
-  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, 0, m, {y0, y1, y2}};
+  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, 0, 0, m, {y0, y1, y2}};
   if (config.act_bits == 16 && m >= GEMM_MIN_TOKENS) {
-    job.x = x;
-    run_job(matmul_job, &job);
-    return;
+    int int16 = state.prefill_int16;
+    for (int i = 0; i < count; i++) int16 = int16 && qgemm_i16_supported(job.w[i]);
+    if (!int16) {
+      job.x = x;
+      run_job(matmul_job, &job);
+      return;
+    }
+    job.gemm16 = 1;
   }
   job.a[0] = quantized_for(w0, x, m, 0);
   for (int i = 1; i < count; i++) {

@@ -8,6 +8,16 @@
 #define KV_PAGE 64        // positions a KV cache page
 #define GEMM_MIN_TOKENS 4 // chunks of at least this many tokens run the float GEMM (int16 mode)
 #define MAX_THREADS 16
+// The prefill GEMM of the int16 mode, by measurement (docs/cpu-engine.md): over float32
+// activations with relaxed SIMD (fused multiply-add as fast as the integer kernel), over
+// int16 blocks in the plain build (faster than its separate multiply and add).
+#ifndef PREFILL_INT16
+#ifdef __wasm_relaxed_simd__
+#define PREFILL_INT16 0
+#else
+#define PREFILL_INT16 1
+#endif
+#endif
 
 typedef struct {
   int vocab, hidden, ffn, layers, heads, kv_heads, head_dim, rot_dim, context;
@@ -51,8 +61,9 @@ typedef struct {
   float *x, *xb, *q, *k, *v, *att, *gate, *up, *logits;  // [CHUNK][...] scratch
   float *scores;                 // [threads][context] attention weights
   QAct act[2];                   // quantized inputs of the current linears
-  float *tiles;                  // [threads][GEMM_TILE_ROWS * widest] dequantized weight rows (prefill GEMM)
+  float *tiles;                  // [threads][tile_floats] unpacked weight rows (prefill GEMMs)
   int tile_floats;               // floats a thread's tile
+  int prefill_int16;             // 1: prefill chunks run qgemm_i16 (int16 blocks), 0: qgemm_f32
   float **pages;                 // [layers][context / KV_PAGE] -> [2][kv_heads][KV_PAGE][head_dim]
   int pages_allocated;           // pages allocated a layer
   int cached;                    // positions in the cache
