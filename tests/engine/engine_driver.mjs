@@ -16,6 +16,7 @@ async function init({ wasm, model_dir, threads, activations }) {
   const data = new Uint8Array(readFileSync(`${model_dir}/model.onnx.data`));
   const started = performance.now();
   engine = await createCpuEngine({ wasm, config, data, threads, activations });
+  statsAt = 0;
   return { ...engine.info, load_ms: performance.now() - started, outputs: engine.outputNames().length };
 }
 
@@ -90,12 +91,26 @@ function generate({ prompt_ids, new_tokens }) {
   const prefill_cpu_ms = cpuMs(c0);
   t0 = performance.now();
   c0 = process.cpuUsage();
+  threadStats(true);
   while (tokens.length < new_tokens) tokens.push(step([tokens[tokens.length - 1]]));
   const decode_ms = performance.now() - t0;
   const decode_cpu_ms = cpuMs(c0);
+  const stats = threadStats(false);
   e.dispose(Int32Array.from(kv));
   // CPU time counts every thread of the process: with n threads it is up to n x the wall time.
-  return { tokens, prefill_ms, decode_ms, prefill_cpu_ms, decode_cpu_ms, bytes: e.info.bytes };
+  return { tokens, prefill_ms, decode_ms, prefill_cpu_ms, decode_cpu_ms, bytes: e.info.bytes,
+    decode_jobs: stats[0], decode_sleeps_main: stats[1], decode_sleeps_workers: stats[2] };
+}
+
+// The pool's counters (threads.c engine_thread_stats): [jobs, sleeps of the calling
+// thread, sleeps of the workers] since the last reset.
+let statsAt = 0;  // 3 int32 of engine memory, allocated once an engine
+function threadStats(reset) {
+  const x = engine.x;
+  if (!x.engine_thread_stats) return [0, 0, 0];  // a build without the counters (benchmark baselines)
+  if (!statsAt) statsAt = x.engine_alloc(12) >>> 0;
+  x.engine_thread_stats(statsAt, reset ? 1 : 0);
+  return Array.from(new Int32Array(engine.memory.buffer, statsAt, 3));
 }
 
 // ---- kernels ---------------------------------------------------------------------------

@@ -73,12 +73,43 @@ typedef struct {
   const QAct *a[3];   // quantized input, or
   const float *x;     // the float input [m][k] (prefill GEMM over float activations)
   int gemm16;         // a[] holds int16 blocks for the prefill GEMM over them (qgemm_i16)
+  int gated;          // gate and up of a gated MLP: y[0] <- act(y[0]) * y[1] in the job
   int m;
   float *y[3];
 } MatJob;
 
+// Rows [n0, n1) of linear i of the job, by thread tid.
+static void job_rows(const MatJob *job, int i, int n0, int n1, int tid) {
+  const QLinear *w = job->w[i];
+  if (n0 >= n1) return;
+  if (job->x) qgemm_f32(w, job->x, job->m, job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
+  else if (job->gemm16) qgemm_i16(w, job->a[i], job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
+  else qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
+}
+
+// Gate and up: each thread takes the same rows of both (4-row multiples) and applies the
+// gated activation to its columns of every token, so no serial pass follows the job.
+static void gated_job(MatJob *job, int tid, int nthreads) {
+  int n = job->w[0]->n;
+  int share = ((n + nthreads - 1) / nthreads + 3) & ~3;
+  int n0 = tid * share, n1 = n0 + share < n ? n0 + share : n;
+  if (n0 >= n1) return;
+  job_rows(job, 0, n0, n1, tid);
+  job_rows(job, 1, n0, n1, tid);
+  for (int t = 0; t < job->m; t++) {
+    float *gate = job->y[0] + (size_t)t * n + n0;
+    const float *up = job->y[1] + (size_t)t * n + n0;
+    if (config.gelu) gelu_tanh_mul(gate, up, n1 - n0);
+    else silu_mul(gate, up, n1 - n0);
+  }
+}
+
 static void matmul_job(void *arg, int tid, int nthreads) {
   MatJob *job = arg;
+  if (job->gated) {
+    gated_job(job, tid, nthreads);
+    return;
+  }
   int total = 0;
   for (int i = 0; i < job->count; i++) total += job->w[i]->n;
   int share = (total + nthreads - 1) / nthreads;
@@ -90,14 +121,7 @@ static void matmul_job(void *arg, int tid, int nthreads) {
     int n0 = lo - base, n1 = hi - base;
     n0 = n0 < 0 ? 0 : n0;
     n1 = n1 > w->n ? w->n : n1;
-    if (n0 >= n1) {
-    } else if (job->x) {
-      qgemm_f32(w, job->x, job->m, job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
-    } else if (job->gemm16) {
-      qgemm_i16(w, job->a[i], job->y[i], w->n, n0, n1, state.tiles + (size_t)tid * state.tile_floats);
-    } else {
-      qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
-    }
+    job_rows(job, i, n0, n1, tid);
     base += w->n;
   }
 }
@@ -120,9 +144,10 @@ static int same_format(const QLinear *a, const QLinear *b) {
 // activations (the float-like mode) a chunk of GEMM_MIN_TOKENS or more runs a prefill
 // GEMM: over int16 blocks (qgemm_i16) where state.prefill_int16 says so and the block
 // size allows, else over x kept in float32 (qgemm_f32).
-static void linears(const float *x, int m, int count, const QLinear *w0, float *y0,
-                    const QLinear *w1, float *y1, const QLinear *w2, float *y2) {
-  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, 0, 0, m, {y0, y1, y2}};
+// gated (count 2, gate then up, the same row count): y0 <- act(y0) * y1 in the same job.
+static void linears_ex(const float *x, int m, int count, const QLinear *w0, float *y0, const QLinear *w1,
+                       float *y1, const QLinear *w2, float *y2, int gated) {
+  MatJob job = {count, {w0, w1, w2}, {0, 0, 0}, 0, 0, gated, m, {y0, y1, y2}};
   if (config.act_bits == 16 && m >= GEMM_MIN_TOKENS) {
     int int16 = state.prefill_int16;
     for (int i = 0; i < count; i++) int16 = int16 && qgemm_i16_supported(job.w[i]);
@@ -142,6 +167,11 @@ static void linears(const float *x, int m, int count, const QLinear *w0, float *
     }
   }
   run_job(matmul_job, &job);
+}
+
+static void linears(const float *x, int m, int count, const QLinear *w0, float *y0,
+                    const QLinear *w1, float *y1, const QLinear *w2, float *y2) {
+  linears_ex(x, m, count, w0, y0, w1, y1, w2, y2, 0);
 }
 
 typedef struct {
@@ -231,9 +261,7 @@ static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, i
 
     // MLP
     for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->ffn_norm, H, c->eps);
-    linears(s->xb, m, 2, &L->gate, s->gate, &L->up, s->up, 0, 0);
-    if (c->gelu) gelu_tanh_mul(s->gate, s->up, m * c->ffn);
-    else silu_mul(s->gate, s->up, m * c->ffn);
+    linears_ex(s->xb, m, 2, &L->gate, s->gate, &L->up, s->up, 0, 0, 1);  // gate <- act(gate) * up
     linears(s->gate, m, 1, &L->down, s->xb, 0, 0, 0, 0);
     for (int t = 0; t < m; t++) {
       if (c->sandwich) rmsnorm(s->xb + t * H, s->xb + t * H, L->post_ffn_norm, H, c->eps);

@@ -6,7 +6,9 @@
 // `pending` reaches zero. Waiting spins briefly first: a job lasts tens of microseconds.
 #include "model.h"
 
+#ifndef SPINS
 #define SPINS 20000
+#endif
 
 static struct {
   volatile int32_t generation;
@@ -30,23 +32,46 @@ EXPORT(engine_set_threads) void engine_set_threads(int n) {
   pool.nthreads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
-static void wait_while_equal(volatile int32_t *p, int32_t value) {
+// Counters for the benchmark (engine_thread_stats): jobs run, and waits that went past
+// the spin into memory.atomic.wait32 (a sleep, woken by a notify: tens of microseconds).
+static volatile int32_t stat_jobs, stat_sleeps[2];  // [0] the calling thread, [1] workers
+static volatile int32_t sleepers;                   // threads inside memory.atomic.wait32
+
+static void wait_while_equal(volatile int32_t *p, int32_t value, int worker) {
   for (int i = 0; i < SPINS; i++)
     if (__atomic_load_n(p, __ATOMIC_ACQUIRE) != value) return;
-  while (__atomic_load_n(p, __ATOMIC_ACQUIRE) == value)
+  while (__atomic_load_n(p, __ATOMIC_ACQUIRE) == value) {
+    __atomic_add_fetch(&stat_sleeps[worker], 1, __ATOMIC_RELAXED);
+    // Counted before the wait (which rechecks *p): a notifier that changed *p and then saw
+    // no sleeper cannot have been missed (both sides sequentially consistent).
+    __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
     __builtin_wasm_memory_atomic_wait32((int32_t *)p, value, -1);
+    __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+  }
+}
+
+// memory.atomic.notify enters the runtime (a lock and the waiter list); skipped when no
+// thread sleeps, the usual case between the jobs of a step.
+static void wake(volatile int32_t *p, int count) {
+  if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST)) __builtin_wasm_memory_atomic_notify((int32_t *)p, count);
+}
+
+// out[0] jobs, out[1] sleeps of the calling thread, out[2] sleeps of the workers, since
+// the last call with reset = 1.
+EXPORT(engine_thread_stats) void engine_thread_stats(int32_t *out, int reset) {
+  out[0] = stat_jobs, out[1] = stat_sleeps[0], out[2] = stat_sleeps[1];
+  if (reset) stat_jobs = 0, stat_sleeps[0] = 0, stat_sleeps[1] = 0;
 }
 
 EXPORT(engine_thread_main) void engine_thread_main(int tid) {
   int32_t seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
   __atomic_add_fetch(&pool.ready, 1, __ATOMIC_ACQ_REL);
   for (;;) {
-    wait_while_equal(&pool.generation, seen);
+    wait_while_equal(&pool.generation, seen, 1);
     seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
     if (pool.stop) return;
     if (tid < pool.nthreads) pool.fn(pool.arg, tid, pool.nthreads);
-    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0)
-      __builtin_wasm_memory_atomic_notify((int32_t *)&pool.pending, 1);
+    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_SEQ_CST) == 0) wake(&pool.pending, 1);
   }
 }
 
@@ -63,18 +88,19 @@ EXPORT(engine_stop_threads) void engine_stop_threads(int workers) {
 
 void run_job(JobFn fn, void *arg) {
   int n = pool.nthreads;
+  stat_jobs++;
   if (n == 1) {
     fn(arg, 0, 1);
     return;
   }
   pool.fn = fn, pool.arg = arg;
   __atomic_store_n(&pool.pending, n - 1, __ATOMIC_RELEASE);
-  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_ACQ_REL);
-  __builtin_wasm_memory_atomic_notify((int32_t *)&pool.generation, -1);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
+  wake(&pool.generation, -1);
   fn(arg, 0, n);
   for (;;) {
     int32_t left = __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE);
     if (left == 0) break;
-    wait_while_equal(&pool.pending, left);
+    wait_while_equal(&pool.pending, left, 0);
   }
 }
