@@ -152,6 +152,8 @@ void attend(float *out, const float *q, float *const *pages, int kv_head, int kv
             int head_dim, int start, int end, float scale, float softcap, float *scores);
 
 // ---- threads.c -----------------------------------------------------------------------
-typedef void (*JobFn)(void *arg, int tid, int nthreads);
-void run_job(JobFn fn, void *arg);  // every thread calls fn(arg, tid, n); returns when all are done
+// A job is cut into `chunks` parts: fn(arg, chunk, chunks, tid) runs part `chunk` on
+// thread tid (for per-thread scratch); which thread runs which part varies from run to run.
+typedef void (*JobFn)(void *arg, int chunk, int chunks, int tid);
+void run_job(JobFn fn, void *arg);  // returns when every chunk is done
 int thread_count(void);

@@ -89,10 +89,10 @@ static void job_rows(const MatJob *job, int i, int n0, int n1, int tid) {
 
 // Gate and up: each thread takes the same rows of both (4-row multiples) and applies the
 // gated activation to its columns of every token, so no serial pass follows the job.
-static void gated_job(MatJob *job, int tid, int nthreads) {
+static void gated_job(MatJob *job, int chunk, int chunks, int tid) {
   int n = job->w[0]->n;
-  int share = ((n + nthreads - 1) / nthreads + 3) & ~3;
-  int n0 = tid * share, n1 = n0 + share < n ? n0 + share : n;
+  int share = ((n + chunks - 1) / chunks + 3) & ~3;
+  int n0 = chunk * share, n1 = n0 + share < n ? n0 + share : n;
   if (n0 >= n1) return;
   job_rows(job, 0, n0, n1, tid);
   job_rows(job, 1, n0, n1, tid);
@@ -104,17 +104,18 @@ static void gated_job(MatJob *job, int tid, int nthreads) {
   }
 }
 
-static void matmul_job(void *arg, int tid, int nthreads) {
+// The rows of the job's linears side by side, cut into equal chunks (4-row multiples).
+static void matmul_job(void *arg, int chunk, int chunks, int tid) {
   MatJob *job = arg;
   if (job->gated) {
-    gated_job(job, tid, nthreads);
+    gated_job(job, chunk, chunks, tid);
     return;
   }
   int total = 0;
   for (int i = 0; i < job->count; i++) total += job->w[i]->n;
-  int share = (total + nthreads - 1) / nthreads;
+  int share = (total + chunks - 1) / chunks;
   share = (share + 3) & ~3;
-  int lo = tid * share, hi = lo + share < total ? lo + share : total;
+  int lo = chunk * share, hi = lo + share < total ? lo + share : total;
   int base = 0;
   for (int i = 0; i < job->count; i++) {
     const QLinear *w = job->w[i];
@@ -178,14 +179,14 @@ typedef struct {
   int m, past, layer;
 } AttnJob;
 
-static void attention_job(void *arg, int tid, int nthreads) {
+static void attention_job(void *arg, int chunk, int chunks, int tid) {
   AttnJob *job = arg;
   Config *c = &config;
   int qdim = c->heads * c->head_dim, group = c->heads / c->kv_heads;
   int window = c->sliding[job->layer] ? c->sliding_window : 0;
   float *scores = state.scores + (size_t)tid * (c->context + 4);
   int items = job->m * c->heads;
-  for (int i = tid; i < items; i += nthreads) {
+  for (int i = chunk; i < items; i += chunks) {
     int t = i / c->heads, h = i % c->heads;
     int end = job->past + t;  // this token's cache position
     // A window of W: each query sees itself and the W - 1 positions before it.

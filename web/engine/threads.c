@@ -1,24 +1,37 @@
 // A pool of threads sharing the engine's memory. JS starts each worker with its own
 // instance of this module on the same memory and calls engine_thread_main(tid) from it,
 // after setting the instance's __stack_pointer to a stack of its own (engine_thread_stack).
-// The main thread publishes a job by bumping `generation` and notifying; every thread
-// (the main one too) runs fn(arg, tid, n) on its share, and the main thread waits until
-// `pending` reaches zero. Waiting spins briefly first: a job lasts tens of microseconds.
+//
+// A job is cut into chunks (JOB_CHUNKS a thread) that threads claim one at a time from a
+// shared counter, the calling thread included, so nobody waits for a thread that is slow
+// to start: a worker first joins the job (a compare-and-swap on `join`, which holds the
+// job's generation, an open bit and the count of joined workers); the calling thread,
+// once no chunk is left, closes the job and waits only for the workers that joined to
+// finish their chunks. A worker that wakes after the close skips the job without touching
+// it. Waiting spins briefly first (a job lasts tens of microseconds), then sleeps in
+// memory.atomic.wait32; a notify is sent only when a thread sleeps.
 #include "model.h"
 
 #ifndef SPINS
 #define SPINS 20000
 #endif
 
+#ifndef JOB_CHUNKS
+#define JOB_CHUNKS 2  // chunks a thread in a job: the slack that absorbs a late or slow thread
+#endif
+#define JOIN_OPEN 0x8000
+
 static struct {
   volatile int32_t generation;
-  volatile int32_t pending;
+  volatile int32_t join;      // (generation & 0xffff) << 16 | JOIN_OPEN while open | workers joined
+  volatile int32_t next;      // the next chunk to claim
+  volatile int32_t finished;  // workers that joined and are done
   volatile int32_t stop;
-  volatile int32_t ready;  // workers that entered engine_thread_main
-  int32_t nthreads;
+  volatile int32_t ready;     // workers that entered engine_thread_main
+  int32_t nthreads, chunks;
   JobFn fn;
   void *arg;
-} pool = {0, 0, 0, 0, 1, 0, 0};
+} pool = {0, 0, 0, 0, 0, 0, 1, 1, 0, 0};
 
 int thread_count(void) { return pool.nthreads; }
 
@@ -63,15 +76,33 @@ EXPORT(engine_thread_stats) void engine_thread_stats(int32_t *out, int reset) {
   if (reset) stat_jobs = 0, stat_sleeps[0] = 0, stat_sleeps[1] = 0;
 }
 
+// Claims and runs chunks of the current job until none is left.
+static void run_chunks(int tid) {
+  for (;;) {
+    int32_t c = __atomic_fetch_add(&pool.next, 1, __ATOMIC_SEQ_CST);
+    if (c >= pool.chunks) return;
+    pool.fn(pool.arg, c, pool.chunks, tid);
+  }
+}
+
 EXPORT(engine_thread_main) void engine_thread_main(int tid) {
   int32_t seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
   __atomic_add_fetch(&pool.ready, 1, __ATOMIC_ACQ_REL);
   for (;;) {
     wait_while_equal(&pool.generation, seen, 1);
-    seen = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+    seen = __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST);
     if (pool.stop) return;
-    if (tid < pool.nthreads) pool.fn(pool.arg, tid, pool.nthreads);
-    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_SEQ_CST) == 0) wake(&pool.pending, 1);
+    if (tid >= pool.nthreads) continue;
+    int32_t j = __atomic_load_n(&pool.join, __ATOMIC_SEQ_CST);
+    // Join only the job of generation `seen`, and only while it is open.
+    while ((j >> 16) == (seen & 0xffff) && (j & JOIN_OPEN)) {
+      if (__atomic_compare_exchange_n(&pool.join, &j, j + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        run_chunks(tid);
+        __atomic_add_fetch(&pool.finished, 1, __ATOMIC_SEQ_CST);
+        wake(&pool.finished, 1);
+        break;
+      }
+    }
   }
 }
 
@@ -80,9 +111,9 @@ EXPORT(engine_threads_ready) int engine_threads_ready(void) { return __atomic_lo
 
 // Ends every worker's engine_thread_main (before the JS side terminates them).
 EXPORT(engine_stop_threads) void engine_stop_threads(int workers) {
+  (void)workers;
   pool.stop = 1;
-  __atomic_store_n(&pool.pending, workers, __ATOMIC_RELEASE);
-  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_ACQ_REL);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
   __builtin_wasm_memory_atomic_notify((int32_t *)&pool.generation, -1);
 }
 
@@ -90,17 +121,22 @@ void run_job(JobFn fn, void *arg) {
   int n = pool.nthreads;
   stat_jobs++;
   if (n == 1) {
-    fn(arg, 0, 1);
+    fn(arg, 0, 1, 0);
     return;
   }
-  pool.fn = fn, pool.arg = arg;
-  __atomic_store_n(&pool.pending, n - 1, __ATOMIC_RELEASE);
-  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
+  pool.fn = fn, pool.arg = arg, pool.chunks = n * JOB_CHUNKS;
+  __atomic_store_n(&pool.next, 0, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&pool.finished, 0, __ATOMIC_SEQ_CST);
+  int32_t gen = __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) + 1;
+  __atomic_store_n(&pool.join, (int32_t)((uint32_t)(gen & 0xffff) << 16) | JOIN_OPEN, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&pool.generation, gen, __ATOMIC_SEQ_CST);
   wake(&pool.generation, -1);
-  fn(arg, 0, n);
+  run_chunks(0);
+  // Close the job: workers that have not joined yet will not; wait for those that did.
+  int32_t joined = __atomic_fetch_and(&pool.join, ~JOIN_OPEN, __ATOMIC_SEQ_CST) & (JOIN_OPEN - 1);
   for (;;) {
-    int32_t left = __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE);
-    if (left == 0) break;
-    wait_while_equal(&pool.pending, left, 0);
+    int32_t done = __atomic_load_n(&pool.finished, __ATOMIC_SEQ_CST);
+    if (done == joined) break;
+    wait_while_equal(&pool.finished, done, 0);
   }
 }
