@@ -132,7 +132,7 @@ def open_reader(path: Path) -> GGUFFile:
             )
         raw = mapping[start:start + n_bytes]
         if qtype in FLOAT_DTYPES:
-            dtype = np.dtype(FLOAT_DTYPES[qtype]).newbyteorder(layout.byte_order)
+            dtype = np.dtype(FLOAT_DTYPES[qtype]).newbyteorder("<" if layout.byte_order == "<" else ">")
             data = raw.view(dtype).reshape(shape)
         else:
             data = raw.reshape(quant_shape_to_byte_shape(shape, qtype))
