@@ -51,6 +51,10 @@ COMPARE_ROWS = 64
 # Largest logits tensor of one window: a 150k vocabulary gets shorter windows, since
 # onnxruntime holds a few copies of the logits while it runs a window.
 WINDOW_LOGITS_BYTES = 128 << 20
+# Largest logits tensor of one call of the candidate graph: windows of the same length run
+# together as one batch up to this size (a call of a big quantized graph pays for widening
+# its 8-bit blocks whatever its batch).
+CALL_LOGITS_BYTES = 256 << 20
 
 
 class GraphRunner:
@@ -67,6 +71,8 @@ class GraphRunner:
         options.enable_cpu_mem_arena = False  # give each window's logits back at once
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        logits = next(o for o in self.session.get_outputs() if o.name == "logits")
+        self.vocab_size = int(logits.shape[-1])
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
 
     def fresh(self, batch: int = 1) -> dict[str, np.ndarray]:
@@ -138,6 +144,18 @@ def nll(logits: np.ndarray, targets: list[int]) -> float:
         logz = top[:, 0] + np.log(np.exp(x - top).sum(axis=-1))
         total += float(np.sum(logz - x[np.arange(len(rows)), rows]))
     return total
+
+
+def batches_of(windows: list[tuple[list[int], list[int]]],
+               most: int) -> list[list[tuple[list[int], list[int]]]]:
+    """Consecutive windows of the same length in groups of at most ``most`` (at least 1)."""
+    groups: list[list[tuple[list[int], list[int]]]] = []
+    for window in windows:
+        if groups and len(groups[-1]) < max(1, most) and len(groups[-1][0][0]) == len(window[0]):
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    return groups
 
 
 def windows_of(ids: list[int], size: int) -> list[tuple[list[int], list[int]]]:
@@ -224,18 +242,22 @@ def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
     total = 0.0
     agree = rows = 0
     worst = 0.0
+    windows = windows_of(text_ids, ref.window)
     with ref.logits_file.open("rb") as handle:
-        for ids, targets in windows_of(text_ids, ref.window):
-            got = runner.step(ids, runner.fresh(), 0)[0]
-            finite_logits(mode, got)
-            total += nll(got[: len(targets)], targets)
-            for start in range(0, got.shape[0], COMPARE_ROWS):
-                part = got[start:start + COMPARE_ROWS]
-                want = np.fromfile(handle, np.float32, count=part.size).reshape(part.shape)
-                agree += int(np.sum(part.argmax(-1) == want.argmax(-1)))
-                worst = max(worst, float(np.max(np.abs(part - want))))
-            rows += got.shape[0]
-            del got
+        for group in batches_of(windows, CALL_LOGITS_BYTES // (4 * ref.window * runner.vocab_size)):
+            ids = np.array([w for w, _ in group], np.int64)
+            positions = np.tile(np.arange(ids.shape[1], dtype=np.int64), (len(group), 1))
+            batch = runner.run_batch(ids, np.ones_like(ids), positions, runner.fresh(len(group)))[0]
+            for got, (_, targets) in zip(batch, group):
+                finite_logits(mode, got)
+                total += nll(got[: len(targets)], targets)
+                for start in range(0, got.shape[0], COMPARE_ROWS):
+                    part = got[start:start + COMPARE_ROWS]
+                    want = np.fromfile(handle, np.float32, count=part.size).reshape(part.shape)
+                    agree += int(np.sum(part.argmax(-1) == want.argmax(-1)))
+                    worst = max(worst, float(np.max(np.abs(part - want))))
+                rows += got.shape[0]
+            del batch, got
         if handle.tell() != ref.logits_file.stat().st_size:
             raise RuntimeError("the reference logits do not match the candidate's windows")
     continuations, steps_per_second = runner.greedy_batch(prompts, GREEDY_TOKENS)
