@@ -51,9 +51,9 @@ COMPARE_ROWS = 64
 # Largest logits tensor of one window: a 150k vocabulary gets shorter windows, since
 # onnxruntime holds a few copies of the logits while it runs a window.
 WINDOW_LOGITS_BYTES = 128 << 20
-# Largest logits tensor of one call of the candidate graph: windows of the same length run
-# together as one batch up to this size (a call of a big quantized graph pays for widening
-# its 8-bit blocks whatever its batch).
+# Largest logits tensor of one call of the candidate graph: windows shortened for a big
+# vocabulary run together as one batch, up to WINDOW tokens and this size a call (a call of
+# a big quantized graph pays for widening its 8-bit blocks whatever its batch).
 CALL_LOGITS_BYTES = 256 << 20
 
 
@@ -144,6 +144,13 @@ def nll(logits: np.ndarray, targets: list[int]) -> float:
         logz = top[:, 0] + np.log(np.exp(x - top).sum(axis=-1))
         total += float(np.sum(logz - x[np.arange(len(rows)), rows]))
     return total
+
+
+def windows_per_call(window: int, vocab_size: int) -> int:
+    """Windows run as one batch: as many as make at most :data:`WINDOW` tokens and
+    :data:`CALL_LOGITS_BYTES` of logits (at least 1). Full-length windows run alone, so a
+    small vocabulary's call holds what it always did."""
+    return max(1, min(WINDOW // window, CALL_LOGITS_BYTES // (4 * window * vocab_size)))
 
 
 def batches_of(windows: list[tuple[list[int], list[int]]],
@@ -244,7 +251,7 @@ def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
     worst = 0.0
     windows = windows_of(text_ids, ref.window)
     with ref.logits_file.open("rb") as handle:
-        for group in batches_of(windows, CALL_LOGITS_BYTES // (4 * ref.window * runner.vocab_size)):
+        for group in batches_of(windows, windows_per_call(ref.window, runner.vocab_size)):
             ids = np.array([w for w, _ in group], np.int64)
             positions = np.tile(np.arange(ids.shape[1], dtype=np.int64), (len(group), 1))
             batch = runner.run_batch(ids, np.ones_like(ids), positions, runner.fresh(len(group)))[0]
