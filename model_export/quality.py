@@ -78,14 +78,6 @@ class GraphRunner:
     def fresh(self, batch: int = 1) -> dict[str, np.ndarray]:
         return {i.name: np.zeros((batch, int(i.shape[1]), 0, int(i.shape[3])), np.float32) for i in self.past_inputs}
 
-    def step(self, ids: list[int], past: dict[str, np.ndarray], start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        total = start + len(ids)
-        feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, total), np.int64),
-                 "position_ids": np.arange(start, total, dtype=np.int64)[None], **past}
-        out = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
-        new_past = {name: out[name.replace("past_key_values.", "present.")] for name in past}
-        return out["logits"][0], new_past
-
     def run_batch(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
                   past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One call: int64 ``ids`` and ``positions`` [B, S], ``mask`` [B, past + S] -> logits
@@ -121,16 +113,6 @@ class GraphRunner:
             logits, past = self.run_batch(last, mask, (lengths + step - 1)[:, None], past)
             for r in range(rows):
                 tokens[r].append(int(np.argmax(logits[r, -1])))
-        return tokens, (n - 1) / (time.perf_counter() - started)
-
-    def greedy(self, ids: list[int], n: int) -> tuple[list[int], float]:
-        logits, past = self.step(ids, self.fresh(), 0)
-        tokens = [int(np.argmax(logits[-1]))]
-        del logits
-        started = time.perf_counter()
-        for _ in range(n - 1):
-            logits, past = self.step([tokens[-1]], past, len(ids) + len(tokens) - 1)
-            tokens.append(int(np.argmax(logits[-1])))
         return tokens, (n - 1) / (time.perf_counter() - started)
 
 
