@@ -38,7 +38,7 @@ demo: setup
 	$(BIN)/pocketlm demo --workdir $(OUT)
 
 test: setup browser-deps
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 check: setup
 	$(BIN)/ruff check .

@@ -106,6 +106,7 @@ def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
         timing = ask(page, "Once upon a time", maxNewTokens=decode_tokens)["timing"]
         decode.append(timing)
     figures["decode tok/s"] = statistics.median(t["decodeTokensPerSecond"] for t in decode)
+    figures["decoded tokens"] = statistics.median(t["newTokens"] for t in decode)
     figures["Python share of a step"] = statistics.median(t["pythonShare"] for t in decode)
     sampled = []
     for seed in range(3):  # the page's own settings: sampling over the whole row in JS
@@ -114,11 +115,29 @@ def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
     figures["decode tok/s, page sampling"] = statistics.median(t["decodeTokensPerSecond"] for t in sampled)
     figures["Python share, page sampling"] = statistics.median(t["pythonShare"] for t in sampled)
     # The page's own memory (JS heaps and WebAssembly memories of the page and its worker).
-    figures["tab memory MB"] = page.evaluate(
-        "performance.measureUserAgentSpecificMemory().then(r => r.bytes)") / 1e6
+    memory = page.evaluate("performance.measureUserAgentSpecificMemory()")
+    figures["tab memory MB"] = memory["bytes"] / 1e6
+    for where, size in memory_breakdown(memory).items():
+        figures[f"tab memory: {where} MB"] = size / 1e6
     figures["Chromium RSS MB"] = chromium_rss_mb() - idle
     context.close()
     return figures
+
+
+def memory_breakdown(memory: dict[str, Any]) -> dict[str, int]:
+    """measureUserAgentSpecificMemory()'s breakdown summed by where the bytes live: the page
+    (Window) or a worker (by its script's file name: worker.js runs Pyodide and the engine's
+    first thread, cpu_engine_worker.js the other threads), and by type (JavaScript, DOM,
+    Shared: the engine's WebAssembly memory is a SharedArrayBuffer)."""
+    sums: dict[str, int] = {}
+    for entry in memory.get("breakdown", []):
+        if not entry.get("bytes"):
+            continue
+        places = [f"{a.get('scope', '?')} {a.get('url', '').rsplit('/', 1)[-1].split('?')[0]}".strip()
+                  for a in entry.get("attribution", [])] or ["unattributed"]
+        label = f"{' + '.join(sorted(set(places)))} ({'/'.join(entry.get('types', [])) or 'other'})"
+        sums[label] = sums.get(label, 0) + int(entry["bytes"])
+    return dict(sorted(sums.items(), key=lambda item: -item[1]))
 
 
 #: Greedy decoding without a penalty: the sampler is one argmax over the row.
@@ -274,6 +293,10 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=195)
     parser.add_argument("--no-wllama", action="store_true", help="leave wllama out")
+    parser.add_argument("--gguf", type=Path, help="the GGUF wllama runs (default: the default model's; "
+                        "needed with --model, e.g. ~/.cache/pocketlm/Qwen2.5-Coder-0.5B-Instruct.Q5_0.gguf)")
+    parser.add_argument("--no-native", action="store_true", help="leave native onnxruntime out (its "
+                        "MatMulNBits dequantizes 8-bit weights on every call: 0.1 tok/s on Qwen2.5-Coder-0.5B)")
     parser.add_argument("--sampling-cost", type=int, metavar="REPEATS", default=0,
                         help="only the cost of the page's default sampling: the CPU engine "
                         "decoding with it and greedily, REPEATS alternating answers each, at "
@@ -288,10 +311,14 @@ def main() -> None:
             raise SystemExit(f"{model} has no pocketlm.json: give an exported model folder")
         export(None, model, ExportOptions(quant="auto", layout=args.layout, force=True, progress=False))
     config = json.loads((model / "pocketlm.json").read_text())
+    source = args.gguf or default_model_path()  # wllama runs the model's source GGUF
+    if not (args.no_wllama or args.sampling_cost) and (config.get("source") or {}).get("file") != source.name:
+        raise SystemExit(f"wllama runs the model's source GGUF, and {model} was not exported from {source.name}: "
+                         "give the source as --gguf, or leave wllama out (--no-wllama)")
     built = build_site(model, site, force=True)
     long = args.prompt_tokens
     prompts = {n: prompt_of(model, n) for n in (16, long)}
-    wllama_path = None if args.no_wllama or args.sampling_cost else place_wllama(site, default_model_path())
+    wllama_path = None if args.no_wllama or args.sampling_cost else place_wllama(site, source)
     server = SiteServer(site)
     server.app.app = PeerPolicy(server.app.app)
     rows: dict[str, dict[str, float]] = {}
@@ -325,17 +352,19 @@ def main() -> None:
                 browsers.close_all()
     finally:
         server.stop()
-    for threads in thread_counts:
+    for threads in [] if args.no_native else thread_counts:
         native = measure(model, threads, new_tokens=args.decode_tokens, prompt_tokens=long)
         rows[f"native {threads}T"] = {"decode tok/s": native["decode"], "prefill tok/s": native["prefill"]}
-    print(f"\nDefault model ({config['quantization']}, {config.get('export_options', {}).get('layout', 'dq')} "
+    print(f"\n{config.get('name', 'The model')} ({config['quantization']}, {config.get('export_options', {}).get('layout', 'dq')} "
           f"layout): the site is {built.total_bytes / 1e6:.1f} MB in {built.files} files, "
           f"{built.gzip_bytes / 1e6:.1f} MB with gzip; {long}-token prompt, {args.decode_tokens} greedy tokens\n")
     keys = ["first visit MB", "cold load s", "warm load s", "TTFT 16-token prompt s", f"TTFT {long}-token prompt s",
             f"TTFT {long}-token prompt, typed s", "prefill tok/s",
-            "decode tok/s", "Python share of a step", "decode tok/s, page sampling",
+            "decode tok/s", "decoded tokens", "Python share of a step", "decode tok/s, page sampling",
             "Python share, page sampling", "tab memory MB", "Chromium RSS MB", "wllama prompt tokens"]
     cols = list(rows)
+    keys += sorted({k for c in cols for k in rows[c] if k.startswith("tab memory: ")},
+                   key=lambda k: -max(rows[c].get(k, 0) for c in cols))
     print("| measure | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for key in keys:
@@ -343,7 +372,7 @@ def main() -> None:
             continue
         cells = [f"{rows[c][key]:.2f}" if key in rows[c] else "" for c in cols]
         print(f"| {key} | " + " | ".join(cells) + " |")
-    for threads in thread_counts:
+    for threads in [] if args.no_native else thread_counts:
         n = rows[f"native {threads}T"]
         for backend in backends:
             b = rows[f"page {backend} {threads}T"]

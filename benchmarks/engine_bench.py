@@ -12,6 +12,12 @@ and by the process's CPU time (the machine is shared: CPU time is the steadier f
 The engine's loop runs in JavaScript (tests/engine/engine_driver.mjs ``generate``, the
 engine API as the page calls it); the native figures come from the Python generation loop
 (benchmarks/native_speed.py). Usage: ``python -m benchmarks.engine_bench [--quant q4]``.
+
+``--quick`` (for big models, e.g. the Qwen2.5-Coder-0.5B export): only the relaxed build
+with int16 activations at each ``--threads`` count (no native rows: onnxruntime's
+MatMulNBits at accuracy_level 0 dequantizes 8-bit weights on every call, 0.1 tok/s on that
+model here), then the decode kernel on the model's own MLP shapes (their bits and block
+size), so the figures say how much of a decode step the kernels take.
 """
 
 from __future__ import annotations
@@ -92,6 +98,32 @@ def kernel_figures(node: NodeEngine) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def model_kernel_figures(node: NodeEngine, model: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The decode kernel (one token, int16 activations) on layer 0's MLP gate and down
+    projections and on the LM head, with the model's own bits and block size (random codes
+    and scales). A layer's matrices fit in the CPU's caches when run again and again; the
+    LM head of a 150k vocabulary does not, so its rate is bound by memory bandwidth, as
+    every matrix is in a real decode step (each is read once a token)."""
+    import json
+
+    config = json.loads((model / "pocketlm.json").read_text())
+    tensors, mc = config["tensors"], config["model_config"]
+    rows = []
+    head = "lm_head" if "lm_head/qweight" in tensors else "embed"
+    for name, k in (("L0/gate", mc["hidden_size"]), ("L0/down", mc["intermediate_size"]), (head, mc["hidden_size"])):
+        n, blocks, blob = tensors[f"{name}/qweight"]["shape"]
+        bs = k // blocks
+        bits = blob * 8 // bs
+        float32 = tensors[f"{name}/scales"]["dtype"] == "float32"
+        runs = [node.call("kernel", wasm=str(BUILDS["relaxed"]), bits=bits, bs=bs, n=n, k=k, m=1,
+                          zero_points=f"{name}/zero_points" in tensors, mins=f"{name}/block_mins" in tensors,
+                          bias=False, seed=1, reps=20 if n < 65536 else 3, act_bits=16, float32=float32)
+                for _ in range(3 if n < 65536 else 1)]
+        rows.append((f"{name} {n}x{k}, {bits}-bit blocks of {bs}, int16 activations, 1 token",
+                     {"GMAC/s wall": max(r["gmacs"] for r in runs), "GMAC/s CPU": max(r["cpu_gmacs"] for r in runs)}))
+    return rows
+
+
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     keys = list(dict.fromkeys(k for _, row in rows for k in row))
     lines = ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
@@ -107,7 +139,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("out/engine-bench"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", type=Path, help="an existing --layout nbits export (default: export one)")
+    parser.add_argument("--quick", action="store_true", help="relaxed build, int16 activations, and the "
+                        "kernel on the model's own MLP shapes only (big models)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     args = parser.parse_args()
+    thread_counts = [int(t) for t in args.threads.split(",") if t]
     build_engine()
     model = args.model or export_model(args.workdir, args.quant)
     tokenizer = load_native(model, threads=1).tokenizer
@@ -116,7 +152,11 @@ def main() -> None:
     rows: list[tuple[str, dict[str, Any]]] = []
     node = NodeEngine()
     try:
-        for threads in (1, 2):
+        for threads in thread_counts:
+            if args.quick:
+                rows.append((f"engine relaxed {threads}T",
+                             engine_figures(node, model, "relaxed", threads, short, long, args.repeats)))
+                continue
             for build in BUILDS:
                 rows.append((f"engine {build} {threads}T",
                              engine_figures(node, model, build, threads, short, long, args.repeats)))
@@ -125,13 +165,13 @@ def main() -> None:
             for level in (0, 4):
                 rows.append((f"native onnxruntime acc{level} {threads}T",
                              native_figures(model, threads, level, args.repeats)))
-        kernels = kernel_figures(node)
+        kernels = model_kernel_figures(node, model) if args.quick else kernel_figures(node)
     finally:
         node.close()
     print(f"{model}: {len(long)}-token prompt, {NEW_TOKENS} greedy tokens, medians of {args.repeats}; "
           "engine rows: int16 activations unless said\n")
     print(table(rows))
-    print("\n4-bit kernel (zero points, blocks of 32), 1536x576:\n")
+    print("\nThe model's decode kernels:\n" if args.quick else "\n4-bit kernel (zero points, blocks of 32), 1536x576:\n")
     print(table(kernels))
 
 

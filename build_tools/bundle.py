@@ -123,10 +123,12 @@ class BuildResult:
 
 def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = False,
                node_modules: Path | None = None, engine_dir: Path | None = None,
-               page: Mapping[str, Any] | None = None) -> BuildResult:
+               page: Mapping[str, Any] | None = None, compress: bool = True) -> BuildResult:
     """Bundle exported model folders (one, or several for the page's picker, first listed
     first) with the page into the site `out`.
-    ``page``: the page's settings (site_page.page_settings; default: the defaults)."""
+    ``page``: the page's settings (site_page.page_settings; default: the defaults).
+    ``compress``: write the gzip copies (compress.py); False leaves them out, for a site
+    served only over loopback (gzip at level 9 takes about a minute a 700 MB model)."""
     page = page if page is not None else page_settings({}, {})
     folders = [model_dirs] if isinstance(model_dirs, Path) else list(model_dirs)
     if not folders:
@@ -146,30 +148,32 @@ def build_site(model_dirs: Path | Sequence[Path], out: Path, *, force: bool = Fa
         for path, data in app_files(page).items():  # installable: web app manifest, icons
             stage.write(path, data)
         ort, pyodide = copy_runtime(stage, modules)
-        site = {
+        engine = copy_engine(stage, engine_builds)
+        python_archive = stage.write("runtime/python/site-packages.zip", python_zip(), hashed=True)
+        models: list[dict[str, Any]] = [copy_model(stage, folder, info, model_id)
+                                        for folder, info, model_id in zip(folders, infos, ids, strict=True)]
+        site: dict[str, Any] = {
             "format": "pocketlm-site-config",
-            "engine": copy_engine(stage, engine_builds),
+            "engine": engine,
             "ort": ort,
             "pyodide": pyodide,
-            "python": {"archive": stage.write("runtime/python/site-packages.zip", python_zip(),
-                                              hashed=True)},
-            "models": [copy_model(stage, folder, info, model_id)
-                       for folder, info, model_id in zip(folders, infos, ids, strict=True)],
+            "python": {"archive": python_archive},
+            "models": models,
         }
         stage.write(SITE_CONFIG, json_bytes(site))
         entries = stage.entries()
-        owner = {path: str(model["id"]) for model in site["models"] for path in model["files"].values()}
+        owner = {path: str(model["id"]) for model in models for path in model["files"].values()}
         for entry in entries:
             if entry["path"] in owner:
                 entry["model"] = owner[str(entry["path"])]
-        packed = compress_site(root, [str(entry["path"]) for entry in entries])
+        packed = compress_site(root, [str(entry["path"]) for entry in entries]) if compress else {}
         manifest = {"format": SITE_FORMAT, "build_id": build_id_of(entries), "files": entries}
         (root / SW_FILE).write_bytes(render_service_worker(WEB_DIR / SW_TEMPLATE, manifest, site))
         write_host_configs(root)  # after sw.js, so _headers has a rule for it too
         (root / MANIFEST_FILE).write_bytes(json_bytes(manifest))
     total = sum(int(entry["size"]) for entry in entries)
     # A first visit: the page and runtime, and one model (the first; each is fetched when chosen).
-    first = site["models"][0]["id"]
+    first = models[0]["id"]
     wire = sum(packed.get(str(entry["path"]), int(entry["size"])) for entry in entries
                if not entry.get("lazy") and entry.get("model", first) == first)
     return BuildResult(out=out, build_id=str(manifest["build_id"]), files=len(entries),

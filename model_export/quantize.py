@@ -164,6 +164,7 @@ class NBitsCodec(FloatCodec):
         self.options = options
         self.embed_weight: NBitsWeight | None = None
         self.embed_names: tuple[str, str] = ("", "")  # embedding blocks, float32 scales
+        self.embed_mins: str | None = None  # float32 block minima [K/bs, vocab], if any
         self.requantized: dict[str, int] = {}
 
     # -- choosing the stored form ---------------------------------------------------------
@@ -247,57 +248,75 @@ class NBitsCodec(FloatCodec):
     def joined_linear(self, b: GraphBuilder, x: str, names: list[str], path: str) -> str | None:
         return None  # MatMulNBits keeps one node per weight
 
-    def add_block_minima(self, b: GraphBuilder, x: str, y: str, path: str, mins: np.ndarray,
+    def add_block_minima(self, b: GraphBuilder, x: str, y: str, path: str, mins: np.ndarray | str,
                          block_size: int) -> str:
-        """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N]."""
-        blocks = b.op("Reshape", [x, b.const([0, 0, -1, block_size], np.int64)])
+        """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N].
+
+        ``x`` is ``[B, S, K]`` or ``[rows, K]``; ``mins`` a float table (numpy, stored here as
+        ``path/block_mins``) or the name of one already in the graph (the tied head's)."""
+        rank = 2 if isinstance(mins, str) else 3  # the tied head's input is [rows, hidden]
+        shape = [0] * (rank - 1) + [-1, block_size]
+        blocks = b.op("Reshape", [x, b.const(shape, np.int64)])
         sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
-        table = self.scale_table(b, path + "/block_mins", mins)
+        table = mins if isinstance(mins, str) else self.scale_table(b, path + "/block_mins", mins)
         return b.op("Add", [y, b.op("MatMul", [sums, table], name=path + "/offsets")])
 
     def embed(self, b: GraphBuilder, ids: str) -> str:
-        q, offsets = self.quantized("embed")
-        if offsets is not None or (q.zero_points is not None and q.zero_points.dtype != np.uint8):
-            # A Q4_1 / Q4_K embedding has no integer zero points: store it as 8-bit blocks.
-            self.note_requantized("embed")
-            q = quantize_q8(self.src.float32("embed"))
+        """The token embedding as the stored blocks, GGUF's own where the source has them:
+        ``(code - zero_point) * scale (+ minimum)`` for the rows ``ids``. Block minima (GGUF
+        Q4_1, Q2_K, Q4_K, Q5_K) are stored as ``embed/block_mins`` ``[K/bs, vocab]``, the
+        layout a tied head's offsets read as a MatMul operand."""
+        q, minima = self.quantized("embed")
+        if q.zero_points is not None and q.zero_points.dtype != np.uint8:
+            self.note_requantized("embed")  # float zero points have no stored form
+            q, minima = quantize_q8(self.src.float32("embed")), None
         data = b.initializer("embed/qweight", q.b)
         scales = self.scale_table(b, "embed/scales", q.scales[:, :, None])
-        zero_points = None
-        if q.zero_points is not None:
+        zero_points: str | None = None
+        if q.zero_points is not None and np.any(q.zero_points):
             zero_points = b.initializer("embed/zero_points", block_zero_points(q)[:, :, None])
-        self.embed_weight, self.embed_names = q, (data, scales)
-        return self.gather_rows(b, ids, q, data, scales, zero_points)
+        mins = None
+        if minima is not None:
+            if q.bits == 4 and q.zero_points is None:  # readers take 4-bit blocks with minima as zero point 0
+                raise RuntimeError("4-bit embedding blocks with minima need zero points 0")
+            mins = self.scale_table(b, "embed/block_mins", np.ascontiguousarray(minima.T))
+        self.embed_weight, self.embed_names, self.embed_mins = q, (data, scales), mins
+        return self.gather_rows(b, ids, q, data, scales, zero_points, mins)
 
     def gather_rows(self, b: GraphBuilder, ids: str, q: NBitsWeight, data: str, scales: str,
-                    zero_points: str | None) -> str:
+                    zero_points: str | None, mins: str | None = None) -> str:
         """Rows ``ids`` of the MatMulNBits blocks, dequantized with standard ONNX operators:
-        ``(code - zero_point) * scale`` -> float32 ``[B, S, hidden]``.
+        ``(code - zero_point) * scale + minimum`` -> float32 ``[B, S, hidden]``.
 
         ``data`` is ``q.b`` (uint8 ``[vocab, k_blocks, blob]``, shared with a tied head),
         ``scales`` float32 ``[vocab, k_blocks, 1]``, ``zero_points`` uint8 ``[vocab, k_blocks, 1]``
-        one code a byte, or None for ``2**(bits-1)``.  Only Gather, Cast, Floor, Mul, Sub,
-        Unsqueeze, Concat and Reshape: onnxruntime-web's WASM build has no
-        GatherBlockQuantized kernel, and its WebGPU kernel accepts 4-bit zero points only
+        one code a byte, or None (``2**(bits-1)``, or 0 when ``q``'s stored zero points are
+        all 0); ``mins`` float32 ``[k_blocks, vocab]`` or None. Only Gather, Cast, Floor, Mul,
+        Sub, Add, Transpose, Unsqueeze, Concat and Reshape: onnxruntime-web's WASM build has
+        no GatherBlockQuantized kernel, and its WebGPU kernel accepts 4-bit zero points only
         in a layout the CPU kernel reads differently; these run alike in native onnxruntime
         and in both browser backends, on the gathered rows only.
         """
         blocks = b.op("Gather", [data, ids], axis=0, name="embed/blocks")  # [B, S, kb, blob]
         codes = b.op("Cast", [blocks], to=FLOAT, name="embed/codes")
+        last = b.const([-1], np.int64)
         if q.bits == 4:  # byte = low | high << 4, the first code in the low nibble
             high = b.op("Floor", [b.op("Mul", [codes, b.const(np.float32(1 / 16))])], name="embed/high")
             low = b.op("Sub", [codes, b.op("Mul", [high, b.const(np.float32(16))])], name="embed/low")
-            last = b.const([-1], np.int64)
             pairs = b.op("Concat", [b.op("Unsqueeze", [low, last]), b.op("Unsqueeze", [high, last])],
                          axis=-1, name="embed/pairs")  # [B, S, kb, blob, 2]
             codes = b.op("Reshape", [pairs, b.const([0, 0, 0, -1], np.int64)])  # [B, S, kb, bs]
-        if zero_points is None:
-            zero = b.const(np.float32(2 ** (q.bits - 1)))
-        else:
+        if zero_points is not None:
             zp_rows = b.op("Gather", [zero_points, ids], axis=0, name="embed/zero_point_rows")
-            zero = b.op("Cast", [zp_rows], to=FLOAT)
+            codes = b.op("Sub", [codes, b.op("Cast", [zp_rows], to=FLOAT)])
+        elif q.zero_points is None:
+            codes = b.op("Sub", [codes, b.const(np.float32(2 ** (q.bits - 1)))])
         scale_rows = b.op("Gather", [scales, ids], axis=0, name="embed/scale_rows")
-        rows = b.op("Mul", [b.op("Sub", [codes, zero]), scale_rows], name="embed/dequantize")
+        rows = b.op("Mul", [codes, scale_rows], name="embed/dequantize")
+        if mins is not None:
+            columns = b.op("Gather", [mins, ids], axis=1, name="embed/min_columns")  # [kb, B, S]
+            min_rows = b.op("Transpose", [columns], perm=[1, 2, 0], name="embed/min_rows")
+            rows = b.op("Add", [rows, b.op("Unsqueeze", [min_rows, last])], name="embed/add_minima")
         return b.op("Reshape", [rows, b.const([0, 0, self.src.config.hidden_size], np.int64)], name="embed")
 
     def tied_head(self, b: GraphBuilder, flat: str) -> str:
@@ -310,8 +329,11 @@ class NBitsCodec(FloatCodec):
         inputs = [flat, data, flat_scales]
         if q.zero_points is not None:
             inputs.append(b.initializer("lm_head/zero_points", q.zero_points.reshape(q.n, -1)))
-        return b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name="lm_head",
-                    accuracy_level=self.options.accuracy_level, **q.attributes())
+        y = b.op("MatMulNBits", inputs, domain=MS_DOMAIN, name="lm_head",
+                 accuracy_level=self.options.accuracy_level, **q.attributes())
+        if self.embed_mins is None:
+            return y
+        return self.add_block_minima(b, flat, y, "lm_head", self.embed_mins, q.block_size)
 
 
 class DequantizeCodec(NBitsCodec):

@@ -29,6 +29,10 @@ CASES = [
     ("llama-wide", "Q4_K", "Q6_K", "exact", False),
     ("llama-wide", "Q5_K", "Q8_0", "exact", False),
     ("llama-wide", "Q2_K", "Q3_K", "exact", False),  # 4-bit blocks of 16: the scalar reference
+    # embeddings with block minima: tied (the head adds them too), untied, 8-bit with minima
+    ("llama", "Q4_1", "Q4_1", "exact", False),
+    ("mistral", "Q4_0", "Q4_1", "exact", False),
+    ("llama-wide", "Q4_K", "Q5_K", "exact", False),
     ("qwen2", "F32", None, "q4", True),  # symmetric q4
     ("llama", "F32", None, "mixed", False),  # 4-bit blocks with float minima, 8-bit embedding
     ("gemma3", "F32", None, "q8", False),

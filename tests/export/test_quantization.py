@@ -120,10 +120,29 @@ def test_exact_mode_carries_the_gguf_blocks_over(arch: str, matrix_type: str, em
     assert worst <= 1e-3 and a == b
 
 
-def test_exact_mode_requantizes_a_q4_k_embedding_and_says_so(tmp_path: Path) -> None:
-    # Q4_K's minima have no place in the gathered embedding rows: the table is stored as q8.
+@pytest.mark.parametrize("arch, matrix_type, embedding_type", [
+    ("llama", "Q4_1", "Q4_1"),  # tied: the head adds the same table's minima
+    ("mistral", "Q4_0", "Q4_1"),  # untied: embedding and head each with minima
+    ("llama-wide", "Q6_K", "Q4_K"), ("llama-wide", "Q4_K", "Q5_K"), ("llama-wide", "Q3_K", "Q2_K"),
+])
+def test_exact_mode_keeps_an_embedding_with_block_minima(arch: str, matrix_type: str, embedding_type: str,
+                                                        tmp_path: Path) -> None:
+    """An embedding whose blocks carry a minimum (``d*q + m``) is stored with its minima, not
+    re-rounded: the gathered rows and the (tied) head give the dequantized GGUF's logits."""
+    src = write_tiny_gguf(arch, tmp_path / "m.gguf", seed=1, matrix_type=matrix_type, embedding_type=embedding_type)
+    result = export(src, tmp_path / "exact", ExportOptions(quant="exact", logits="all", progress=False))
+    export(src, tmp_path / "fp32", ExportOptions(quant="fp32", logits="all", progress=False))
+    assert result.report["quality"]["candidates"][-1]["requantized"] == {}
+    tensors = json.loads((tmp_path / "exact" / "pocketlm.json").read_text())["tensors"]
+    assert "embed/block_mins" in tensors and "embed/zero_points" not in tensors
+    worst, a, b = logits_diff(tmp_path / "exact", tmp_path / "fp32", list(range(3, 40)), 8)
+    assert worst <= 1e-3 and a == b
+
+
+def test_dq_layout_requantizes_a_q4_k_embedding_and_says_so(tmp_path: Path) -> None:
+    # The DequantizeLinear layout has no place for the minima in its embedding table: q8.
     src = write_tiny_gguf("llama-wide", tmp_path / "m.gguf", seed=1, matrix_type="Q6_K", embedding_type="Q4_K")
-    result = export(src, tmp_path / "out", ExportOptions(quant="exact", progress=False))
+    result = export(src, tmp_path / "out", ExportOptions(quant="exact", layout="dq", progress=False))
     gate = result.report["quality"]["candidates"][-1]
     assert gate["requantized"] == {"Q4_K -> q8": 1}
 

@@ -2,7 +2,8 @@
 Q4_K / Q6_K tensors), fetched from PyPI into the local cache by the test set-up: exported in
 exact mode through the quality gate, then run natively with `pocketlm generate`'s code; its
 greedy tokens for a coding prompt equal those of transformers' forward pass on the same GGUF
-(dequantized to float32 by transformers' own GGUF loader)."""
+(dequantized to float32 by transformers' own GGUF loader). The export is the session fixture
+`qwen_exact` (tests/conftest.py), which the page test (tests/web/test_real_qwen_page.py) shares."""
 
 from __future__ import annotations
 
@@ -12,26 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.real_models import qwen_05b
-from pocketlm_export.export import ExportOptions, export
 from pocketlm_runtime.native import load_native
 from pocketlm_runtime.sampling import SamplingOptions
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 NEW_TOKENS = 12
-
-
-@pytest.fixture(scope="module")
-def qwen_gguf() -> Path:
-    return qwen_05b()
-
-
-@pytest.fixture(scope="module")
-def qwen_exact(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("qwen") / "exact"
-    export(qwen_gguf, out, ExportOptions(quant="exact", progress=False))
-    return out
 
 
 def test_real_qwen_exports_through_the_quality_gate(qwen_exact: Path) -> None:

@@ -49,15 +49,16 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", params=["asymmetric", "symmetric", "k-quants"])
 def tiny_nbits_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny llama as 4-bit blocks (with and without zero points) in the MatMulNBits layout;
-    "k-quants": a wider llama of GGUF Q4_K matrices and a Q6_K embedding / tied head, exported
-    exactly (float32 scales, block minima, 8-bit blocks of 16)."""
+    "k-quants": a wider llama of GGUF Q6_K matrices and a Q2_K embedding / tied head, exported
+    exactly (8-bit blocks of 16; float32 scales; 4-bit blocks of 16 with minima, which the
+    gathered rows and the tied head add)."""
     from pocketlm_export.export import ExportOptions, export
     from tests.fixtures.tiny_models import write_tiny_gguf
 
     folder = tmp_path_factory.mktemp(f"tiny-nbits-{request.param}")
     if request.param == "k-quants":
-        gguf = write_tiny_gguf("llama-wide", folder / "tiny.gguf", seed=0, matrix_type="Q4_K",
-                               embedding_type="Q6_K")
+        gguf = write_tiny_gguf("llama-wide", folder / "tiny.gguf", seed=0, matrix_type="Q6_K",
+                               embedding_type="Q2_K")
         return export(gguf, folder / "model", ExportOptions(quant="exact", layout="nbits", progress=False)).out
     gguf = write_tiny_gguf("llama", folder / "tiny.gguf", seed=0)
     options = ExportOptions(quant="q4", symmetric=request.param == "symmetric", layout="nbits",

@@ -224,7 +224,7 @@ function configure(x, config, tensors, base) {
     down: mc.intermediate_size };
   /**
    * @param {number} kind @param {number} layer @param {string} path @param {number} k
-   * @param {{q?: string, scales?: string, zp?: string}} [names] tensor names other than path/...
+   * @param {{q?: string, scales?: string, zp?: string, mins?: string}} [names] tensor names other than path/...
    */
   const linear = (kind, layer, path, k, names = {}) => {
     const q = tensors[names.q ?? `${path}/qweight`];
@@ -234,9 +234,10 @@ function configure(x, config, tensors, base) {
     const bits = (blob * 8) / bs;
     const bias = arch === 'qwen2' || tensors[`${path}_bias`] ? at(`${path}_bias`) : 0;
     const scales = names.scales ?? `${path}/scales`;
-    const flags = floatFlags(tensors[scales], tensors[`${path}/block_mins`]);
+    const mins = names.mins ?? `${path}/block_mins`;
+    const flags = floatFlags(tensors[scales], tensors[mins]);
     const rc = x.engine_set_linear(kind, layer, bits, bs, n, k, need(names.q ?? `${path}/qweight`),
-      need(scales), at(names.zp ?? `${path}/zero_points`), at(`${path}/block_mins`), bias, flags);
+      need(scales), at(names.zp ?? `${path}/zero_points`), at(mins), bias, flags);
     if (rc !== 0) throw new Error(`the engine cannot run ${path} (${bits}-bit blocks of ${bs})`);
   };
   for (let i = 0; i < mc.num_layers; i++) {
@@ -253,11 +254,14 @@ function configure(x, config, tensors, base) {
   const [, kb, blob] = embed.shape;
   const bs = hidden / kb;
   if (x.engine_set_embedding((blob * 8) / bs, bs, need('embed/qweight'), need('embed/scales'), at('embed/zero_points'),
-    floatFlags(tensors['embed/scales'], undefined)) !== 0) {
+    at('embed/block_mins'), floatFlags(tensors['embed/scales'], tensors['embed/block_mins'])) !== 0) {
     throw new Error('the engine cannot read the embedding');
   }
   if (tensors['lm_head/qweight']) linear(HEAD, 0, 'lm_head', hidden);
-  else linear(HEAD, 0, 'lm_head', hidden, { q: 'embed/qweight', scales: 'embed/scales', zp: 'lm_head/zero_points' });
+  else {
+    linear(HEAD, 0, 'lm_head', hidden,
+      { q: 'embed/qweight', scales: 'embed/scales', zp: 'lm_head/zero_points', mins: 'embed/block_mins' });
+  }
 }
 
 /**

@@ -86,12 +86,17 @@ EXPORT(engine_set_linear) int engine_set_linear(int kind, int layer, int bits, i
   return fill_linear(targets[kind], bits, bs, n, k, q, scales, zp, mins, bias, f32);
 }
 
+// zp: one a byte, or NULL: 0 for 4-bit blocks with minima (w = d * q + m: GGUF Q4_1,
+// Q2_K, Q4_K, whose zero points the export does not store), else 2^(bits-1) (8-bit Q5_K
+// blocks with minima too: w = d * (q - 128) + m).
 EXPORT(engine_set_embedding) int engine_set_embedding(int bits, int bs, const uint8_t *q, const void *scales,
-                                                      const uint8_t *zp, int f32) {
-  if ((bits != 4 && bits != 8) || bs < 2 || (f32 & ~SCALES_F32)) return -1;
-  weights.embed = (Embedding){.bits = bits, .bs = bs, .q = q, .zp = zp};
+                                                      const uint8_t *zp, const void *mins, int f32) {
+  if ((bits != 4 && bits != 8) || bs < 2 || (f32 & ~(SCALES_F32 | MINS_F32))) return -1;
+  weights.embed = (Embedding){.bits = bits, .bs = bs, .q = q, .zp = zp, .zp_all = bits == 4 && mins ? 0 : 1 << (bits - 1)};
   if (f32 & SCALES_F32) weights.embed.scales32 = scales;
   else weights.embed.scales = scales;
+  if (f32 & MINS_F32) weights.embed.mins32 = mins;
+  else weights.embed.mins = mins;
   return 0;
 }
 

@@ -162,12 +162,13 @@ static void embed(float *out, int id) {
   size_t block_bytes = (size_t)e->bs * e->bits / 8;
   for (int b = 0; b < kb; b++) {
     const uint8_t *codes = e->q + ((size_t)id * kb + b) * block_bytes;
-    size_t at = (size_t)id * kb + b;
-    float scale = (e->scales32 ? e->scales32[at] : f16_to_f32(e->scales[at])) * config.embed_scale;
-    int zp = e->zp ? e->zp[(size_t)id * kb + b] : 1 << (e->bits - 1);
+    size_t at = (size_t)id * kb + b, min_at = (size_t)b * config.vocab + id;
+    float scale = e->scales32 ? e->scales32[at] : f16_to_f32(e->scales[at]);
+    float min = e->mins32 ? e->mins32[min_at] : e->mins ? f16_to_f32(e->mins[min_at]) : 0.0f;
+    int zp = e->zp ? e->zp[at] : e->zp_all;
     for (int i = 0; i < e->bs; i++) {
       int code = e->bits == 8 ? codes[i] : (i & 1) ? codes[i / 2] >> 4 : codes[i / 2] & 15;
-      out[b * e->bs + i] = (float)(code - zp) * scale;
+      out[b * e->bs + i] = ((float)(code - zp) * scale + min) * config.embed_scale;
     }
   }
 }

@@ -33,7 +33,10 @@ typedef struct {
   const uint8_t *q;          // [vocab][hidden / bs][bs * bits / 8]
   const uint16_t *scales;    // float16 [vocab][hidden / bs], or NULL when scales32 is set
   const float *scales32;     // float32 [vocab][hidden / bs], or NULL
-  const uint8_t *zp;         // one a byte [vocab][hidden / bs], or NULL (2^(bits-1))
+  const uint8_t *zp;         // one a byte [vocab][hidden / bs], or NULL (zp_all)
+  int zp_all;                // the zero point when zp is NULL: 2^(bits-1), or 0 (4-bit with minima)
+  const uint16_t *mins;      // float16 [hidden / bs][vocab] (GGUF Q4_1, K-quants), or NULL
+  const float *mins32;       // float32 [hidden / bs][vocab], or NULL
 } Embedding;
 
 typedef struct {
