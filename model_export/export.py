@@ -236,17 +236,22 @@ def choose_model(src: SourceModel, options: ExportOptions, stage: Path) -> tuple
     text_ids = tokenizer.encode(quality.eval_text(), add_special_tokens=False)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in quality.GREEDY_PROMPTS]
     work = stage / ".gate"
+    started = time.perf_counter()
     ref = quality.reference(src, work / "reference", text_ids, src.config.context_length)
+    reference_seconds = time.perf_counter() - started
     tried: list[dict[str, Any]] = []
     try:
         for mode in modes:
+            started = time.perf_counter()
             codec = codec_for(src, quant_options(options, mode))
             folder = work / mode
             path = build_into(folder, src, codec, options.progress)
+            built = time.perf_counter()
             config = check_session_config(src, session_config(quant_options(options, mode)))
             result = quality.compare(mode, path, ref, text_ids, prompts, config)
             entry = result.as_dict()
             entry["requantized"] = getattr(codec, "requantized", {})
+            entry["seconds"] = {"build": built - started, "gate": time.perf_counter() - built}
             tried.append(entry)
             keep = result.passed
             if not keep and options.allow_quality_loss and options.quant != "auto":
@@ -256,7 +261,8 @@ def choose_model(src: SourceModel, options: ExportOptions, stage: Path) -> tuple
             if keep:
                 for name in (ONNX_FILE, EXTERNAL_DATA_FILE):
                     (folder / name).rename(stage / name)
-                return mode, {"chosen": mode, "reference": ref.describe(), "candidates": tried}
+                return mode, {"chosen": mode, "reference": {**ref.describe(), "seconds": reference_seconds},
+                              "candidates": tried}
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         ref.layered.close()

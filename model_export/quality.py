@@ -6,6 +6,10 @@ continuations of a few prompts, token by token with the KV cache (which also giv
 decode speed), each checked against the reference's own argmax on the same prefix
 (teacher forcing: a continuation counts as identical when the reference would have chosen
 every one of its tokens, which is exactly when the reference's greedy run produces it).
+The prompts are decoded together as one batch (right-padded, each row's attention mask
+covering its own tokens): a decode step costs a big quantized graph about the same for one
+row as for three, since onnxruntime widens its 8-bit blocks to float32 on every call; the
+decode speed is then steps per second, each step giving every prompt one token.
 
 The reference is :class:`~pocketlm_export.reference.LayeredReference` (float32, run a few
 layers at a time); its logits wait on disk, so memory holds at most one window of them.
@@ -47,6 +51,10 @@ COMPARE_ROWS = 64
 # Largest logits tensor of one window: a 150k vocabulary gets shorter windows, since
 # onnxruntime holds a few copies of the logits while it runs a window.
 WINDOW_LOGITS_BYTES = 128 << 20
+# Largest logits tensor of one call of the candidate graph: windows shortened for a big
+# vocabulary run together as one batch, up to WINDOW tokens and this size a call (a call of
+# a big quantized graph pays for widening its 8-bit blocks whatever its batch).
+CALL_LOGITS_BYTES = 256 << 20
 
 
 class GraphRunner:
@@ -63,27 +71,48 @@ class GraphRunner:
         options.enable_cpu_mem_arena = False  # give each window's logits back at once
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        logits = next(o for o in self.session.get_outputs() if o.name == "logits")
+        self.vocab_size = int(logits.shape[-1])
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
 
-    def fresh(self) -> dict[str, np.ndarray]:
-        return {i.name: np.zeros((1, int(i.shape[1]), 0, int(i.shape[3])), np.float32) for i in self.past_inputs}
+    def fresh(self, batch: int = 1) -> dict[str, np.ndarray]:
+        return {i.name: np.zeros((batch, int(i.shape[1]), 0, int(i.shape[3])), np.float32) for i in self.past_inputs}
 
-    def step(self, ids: list[int], past: dict[str, np.ndarray], start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        total = start + len(ids)
-        feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, total), np.int64),
-                 "position_ids": np.arange(start, total, dtype=np.int64)[None], **past}
+    def run_batch(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
+                  past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One call: int64 ``ids`` and ``positions`` [B, S], ``mask`` [B, past + S] -> logits
+        [B, S, vocab] float32 and the new cache."""
+        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past}
         out = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         new_past = {name: out[name.replace("past_key_values.", "present.")] for name in past}
-        return out["logits"][0], new_past
+        return out["logits"], new_past
 
-    def greedy(self, ids: list[int], n: int) -> tuple[list[int], float]:
-        logits, past = self.step(ids, self.fresh(), 0)
-        tokens = [int(np.argmax(logits[-1]))]
+    def greedy_batch(self, prompts: list[list[int]], n: int) -> tuple[list[list[int]], float]:
+        """``n`` greedy tokens after each prompt, all prompts decoded as one batch; returns the
+        continuations and the decode steps per second (each step gives every row a token).
+
+        Rows are right-padded to the longest prompt. Row ``r``'s attention mask has ones
+        over its own tokens only, so GroupQueryAttention counts ``len(prompt r) + t`` tokens
+        for it at step ``t`` (``seqlens_k``) and appends its key and value right after them:
+        each row's cache stays contiguous and never sees another row's padding."""
+        lengths = np.array([len(p) for p in prompts], np.int64)
+        rows, width = len(prompts), int(lengths.max())
+        ids = np.zeros((rows, width), np.int64)
+        for r, p in enumerate(prompts):
+            ids[r, : len(p)] = p
+        columns = np.arange(width, dtype=np.int64)
+        mask = (columns[None] < lengths[:, None]).astype(np.int64)
+        logits, past = self.run_batch(ids, mask, np.tile(columns, (rows, 1)), self.fresh(rows))
+        tokens = [[int(np.argmax(logits[r, lengths[r] - 1]))] for r in range(rows)]
         del logits
         started = time.perf_counter()
-        for _ in range(n - 1):
-            logits, past = self.step([tokens[-1]], past, len(ids) + len(tokens) - 1)
-            tokens.append(int(np.argmax(logits[-1])))
+        for step in range(1, n):
+            total = np.arange(width + step, dtype=np.int64)
+            mask = (total[None] < (lengths + step)[:, None]).astype(np.int64)
+            last = np.array([[t[-1]] for t in tokens], np.int64)
+            logits, past = self.run_batch(last, mask, (lengths + step - 1)[:, None], past)
+            for r in range(rows):
+                tokens[r].append(int(np.argmax(logits[r, -1])))
         return tokens, (n - 1) / (time.perf_counter() - started)
 
 
@@ -97,6 +126,25 @@ def nll(logits: np.ndarray, targets: list[int]) -> float:
         logz = top[:, 0] + np.log(np.exp(x - top).sum(axis=-1))
         total += float(np.sum(logz - x[np.arange(len(rows)), rows]))
     return total
+
+
+def windows_per_call(window: int, vocab_size: int) -> int:
+    """Windows run as one batch: as many as make at most :data:`WINDOW` tokens and
+    :data:`CALL_LOGITS_BYTES` of logits (at least 1). Full-length windows run alone, so a
+    small vocabulary's call holds what it always did."""
+    return max(1, min(WINDOW // window, CALL_LOGITS_BYTES // (4 * window * vocab_size)))
+
+
+def batches_of(windows: list[tuple[list[int], list[int]]],
+               most: int) -> list[list[tuple[list[int], list[int]]]]:
+    """Consecutive windows of the same length in groups of at most ``most`` (at least 1)."""
+    groups: list[list[tuple[list[int], list[int]]]] = []
+    for window in windows:
+        if groups and len(groups[-1]) < max(1, most) and len(groups[-1][0][0]) == len(window[0]):
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    return groups
 
 
 def windows_of(ids: list[int], size: int) -> list[tuple[list[int], list[int]]]:
@@ -183,21 +231,26 @@ def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
     total = 0.0
     agree = rows = 0
     worst = 0.0
+    windows = windows_of(text_ids, ref.window)
     with ref.logits_file.open("rb") as handle:
-        for ids, targets in windows_of(text_ids, ref.window):
-            got = runner.step(ids, runner.fresh(), 0)[0]
-            finite_logits(mode, got)
-            total += nll(got[: len(targets)], targets)
-            for start in range(0, got.shape[0], COMPARE_ROWS):
-                part = got[start:start + COMPARE_ROWS]
-                want = np.fromfile(handle, np.float32, count=part.size).reshape(part.shape)
-                agree += int(np.sum(part.argmax(-1) == want.argmax(-1)))
-                worst = max(worst, float(np.max(np.abs(part - want))))
-            rows += got.shape[0]
-            del got
+        for group in batches_of(windows, windows_per_call(ref.window, runner.vocab_size)):
+            ids = np.array([w for w, _ in group], np.int64)
+            positions = np.tile(np.arange(ids.shape[1], dtype=np.int64), (len(group), 1))
+            batch = runner.run_batch(ids, np.ones_like(ids), positions, runner.fresh(len(group)))[0]
+            for got, (_, targets) in zip(batch, group):
+                finite_logits(mode, got)
+                total += nll(got[: len(targets)], targets)
+                for start in range(0, got.shape[0], COMPARE_ROWS):
+                    part = got[start:start + COMPARE_ROWS]
+                    want = np.fromfile(handle, np.float32, count=part.size).reshape(part.shape)
+                    agree += int(np.sum(part.argmax(-1) == want.argmax(-1)))
+                    worst = max(worst, float(np.max(np.abs(part - want))))
+                rows += got.shape[0]
+            del batch, got
         if handle.tell() != ref.logits_file.stat().st_size:
             raise RuntimeError("the reference logits do not match the candidate's windows")
-    greedy = [runner.greedy(p, GREEDY_TOKENS) for p in prompts]
+    continuations, steps_per_second = runner.greedy_batch(prompts, GREEDY_TOKENS)
+    greedy = [(g, steps_per_second) for g in continuations]
     del runner  # the reference pieces load next
     chosen: list[list[int]] = [[] for _ in prompts]
 

@@ -92,7 +92,7 @@ def quality_lines(gate: dict[str, Any]) -> list[str]:
     lines = [
         ("Quality against the float32 model of the same source, dequantized and run "
         f"{ref.get('pieces', 1)} piece(s) of layers at a time (held-out text in windows of "
-        f"{ref.get('window_tokens', '?')} tokens; greedy continuations checked token by token "
+        f"{ref.get('window_tokens', '?')} tokens; greedy continuations, the prompts decoded as one batch, checked token by token "
         "against the reference's choice on the same prefix):"),
         "",
         "| mode | perplexity | fp32 | rise | limit | top-1 agree | max logit error | greedy same | decode tok/s | weights in the gate's session | result |",

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import re
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import quant_shape_to_byte_shape
 
 from ..architectures import ArchSpec, spec_for_gguf
 from ..config import ModelConfig, RopeConfig
 from ..errors import ExportError
+from ..gguf_header import read_layout
 from ..tokenizer_json import tokenizer_json_from_gguf
 from .checks import check_fields, check_rope_factors, number
 from .fields import GGUF_KEYS, GGUF_TENSORS, NameMap
@@ -51,8 +56,33 @@ GEMMA3_GLOBAL_EVERY = 6
 GEMMA3_LOCAL_THETA = 10000.0
 
 
-def open_reader(path: Path) -> GGUFReader:
-    """Open a GGUF file, turning every way it can be malformed into one clear line."""
+@dataclass(frozen=True)
+class GGUFTensor:
+    """A tensor of a GGUF file: ``data`` is a view of the file's memory map (nothing read
+    yet) shaped as gguf-py's reader shapes it: float types as their dtype with the dims
+    outermost first, block types as uint8 ``[rows, row bytes]``."""
+
+    name: str
+    dims: tuple[int, ...]  # innermost first, as stored
+    tensor_type: GGMLQuantizationType
+    data: np.ndarray
+
+
+@dataclass
+class GGUFFile:
+    metadata: dict[str, Any]
+    tensors: list[GGUFTensor]
+    mapping: np.memmap
+
+
+FLOAT_DTYPES: dict[GGMLQuantizationType, type[np.generic]] = {
+    GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
+}
+
+
+def open_reader(path: Path) -> GGUFFile:
+    """Open a GGUF file (its header read with :func:`gguf_header.read_layout`, its tensors as
+    views of one memory map), turning every way it can be malformed into one clear line."""
     try:
         with path.open("rb") as handle:
             magic = handle.read(4)
@@ -64,39 +94,50 @@ def open_reader(path: Path) -> GGUFReader:
             "pass a .gguf model file or a Hugging Face model folder"
         )
     try:
-        reader = GGUFReader(str(path))
-    except ValueError as exc:
-        text = str(exc)
-        if "is not a valid GGMLQuantizationType" in text:
-            raise ExportError(
-                f"{path} has a tensor of an unknown type ({text}); re-save it with a current llama.cpp"
-            ) from None
-        raise ExportError(f"{path} is truncated or corrupt ({text}); download or convert it again") from None
-    except (IndexError, OverflowError, MemoryError, EOFError) as exc:
+        layout = read_layout(path)
+    except (UnicodeDecodeError, struct.error, OverflowError, MemoryError) as exc:
         raise ExportError(f"{path} is truncated or corrupt ({type(exc).__name__}); download or convert it again") from None
     size = path.stat().st_size
-    for tensor in reader.tensors:
-        end = int(tensor.data_offset) + int(tensor.n_bytes)
-        if end > size or tensor.data.size * tensor.data.itemsize < int(tensor.n_bytes):
+    mapping = np.memmap(path, dtype=np.uint8, mode="r")
+    tensors: list[GGUFTensor] = []
+    seen: set[str] = set()
+    for info in layout.tensors:
+        try:
+            qtype = GGMLQuantizationType(info.ggml_type)
+        except ValueError:
             raise ExportError(
-                f"{path} is truncated: tensor {tensor.name} needs bytes up to {end} "
-                f"but the file has {size}; download or convert it again"
-            )
-        if tensor.tensor_type not in SUPPORTED_TYPES:
+                f"{path} has a tensor of an unknown type ({info.ggml_type} is not a valid GGMLQuantizationType, "
+                f"tensor {info.name}); re-save it with a current llama.cpp"
+            ) from None
+        if qtype not in SUPPORTED_TYPES:
             raise ExportError(
-                f"{path}: tensor {tensor.name} is stored as {tensor.tensor_type.name}, "
+                f"{path}: tensor {info.name} is stored as {qtype.name}, "
                 f"which pocketlm cannot read; supported: {', '.join(t.name for t in sorted(SUPPORTED_TYPES))}"
             )
-    return reader
-
-
-def metadata(reader: GGUFReader) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        out[key] = field.contents()
-    return out
+        if info.name in seen:
+            raise ExportError(f"{path} holds tensor {info.name} twice; the file is corrupt: download or convert it again")
+        seen.add(info.name)
+        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        n_elems = math.prod(info.dims)
+        shape = tuple(reversed(info.dims))
+        if shape and shape[-1] % block_size:
+            raise ExportError(f"{path}: tensor {info.name} has rows of {shape[-1]} values, not whole "
+                              f"{qtype.name} blocks of {block_size}; the file is corrupt")
+        n_bytes = n_elems * type_size // block_size
+        start = layout.data_start + info.offset
+        if start + n_bytes > size:
+            raise ExportError(
+                f"{path} is truncated: tensor {info.name} needs bytes up to {start + n_bytes} "
+                f"but the file has {size}; download or convert it again"
+            )
+        raw = mapping[start:start + n_bytes]
+        if qtype in FLOAT_DTYPES:
+            dtype = np.dtype(FLOAT_DTYPES[qtype]).newbyteorder("<" if layout.byte_order == "<" else ">")
+            data = raw.view(dtype).reshape(shape)
+        else:
+            data = raw.reshape(quant_shape_to_byte_shape(shape, qtype))
+        tensors.append(GGUFTensor(info.name, info.dims, qtype, data))
+    return GGUFFile(layout.metadata, tensors, mapping)
 
 
 def _config(spec: ArchSpec, arch: str, meta: dict[str, Any], weights: dict[str, Weight], name: str) -> ModelConfig:
@@ -198,7 +239,7 @@ def read_gguf(path: Path) -> SourceModel:
     files (memory-mapped views) until a later stage reads them."""
     parts = split_parts(path)
     readers = [open_reader(part) for part in parts]
-    meta = metadata(readers[0])
+    meta = readers[0].metadata
     expected_parts = int(meta.get(SPLIT_COUNT_KEY, 1))
     if expected_parts != len(parts):
         raise ExportError(
@@ -215,7 +256,7 @@ def read_gguf(path: Path) -> SourceModel:
             canonical = names.canonical(tensor.name)
             if canonical is None:
                 canonical = tensor.name.removesuffix(".weight")  # rope_freqs, rope_factors_*
-            shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))
+            shape = tuple(reversed(tensor.dims))
             weights[canonical] = Weight(shape, tensor.tensor_type, tensor.data)
             count += 1
     if SPLIT_TENSORS_KEY in meta and int(meta[SPLIT_TENSORS_KEY]) != count:
@@ -250,11 +291,11 @@ def read_gguf(path: Path) -> SourceModel:
         bos_token_id=int(bos) if bos is not None else None,
         eos_token_ids=eos,
         add_bos_token=post_processor_adds_bos(tokenizer),
-        mappings=[m for m in (mapping_of(r.data) for r in readers) if m is not None],
+        mappings=[m for m in (mapping_of(r.mapping) for r in readers) if m is not None],
         source={"kind": "gguf", "file": parts[0].name, "parts": len(parts), "sha256": sha256_of(parts),
                 "bytes": sum(p.stat().st_size for p in parts),
                 **({"license": str(meta["general.license"])} if meta.get("general.license") else {})},
     )
 
 
-__all__ = ["metadata", "open_reader", "read_gguf"]
+__all__ = ["open_reader", "read_gguf"]
