@@ -249,8 +249,7 @@ def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
             del batch, got
         if handle.tell() != ref.logits_file.stat().st_size:
             raise RuntimeError("the reference logits do not match the candidate's windows")
-    continuations, steps_per_second = runner.greedy_batch(prompts, GREEDY_TOKENS)
-    greedy = [(g, steps_per_second) for g in continuations]
+    greedy, steps_per_second = runner.greedy_batch(prompts, GREEDY_TOKENS)
     del runner  # the reference pieces load next
     chosen: list[list[int]] = [[] for _ in prompts]
 
@@ -258,16 +257,16 @@ def compare(mode: str, model_path: Path, ref: Reference, text_ids: list[int],
         start = len(prompts[n]) - 1
         chosen[n] = [int(i) for i in logits[start:start + GREEDY_TOKENS].argmax(-1)]
 
-    ref.layered.run([p + g[:-1] for p, (g, _) in zip(prompts, greedy)], consume)
-    same = sum(sum(int(a == b) for a, b in zip(g, r)) for (g, _), r in zip(greedy, chosen))
-    identical = sum(int(g == r) for (g, _), r in zip(greedy, chosen))
-    ppl = math.exp(total / sum(len(t) for _, t in windows_of(text_ids, ref.window)))
+    ref.layered.run([p + g[:-1] for p, g in zip(prompts, greedy)], consume)
+    same = sum(sum(int(a == b) for a, b in zip(g, r)) for g, r in zip(greedy, chosen))
+    identical = sum(int(g == r) for g, r in zip(greedy, chosen))
+    ppl = math.exp(total / sum(len(t) for _, t in windows))
     rise = ppl / ref.perplexity - 1.0
     limit = PPL_LIMITS.get(mode)
     return Quality(
         mode=mode, perplexity=ppl, reference_perplexity=ref.perplexity, perplexity_rise=rise,
         top1_agreement=agree / rows, max_logit_error=worst,
         greedy_agreement=same / (len(prompts) * GREEDY_TOKENS), greedy_identical=identical,
-        decode_tokens_per_second=float(np.median([s for _, s in greedy])),
+        decode_tokens_per_second=steps_per_second,
         limit=limit, passed=limit is None or rise <= limit, session_config=dict(config or {}),
     )

@@ -249,12 +249,12 @@ class NBitsCodec(FloatCodec):
         return None  # MatMulNBits keeps one node per weight
 
     def add_block_minima(self, b: GraphBuilder, x: str, y: str, path: str, mins: np.ndarray | str,
-                         block_size: int) -> str:
+                         block_size: int, rank: int = 3) -> str:
         """Q4_1 is ``d*q + m``: add the ``m`` part, (sum of x over each block) @ mins [K/bs, N].
 
-        ``x`` is ``[B, S, K]`` or ``[rows, K]``; ``mins`` a float table (numpy, stored here as
-        ``path/block_mins``) or the name of one already in the graph (the tied head's)."""
-        rank = 2 if isinstance(mins, str) else 3  # the tied head's input is [rows, hidden]
+        ``x`` is ``[B, S, K]`` (``rank`` 3) or ``[rows, K]`` (2, the tied head's input);
+        ``mins`` a float table (numpy, stored here as ``path/block_mins``) or the name of one
+        already in the graph (the embedding's, for a tied head)."""
         shape = [0] * (rank - 1) + [-1, block_size]
         blocks = b.op("Reshape", [x, b.const(shape, np.int64)])
         sums = b.op("ReduceSum", [blocks, b.const([-1], np.int64)], keepdims=0, name=path + "/block_sums")
@@ -333,7 +333,7 @@ class NBitsCodec(FloatCodec):
                  accuracy_level=self.options.accuracy_level, **q.attributes())
         if self.embed_mins is None:
             return y
-        return self.add_block_minima(b, flat, y, "lm_head", self.embed_mins, q.block_size)
+        return self.add_block_minima(b, flat, y, "lm_head", self.embed_mins, q.block_size, rank=2)
 
 
 class DequantizeCodec(NBitsCodec):
