@@ -92,8 +92,9 @@ static inline int qlinear_has_mins(const QLinear *w) { return w->mins || w->mins
 // 32639 = 127 * 257, the largest magnitude whose two signed bytes both fit int8).
 #define ACT16_MAX 32639
 // For 4-bit weights each 32-value chunk is stored even positions first, then odd ones,
-// matching the weights' two nibbles of a byte. Arrays are padded to whole groups of 4
-// blocks with zeros.
+// matching the weights' two nibbles of a byte; so is it for 8-bit weights with int16
+// activations, matching the low and high bytes of the codes' 16-bit lanes (see
+// act_order). Arrays are padded to whole groups of 4 blocks with zeros.
 typedef struct {
   int m, k, bs, kb, kbpad, kpad, nibble_order;
   int bits;        // 8: q holds the codes; 16: q16 does (scale amax / 32767)
@@ -104,6 +105,13 @@ typedef struct {
   int32_t *isum;   // [m][kbpad] sum of q over each block
   float *fsum;     // [m][kbpad] sum of x over each block (for Q4_1's minima)
 } QAct;
+
+// The slot order (act_slot's nibble_order) activations quantized for bits-bit weight blocks
+// of bs take: even positions first for 4-bit blocks, and for 8-bit ones with int16
+// activations (act_bits 16), when bs is a multiple of 32.
+static inline int act_order(int bits, int bs, int act_bits) {
+  return bs % 32 == 0 && (bits == 4 || (bits == 8 && act_bits == 16));
+}
 
 // Where value i of a quantized activation row lands (see QAct).
 static inline int act_slot(int i, int nibble_order) {

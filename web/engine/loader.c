@@ -180,7 +180,7 @@ EXPORT(engine_test_matmul) int engine_test_matmul(int ref, int act_bits, int rep
   a.fsum = (float *)p, p += sizeof(float) * m * kbpad;
   void *tile = (void *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
   if (gemm16 && (act_bits != 16 || !qgemm_i16_supported(&w))) return -1;
-  int nibbles = bits == 4 && bs % 32 == 0;
+  int nibbles = act_order(bits, bs, act_bits);
   for (int r = 0; r < reps; r++) {
     if (act_bits == 16) (ref ? quantize_act16_ref : quantize_act16)(&a, x, m, k, bs, nibbles);
     else if (ref) quantize_act_ref(&a, x, m, k, bs, nibbles);

@@ -131,14 +131,14 @@ static void matmul_job(void *arg, int chunk, int chunks, int tid) {
 // needed for the same input).
 static const QAct *quantized_for(const QLinear *w, const float *x, int m, int slot_hint) {
   QAct *a = &state.act[slot_hint];
-  int nibbles = w->bits == 4 && w->bs % 32 == 0;
+  int nibbles = act_order(w->bits, w->bs, config.act_bits);
   if (config.act_bits == 16) quantize_act16(a, x, m, w->k, w->bs, nibbles);
   else quantize_act(a, x, m, w->k, w->bs, nibbles);
   return a;
 }
 
 static int same_format(const QLinear *a, const QLinear *b) {
-  return a->bs == b->bs && (a->bits == 4) == (b->bits == 4);
+  return a->bs == b->bs && act_order(a->bits, a->bs, config.act_bits) == act_order(b->bits, b->bs, config.act_bits);
 }
 
 // y_i = x @ W_i.T for up to three linears sharing their input x [m][k]. With int16

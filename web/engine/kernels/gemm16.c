@@ -48,7 +48,7 @@ static inline void transpose4(v128_t *a, v128_t *b, v128_t *c, v128_t *d) {
 
 // Rows n .. n + rows - 1 (rows <= 4; the missing ones as zeros) into the tile: k / 2
 // vectors of pairs (see above), then per block the 4 rows' scales and minima (float32).
-// nibble_order: the activations' slot order (act_slot): 4-bit codes low nibbles first.
+// nibble_order: the activations' slot order (act_slot, act_order): even positions first.
 static void unpack_rows(const QLinear *w, int n, int rows, int nibble_order, int16_t *tile) {
   const int kb = w->kb, bs = w->bs;
   const size_t row_bytes = (size_t)kb * bs * w->bits / 8;
@@ -81,6 +81,11 @@ static void unpack_rows(const QLinear *w, int n, int rows, int nibble_order, int
           }
         } else {
           lo = wasm_v128_load(p), hi = wasm_v128_load(p + 16);
+          if (nibble_order) {  // even codes first, as act_order puts 8-bit blocks' activations
+            v128_t even = wasm_i8x16_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            hi = wasm_i8x16_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            lo = even;
+          }
         }
         v[r][0] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(lo), zp);
         v[r][1] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(lo), zp);

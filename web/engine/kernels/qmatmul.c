@@ -128,11 +128,17 @@ static inline v128_t dot32_q4_16(v128_t lo, v128_t hi, const int16_t *aq, v128_t
   return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), wasm_v128_load(aq + 24)));
 }
 
-static inline v128_t dot32_q8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t acc) {
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_v128_load(aq)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), wasm_v128_load(aq + 8)));
-  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), wasm_v128_load(aq + 16)));
-  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), wasm_v128_load(aq + 24)));
+// 32 codes as stored (0..255; w0: codes 0..15, w1: 16..31) . 32 int16 activations in slot
+// order (act_order): the even codes are the low bytes of the 16-bit lanes and meet slots
+// 0..15, the odd ones the high bytes and slots 16..31, so no widening or sign flip is
+// needed; the caller subtracts 128 * sum(aq). Each i32 lane sums 8 products of at most
+// 255 * 32639: no overflow.
+static inline v128_t dot32_u8_16(v128_t w0, v128_t w1, const int16_t *aq, v128_t acc) {
+  const v128_t low = wasm_i16x8_splat(0xff);
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_v128_and(w0, low), wasm_v128_load(aq)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_v128_and(w1, low), wasm_v128_load(aq + 8)));
+  acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_shr(w0, 8), wasm_v128_load(aq + 16)));
+  return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_shr(w1, 8), wasm_v128_load(aq + 24)));
 }
 
 // 32 codes . 32 int16 activations given as high and low signed bytes (a = 256 hi + lo):
@@ -263,10 +269,12 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
               d[j] = ABITS == 8 ? dot32_q4(lo, hi, ap, d[j])
                      : SPLIT16 ? dot32_q4_split(lo, hi, ap, alo + (j * CB + c) * 32, d[j])
                                : dot32_q4_16(lo, hi, ap16, d[j]);
-            } else {
+            } else if (ABITS == 8) {
               v128_t w0 = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
               v128_t w1 = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
-              d[j] = ABITS == 8 ? dot32_q8(w0, w1, ap, d[j]) : dot32_q8_16(w0, w1, ap16, d[j]);
+              d[j] = dot32_q8(w0, w1, ap, d[j]);
+            } else {
+              d[j] = dot32_u8_16(wasm_v128_load(p), wasm_v128_load(p + 16), ap16, d[j]);
             }
           }
         }
@@ -274,6 +282,8 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
         if (BITS == 4) {
           if (w->zp) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp4(w->zp + row * zp_row + 2 * g), isum));
           else if (w->zp_all) di = wasm_i32x4_sub(di, wasm_i32x4_mul(wasm_i32x4_splat(w->zp_all), isum));
+        } else if (ABITS == 16) {
+          di = wasm_i32x4_sub(di, wasm_i32x4_shl(isum, 7));
         }
         acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), wasm_f32x4_mul(ws, as)));
       }
@@ -283,7 +293,7 @@ static inline __attribute__((always_inline)) void rows_simd_1(const QLinear *w, 
 }
 
 // As rows_simd, with int16 activations. Each i32 lane of a block's dot sums 8 products of
-// at most 15 * 32767 (4-bit) or 128 * 32767 (8-bit): no overflow.
+// at most 15 * 32639 (4-bit) or 255 * 32639 (8-bit codes as stored): no overflow.
 static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, const QAct *a, float *y, int ldy,
                                                               int n0, int n1, const int CB, const int BITS) {
   const int kb = w->kb, full = kb / 4, groups = (kb + 3) / 4;
@@ -302,7 +312,7 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
       for (int g = 0; g < groups; g++) {
         v128_t ws = scales4(w, srow + 4 * g);
         if (g == full) ws = wasm_v128_and(ws, tail_mask);
-        v128_t zp = BITS == 8 ? wasm_i32x4_splat(0) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(w->zp_all);
+        v128_t zp = BITS == 8 ? wasm_i32x4_splat(128) : zrow ? zp4(zrow + 2 * g) : wasm_i32x4_splat(w->zp_all);
         v128_t lo[4 * CB], hi[4 * CB];
         for (int j = 0; j < 4 * CB; j++) {
           const uint8_t *p = row + (size_t)(4 * g) * block_bytes + (size_t)j * 32 * BITS / 8;
@@ -311,8 +321,8 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
             lo[j] = wasm_v128_and(v, wasm_i8x16_splat(0x0f));
             hi[j] = wasm_u8x16_shr(v, 4);
           } else {
-            lo[j] = wasm_v128_xor(wasm_v128_load(p), wasm_i8x16_splat((int8_t)0x80));
-            hi[j] = wasm_v128_xor(wasm_v128_load(p + 16), wasm_i8x16_splat((int8_t)0x80));
+            lo[j] = wasm_v128_load(p);
+            hi[j] = wasm_v128_load(p + 16);
           }
         }
         for (int tt = 0; tt < tokens; tt++) {
@@ -325,13 +335,13 @@ static inline __attribute__((always_inline)) void rows_simd16(const QLinear *w, 
             d[j] = wasm_i32x4_splat(0);
             for (int c = 0; c < CB; c++) {
               int idx = j * CB + c;
-              d[j] = BITS == 8 ? dot32_q8_16(lo[idx], hi[idx], aq + idx * 32, d[j])
+              d[j] = BITS == 8 ? dot32_u8_16(lo[idx], hi[idx], aq + idx * 32, d[j])
                      : SPLIT16 ? dot32_q4_split(lo[idx], hi[idx], ahi + idx * 32, alo + idx * 32, d[j])
                                : dot32_q4_16(lo[idx], hi[idx], aq + idx * 32, d[j]);
             }
           }
           v128_t di = hsum4(d[0], d[1], d[2], d[3]);
-          if (BITS == 4) di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, wasm_v128_load(a->isum + t * a->kbpad + 4 * g)));
+          di = wasm_i32x4_sub(di, wasm_i32x4_mul(zp, wasm_v128_load(a->isum + t * a->kbpad + 4 * g)));
           v128_t s = wasm_f32x4_mul(ws, wasm_v128_load(a->scale + t * a->kbpad + 4 * g));
           acc[tt] = wasm_f32x4_add(acc[tt], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(di), s));
         }
@@ -422,7 +432,7 @@ void qmatmul(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1)
     add_minima_and_bias(w, a, y, ldy, n0, n1);
     return;
   }
-  if (w->bs % 32 || (w->bits == 4) != (a->nibble_order != 0)) {
+  if (w->bs % 32 || act_order(w->bits, w->bs, a->bits) != (a->nibble_order != 0)) {
     qmatmul_ref(w, a, y, ldy, n0, n1);
     return;
   }
