@@ -20,6 +20,11 @@ with int16 activations at each ``--threads`` count (no native rows: onnxruntime'
 MatMulNBits at accuracy_level 0 dequantizes 8-bit weights on every call, 0.1 tok/s on that
 model here), then the decode kernel on the model's own MLP shapes (their bits and block
 size), so the figures say how much of a decode step the kernels take.
+
+``--against DIR`` (with ``--quick``): the relaxed build in DIR (e.g. an older checkout's,
+built by ``web/engine/build.sh DIR``) beside this checkout's, each in its own node process,
+their decode and prefill runs alternating, so a change is measured side by side on a
+shared machine; the kernel rows are given for both.
 """
 
 from __future__ import annotations
@@ -126,7 +131,33 @@ def kernel_figures(node: NodeEngine) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def model_kernel_figures(node: NodeEngine, model: Path) -> list[tuple[str, dict[str, Any]]]:
+def compare_builds(builds: dict[str, Path], model: Path, threads: int, short: list[int], long: list[int],
+                   repeats: int) -> list[tuple[str, dict[str, Any]]]:
+    """Decode and prefill of each build (int16 activations, default prefill GEMM), each in
+    its own node process, the builds' runs alternating within every repeat."""
+    nodes = {name: NodeEngine() for name in builds}
+    decode: dict[str, list[float]] = {name: [] for name in builds}
+    prefill: dict[str, list[float]] = {name: [] for name in builds}
+    try:
+        for name, wasm in builds.items():
+            nodes[name].call("init", wasm=str(wasm), model_dir=str(model), threads=threads, activations=16)
+            nodes[name].call("generate", prompt_ids=short, new_tokens=4)
+        for _ in range(repeats):
+            for name, node in nodes.items():
+                r = node.call("generate", prompt_ids=short, new_tokens=NEW_TOKENS)
+                decode[name].append((NEW_TOKENS - 1) / (r["decode_ms"] / 1000))
+                r = node.call("generate", prompt_ids=long, new_tokens=1)
+                prefill[name].append(len(long) / (r["prefill_ms"] / 1000))
+    finally:
+        for node in nodes.values():
+            node.close()
+    return [(f"{name} {threads}T", {"decode tok/s": statistics.median(decode[name]),
+                                    "decode tok/s, each run": " ".join(f"{v:.1f}" for v in decode[name]),
+                                    "prefill tok/s": statistics.median(prefill[name])}) for name in builds]
+
+
+def model_kernel_figures(node: NodeEngine, model: Path, wasm: Path = BUILDS["relaxed"],
+                         label: str = "") -> list[tuple[str, dict[str, Any]]]:
     """The decode kernel (one token, int16 activations) on layer 0's MLP gate and down
     projections and on the LM head, with the model's own bits and block size (random codes
     and scales). A layer's matrices fit in the CPU's caches when run again and again; the
@@ -143,11 +174,11 @@ def model_kernel_figures(node: NodeEngine, model: Path) -> list[tuple[str, dict[
         bs = k // blocks
         bits = blob * 8 // bs
         float32 = tensors[f"{name}/scales"]["dtype"] == "float32"
-        runs = [node.call("kernel", wasm=str(BUILDS["relaxed"]), bits=bits, bs=bs, n=n, k=k, m=1,
+        runs = [node.call("kernel", wasm=str(wasm), bits=bits, bs=bs, n=n, k=k, m=1,
                           zero_points=f"{name}/zero_points" in tensors, mins=f"{name}/block_mins" in tensors,
                           bias=False, seed=1, reps=20 if n < 65536 else 3, act_bits=16, float32=float32)
                 for _ in range(3 if n < 65536 else 1)]
-        rows.append((f"{name} {n}x{k}, {bits}-bit blocks of {bs}, int16 activations, 1 token",
+        rows.append((f"{label}{name} {n}x{k}, {bits}-bit blocks of {bs}, int16 activations, 1 token",
                      {"GMAC/s wall": max(r["gmacs"] for r in runs), "GMAC/s CPU": max(r["cpu_gmacs"] for r in runs)}))
     return rows
 
@@ -170,7 +201,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="relaxed build, int16 activations, and the "
                         "kernel on the model's own MLP shapes only (big models)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--against", type=Path, metavar="DIR", help="with --quick: the relaxed build in "
+                        "DIR (web/engine/build.sh DIR) beside this checkout's, alternating")
     args = parser.parse_args()
+    if args.against and not (args.quick and (args.against / "engine-relaxed.wasm").is_file()):
+        raise SystemExit(f"--against needs --quick and a build in {args.against} (web/engine/build.sh {args.against})")
     thread_counts = [int(t) for t in args.threads.split(",") if t]
     build_engine()
     model = args.model or export_model(args.workdir, args.quant)
@@ -181,6 +216,10 @@ def main() -> None:
     node = NodeEngine()
     try:
         for threads in thread_counts:
+            if args.against:
+                builds = {"this build": BUILDS["relaxed"], str(args.against): args.against / "engine-relaxed.wasm"}
+                rows += compare_builds(builds, model, threads, short, long, args.repeats)
+                continue
             if args.quick:
                 rows.append((f"engine relaxed {threads}T",
                              engine_figures(node, model, "relaxed", threads, short, long, args.repeats)))
@@ -194,6 +233,8 @@ def main() -> None:
                 rows.append((f"native onnxruntime acc{level} {threads}T",
                              native_figures(model, threads, level, args.repeats)))
         kernels = model_kernel_figures(node, model) if args.quick else kernel_figures(node)
+        if args.against:
+            kernels += model_kernel_figures(node, model, args.against / "engine-relaxed.wasm", f"{args.against}: ")
     finally:
         node.close()
     print(f"{model}: {len(long)}-token prompt, {NEW_TOKENS} greedy tokens, medians of {args.repeats}; "
