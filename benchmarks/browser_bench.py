@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -69,6 +70,14 @@ def load(browsers: Browsers, url: str, profile: Path, webgpu: bool = False) -> t
     return context, page, time.perf_counter() - started
 
 
+def settle() -> None:
+    """Lets the machine settle after a browser closes: the cold visit wrote the whole model
+    into the profile's Cache Storage, and the kernel's writeback of it (and the release of
+    the closed tab's memory) would otherwise take CPU time from the timed runs after it."""
+    os.sync()
+    time.sleep(2)
+
+
 def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
              prompts: dict[int, str], decode_tokens: int) -> dict[str, float]:
     """Our page with ``?backend=BACKEND&threads=N``."""
@@ -80,6 +89,7 @@ def run_page(browsers: Browsers, server: SiteServer, backend: str, threads: int,
     context, page, cold = load(browsers, url, profile, webgpu)
     context.close()
     downloaded = server.app.total - sent  # the page, the service worker's precache, the engine
+    settle()
     context, page, warm = load(browsers, url, profile, webgpu)
     used = page.evaluate("window.pocketlm.engine.backend")
     if used["name"] != backend or used["threads"] != threads:
@@ -151,6 +161,7 @@ def sampling_cost(browsers: Browsers, server: SiteServer, threads: int, tokens: 
     Each answer gives ms/token over its decode steps and Python's share of a step."""
     url = f"{server.url}/?backend=wasm&threads={threads}"
     context, page, _ = load(browsers, url, Path(tempfile.mkdtemp(prefix="pocketlm-bench-")))
+    settle()
     settings = {"page default": PAGE_SAMPLING, "greedy, no penalty": GREEDY}
     for options in settings.values():  # warm up both paths
         page.evaluate("window.pocketlm.engine.newChat()")
