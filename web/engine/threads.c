@@ -9,10 +9,10 @@
 // once no chunk is left, closes the job and waits only for the workers that joined to
 // finish their chunks. A worker that wakes after the close skips the job without touching
 // it. Waiting spins first, then sleeps in memory.atomic.wait32; a notify is sent only when
-// a thread sleeps. The spin lasts about a millisecond (SPINS loads; 1.0 ms in node here),
-// longer than the gaps between the jobs of a step: a sleep and its notify cost tens of
-// microseconds each, and with a 10 us spin a 2-thread decode of the default model slept
-// about 170 times a token and ran at 47 tok/s in node, against 63 with this spin.
+// a thread sleeps. The spin lasts about a millisecond (SPINS loads), longer than the gaps
+// between the jobs of a step: a sleep and its notify cost tens of microseconds each, and
+// with a spin of about 10 us a 2-thread decode of the default model slept 176 times a token
+// (benchmarks/engine_bench.py, decode sleeps/token; a step is 151 jobs).
 #include "model.h"
 
 #ifndef SPINS
