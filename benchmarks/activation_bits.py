@@ -17,34 +17,19 @@ every layer's down projection; ``lm_head``; ``none``: every linear in int8).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from pocketlm_runtime.native import load_native
 from tests.engine import reference
 
 
 def scores(graph: Path, folder: Path, windows: list[list[int]], targets: list[list[int]],
            level: int) -> tuple[np.ndarray, float]:
-    """Top-1 ids of every scored position, and perplexity."""
-    from pocketlm_export import quality
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(level))
-    sess = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    tops, nll, count = [], 0.0, 0
-    for w, t in zip(windows, targets):
-        logits = reference.window_logits(sess, folder, w)
-        tops.append(logits[: len(t)].argmax(-1))
-        nll += quality.nll(logits[: len(t)], t)
-        count += len(t)
-    return np.concatenate(tops), math.exp(nll / count)
+    """Top-1 ids of every scored position (all windows in a row), and perplexity."""
+    tops, ppl = reference.window_scores(reference.graph_session(graph, level, threads=2), folder, windows, targets)
+    return np.concatenate([top[: len(t)] for top, t in zip(tops, targets)]), ppl
 
 
 def mixed_graph(folder: Path, keep: list[str]) -> Path:
@@ -63,8 +48,6 @@ def mixed_graph(folder: Path, keep: list[str]) -> Path:
 
 
 def main() -> None:
-    from pocketlm_export import quality
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an nbits export with --logits all")
     parser.add_argument("--keep-float", nargs="+", default=["none", "/down", "/down,/o", "/down,/gate,/up",
@@ -73,11 +56,7 @@ def main() -> None:
     folder = args.model
     if not (folder / "model.onnx").is_file():
         raise SystemExit(f"{folder} holds no model.onnx; give an nbits export (pocketlm export --layout nbits)")
-    native = load_native(folder, threads=1)
-    ids = native.tokenizer.encode(quality.eval_text(), add_special_tokens=False)
-    size = quality.window_for(8192, native.info.vocab_size)
-    windows = [ids[i:i + size] for i in range(0, len(ids) - 1, size)]
-    targets = [ids[i + 1:i + 1 + size] for i in range(0, len(ids) - 1, size)]
+    windows, targets = reference.eval_windows(folder)
     float_tops, float_ppl = scores(folder / "model.onnx", folder, windows, targets, 0)
     print(f"{folder}: {sum(len(t) for t in targets)} positions; float activations: perplexity {float_ppl:.4f}\n")
     print("| linears kept in float (the rest int8) | top-1 agreement | perplexity | change |")

@@ -8,6 +8,7 @@ held to that distance (see ``logit_bound``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,44 @@ def session(folder: Path, accuracy_level: int = 0, threads: int = 1) -> ort.Infe
                         attr.i = accuracy_level
         path = folder / f"model_level{accuracy_level}.onnx"
         onnx.save(model, path)
+    return graph_session(path, accuracy_level, threads)
+
+
+def graph_session(path: Path, accuracy_level: int = 0, threads: int = 1) -> ort.InferenceSession:
+    """onnxruntime on the graph file ``path`` (its data file beside it), CPU."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def eval_windows(folder: Path) -> tuple[list[list[int]], list[list[int]]]:
+    """The held-out text (model_export/eval_text.txt) in the quality gate's windows, and
+    each window's next-token targets."""
+    from pocketlm_export import quality
+    from pocketlm_runtime.native import load_native
+
+    native = load_native(folder, threads=1)
+    ids = native.tokenizer.encode(quality.eval_text(), add_special_tokens=False)
+    size = quality.window_for(8192, native.info.vocab_size)
+    windows = [ids[i:i + size] for i in range(0, len(ids) - 1, size)]
+    targets = [ids[i + 1:i + 1 + size] for i in range(0, len(ids) - 1, size)]
+    return windows, targets
+
+
+def window_scores(sess: ort.InferenceSession, folder: Path, windows: list[list[int]],
+                  targets: list[list[int]]) -> tuple[list[np.ndarray], float]:
+    """Top-1 ids of every position of each window, and the perplexity of the targets."""
+    from pocketlm_export import quality
+
+    tops, nll, count = [], 0.0, 0
+    for w, t in zip(windows, targets):
+        logits = window_logits(sess, folder, w)
+        tops.append(logits.argmax(-1))
+        nll += quality.nll(logits[: len(t)], t)
+        count += len(t)
+    return tops, math.exp(nll / count)
 
 
 def window_logits(sess: ort.InferenceSession, folder: Path, ids: list[int]) -> np.ndarray:

@@ -53,29 +53,13 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def text(model: Path) -> tuple[list[list[int]], list[list[int]]]:
     """Evaluation windows of the held-out text and their next-token targets."""
-    from pocketlm_export import quality
-
-    native = load_native(model, threads=1)
-    ids = native.tokenizer.encode(quality.eval_text(), add_special_tokens=False)
-    size = quality.window_for(8192, native.info.vocab_size)
-    windows = [ids[i:i + size] for i in range(0, len(ids) - 1, size)]
-    targets = [ids[i + 1:i + 1 + size] for i in range(0, len(ids) - 1, size)]
-    return windows, targets
+    return reference.eval_windows(model)
 
 
 def native_scores(model: Path, windows: list[list[int]], targets: list[list[int]],
                   accuracy_level: int) -> tuple[list[np.ndarray], float]:
     """Top-1 ids of every position and perplexity, onnxruntime on the same folder."""
-    from pocketlm_export import quality
-
-    sess = reference.session(model, accuracy_level, threads=2)
-    tops, nll, count = [], 0.0, 0
-    for w, t in zip(windows, targets):
-        logits = reference.window_logits(sess, model, w)
-        tops.append(logits.argmax(-1))
-        nll += quality.nll(logits[: len(t)], t)
-        count += len(t)
-    return tops, math.exp(nll / count)
+    return reference.window_scores(reference.session(model, accuracy_level, threads=2), model, windows, targets)
 
 
 def agreement(a: list[Any], b: list[Any], targets: list[list[int]]) -> float:

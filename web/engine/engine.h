@@ -86,6 +86,14 @@ static inline float qlinear_min(const QLinear *w, size_t i) {
   return w->mins32 ? w->mins32[i] : f16_to_f32(w->mins[i]);
 }
 static inline int qlinear_has_mins(const QLinear *w) { return w->mins || w->mins32; }
+// The zero point of block b of row n: 128 for 8-bit codes, else the packed 4-bit one (two a
+// byte, low nibble first) or the one shared by the whole matrix.
+static inline int qlinear_zp(const QLinear *w, int n, int b) {
+  if (w->bits == 8) return 128;
+  if (!w->zp) return w->zp_all;
+  int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
+  return (b & 1) ? byte >> 4 : byte & 15;
+}
 
 // Activations x[m][k] quantized per block of bs: x ~ scale[b] * q, q in -127..127 (int8,
 // as native MatMulNBits at accuracy_level 4) or -32639..32639 (int16: float-like accuracy;

@@ -31,13 +31,6 @@ size_t qgemm_i16_tile_bytes(int k, int bs) {
   return (size_t)GEMM16_ROWS * k * sizeof(int16_t) + (size_t)(k / bs) * 2 * GEMM16_ROWS * sizeof(float);
 }
 
-static inline int zp_of(const QLinear *w, int n, int b) {
-  if (w->bits == 8) return 128;
-  if (!w->zp) return w->zp_all;
-  int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
-  return (b & 1) ? byte >> 4 : byte & 15;
-}
-
 // 4x4 transpose of 32-bit lanes.
 static inline void transpose4(v128_t *a, v128_t *b, v128_t *c, v128_t *d) {
   v128_t t0 = wasm_i32x4_shuffle(*a, *b, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(*a, *b, 2, 6, 3, 7);
@@ -68,7 +61,7 @@ static void unpack_rows(const QLinear *w, int n, int rows, int nibble_order, int
           continue;
         }
         const uint8_t *p = w->q + (size_t)(n + r) * row_bytes + ((size_t)b * bs + c) * w->bits / 8;
-        v128_t zp = wasm_i16x8_splat((int16_t)zp_of(w, n + r, b));
+        v128_t zp = wasm_i16x8_splat((int16_t)qlinear_zp(w, n + r, b));
         v128_t lo, hi;
         if (w->bits == 4) {
           v128_t bytes = wasm_v128_load(p);

@@ -12,13 +12,6 @@
 #include "../engine.h"
 #include <wasm_simd128.h>
 
-static inline int zp_of(const QLinear *w, int n, int b) {
-  if (w->bits == 8) return 128;
-  if (!w->zp) return w->zp_all;
-  int byte = w->zp[(size_t)n * ((w->kb + 1) / 2) + b / 2];
-  return (b & 1) ? byte >> 4 : byte & 15;
-}
-
 static void add_minima_and_bias_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1) {
   for (int t = 0; t < a->m; t++) {
     for (int n = n0; n < n1; n++) {
@@ -40,7 +33,7 @@ void qmatmul_ref(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int
       const uint8_t *row = w->q + (size_t)n * row_bytes;
       float acc = 0.0f;
       for (int b = 0; b < kb; b++) {
-        int zp = zp_of(w, n, b), dot = 0;
+        int zp = qlinear_zp(w, n, b), dot = 0;
         for (int i = 0; i < bs; i++) {
           int k = b * bs + i;
           int code = w->bits == 8 ? row[k] : (k & 1) ? row[k / 2] >> 4 : row[k / 2] & 15;
