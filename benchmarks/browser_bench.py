@@ -166,7 +166,7 @@ def sampling_cost(browsers: Browsers, server: SiteServer, threads: int, tokens: 
     url = f"{server.url}/?backend=wasm&threads={threads}"
     context, page, _ = load(browsers, url, Path(tempfile.mkdtemp(prefix="pocketlm-bench-")))
     settle()
-    settings = {"page default": PAGE_SAMPLING, "greedy, no penalty": GREEDY}
+    settings: dict[str, dict[str, Any]] = {"page default": PAGE_SAMPLING, "greedy, no penalty": GREEDY}
     for options in settings.values():  # warm up both paths
         page.evaluate("window.pocketlm.engine.newChat()")
         ask(page, "Once upon a time", maxNewTokens=8, **options)
