@@ -52,8 +52,8 @@ let history = [];
 /** @type {Engine | null} */
 let engine = null;
 let busy = false;
-/** Stop (or Escape) was pressed during the current answer, maybe before it reached the engine. */
-let stopAsked = false;
+/** Stop (or Escape) aborts it: it ends the current answer, even one not yet at the engine. */
+let stopper = new AbortController();
 /** Bumped by New chat: an answer that arrives for an older conversation is dropped. */
 let conversation = 0;
 /** @type {Promise<unknown>} the engine forgetting the last conversation */
@@ -278,7 +278,7 @@ const VISITOR_ERRORS = /do not fit the model's context|this site takes at most|m
 /** @param {boolean} value */
 function setBusy(value) {
   busy = value;
-  stopAsked = false;
+  if (value) stopper = new AbortController();
   ui.send.disabled = value;
   ui.prompt.disabled = false;
   ui.stop.disabled = !value;
@@ -288,8 +288,7 @@ function setBusy(value) {
 /** Stop the answer being written (the Stop button and Escape). */
 function stopAnswer() {
   if (!busy) return;
-  stopAsked = true;
-  engine?.stop();
+  stopper.abort();
 }
 
 /** The conversation as the model reads it: the site's system prompt first. */
@@ -332,16 +331,16 @@ async function send(given) {
   answer.item.setAttribute('aria-busy', 'true');
   const sink = view.sink(answer, renderMarkdown);
   const asked = [...history, { role: 'user', content: text }];
+  const { signal } = stopper;
   try {
     await resetting;
     if (ours !== conversation) return;
     if (!(await engine.ping())) await recover();
     if (!engine) throw new Error('the model is not running; it needs someone to look at this machine');
     setStatus(`Answering on ${engine.backend.name.toUpperCase()}…`);
-    const answering = engine.generate(withSystem(asked), { ...options, maxPromptTokens: page.maxPromptTokens ?? undefined },
+    const result = await engine.generate(withSystem(asked),
+      { ...options, maxPromptTokens: page.maxPromptTokens ?? undefined, signal },
       (piece) => { if (ours === conversation) sink.put(piece); });
-    if (stopAsked) engine.stop(); // Escape came while the engine was being checked
-    const result = await answering;
     if (ours !== conversation) return;
     sink.end();
     history = [...asked, { role: 'assistant', content: result.text }];

@@ -42,6 +42,8 @@ import { Messenger } from './messenger.js';
  * @property {string[]} [stop] stop strings; the earliest match ends the answer
  * @property {boolean} [chat] apply the chat template (default: true for messages, false for text)
  * @property {number} [maxPromptTokens] refuse longer prompts (a site's cap), like the context
+ * @property {AbortSignal} [signal] aborting it stops the answer, even before it has reached
+ *   the worker (the answer then ends with stopReason "stopped" and no text)
  *
  * @typedef {{role: string, content: string}} ChatMessage
  *
@@ -71,13 +73,17 @@ export class Engine {
    * @param {Messenger} messenger
    * @param {{backend: Backend, model: Record<string, any>, loadSeconds: number,
    *   loadSteps: Record<string, number>}} loaded
-   * @param {Int32Array | null} stopFlag shared with the worker, when cross-origin isolated
+   * @param {Int32Array | null} stopFlag shared with the worker, when cross-origin isolated:
+   *   [0] the number of the answer to stop, [1] 1 when the draft being read is not wanted
    * @param {(backend: Backend) => void} [onBackendChange]
    */
   constructor(worker, messenger, loaded, stopFlag, onBackendChange) {
     this.worker = worker;
     this.messenger = messenger;
     this.stopFlag = stopFlag;
+    /** The number of the latest answer asked for; a stop names the answer it stops, so a
+     *  stop that comes late never stops the next one. */
+    this.answers = 0;
     this.onBackendChange = onBackendChange;
     /** Which backend runs the model: name, threads, crossOriginIsolated, reason. */
     this.backend = loaded.backend;
@@ -97,12 +103,20 @@ export class Engine {
    * @returns {Promise<Result>}
    */
   async generate(prompt, options = {}, onToken) {
-    const { chat, ...sampling } = options;
-    if (this.stopFlag) {
-      Atomics.store(this.stopFlag, 0, 0);
-      Atomics.store(this.stopFlag, 1, 1); // an answer is wanted: stop reading the draft
+    const { chat, signal, ...sampling } = options;
+    const answer = ++this.answers;
+    if (this.stopFlag) Atomics.store(this.stopFlag, 1, 1); // an answer is wanted: stop reading the draft
+    // The worker runs beside this thread: a stop asked before the request goes out must be
+    // in place before it, or the worker may read the prompt before it sees the stop.
+    const abort = () => { this.stopAnswer(answer); };
+    if (signal?.aborted) abort();
+    else signal?.addEventListener('abort', abort, { once: true });
+    let raw;
+    try {
+      raw = await this.messenger.request('generate', { prompt, options: sampling, chat, answer }, onToken);
+    } finally {
+      signal?.removeEventListener('abort', abort);
     }
-    const raw = await this.messenger.request('generate', { prompt, options: sampling, chat }, onToken);
     const { text, tokens, stop_reason: stopReason, ...figures } = raw;
     return { text, tokens, stopReason, timing: /** @type {Timing} */ (camelKeys(figures)) };
   }
@@ -130,12 +144,21 @@ export class Engine {
     return this.messenger.request('cancelDraft');
   }
 
-  /** Stop the current answer after the token being computed. */
+  /** Stop the latest answer after the token being computed (or before it starts). */
   stop() {
+    return this.stopAnswer(this.answers);
+  }
+
+  /**
+   * Stop answer number `answer` (see `answers`); a later answer is not touched.
+   * @param {number} answer
+   * @returns {Promise<{stopping: boolean}>}
+   */
+  stopAnswer(answer) {
     // Through shared memory the worker sees it at the next token; the message is for
     // pages without cross-origin isolation (seen within 0.1 s) and for the reply.
-    if (this.stopFlag) Atomics.store(this.stopFlag, 0, 1);
-    return this.messenger.request('stop');
+    if (this.stopFlag) Atomics.store(this.stopFlag, 0, answer);
+    return this.messenger.request('stop', { answer });
   }
 
   /**
@@ -150,10 +173,10 @@ export class Engine {
   /** Forget the conversation (the KV cache), stopping an answer or draft being read. */
   newChat() {
     if (this.stopFlag) {
-      Atomics.store(this.stopFlag, 0, 1);
+      Atomics.store(this.stopFlag, 0, this.answers);
       Atomics.store(this.stopFlag, 1, 1);
     }
-    return this.messenger.request('newChat');
+    return this.messenger.request('newChat', { answer: this.answers });
   }
 
   /**

@@ -43,11 +43,13 @@ const state = {
   generating: null,
   /** @type {Promise<unknown> | null} a prompt being fed ahead of its answer */
   prefilling: null,
-  stopRequested: false,
+  /** the page's number of the answer being written, and of the last answer it stopped */
+  answer: 0,
+  stopped: 0,
   /** the draft being read ahead is no longer wanted (the text changed, Send, New chat) */
   draftCancelled: false,
-  /** @type {Int32Array | null} [0]: 1 after the page's engine.stop(); [1]: 1 when the page
-   *  cancels the draft being read (shared memory, when cross-origin isolated) */
+  /** @type {Int32Array | null} [0]: the number of the answer the page stopped; [1]: 1 when
+   *  the page cancels the draft being read (shared memory, when cross-origin isolated) */
   stopFlag: null,
 };
 
@@ -299,18 +301,19 @@ function nextTurn() {
 
 /**
  * @param {{prompt: string | {role: string, content: string}[], options?: Record<string, any>,
- *   chat?: boolean}} message
+ *   chat?: boolean, answer: number}} message `answer`: the page's number for it (Engine.answers)
  * @param {(data: any) => void} stream
  */
 async function generate(message, stream) {
   if (!state.model) throw new Error('the engine is not loaded yet; wait for init');
   if (state.generating) throw new Error('already generating; stop the current answer first');
   await cancelDraft();
-  state.stopRequested = false;
+  const answer = message.answer;
+  state.answer = answer;
   // Python calls post() for each piece of text, stopped() before each step, and now and
   // then awaits pause(), which lets a stop message in (pages without shared memory).
   const post = (/** @type {string} */ text) => stream(text);
-  const stopped = () => state.stopRequested || (state.stopFlag !== null && Atomics.load(state.stopFlag, 0) === 1);
+  const stopped = () => state.stopped === answer || (state.stopFlag !== null && Atomics.load(state.stopFlag, 0) === answer);
   const pause = async () => {
     await nextTurn();
     return stopped();
@@ -369,17 +372,19 @@ async function cancelDraft() {
   return { cancelled: running !== null };
 }
 
-async function stop() {
-  const running = state.generating !== null;
-  state.stopRequested = running;
-  return { stopping: running };
+/**
+ * Stop answer number `answer`, whether it runs now or its request is still on its way.
+ * @param {{answer: number}} message
+ */
+async function stop(message) {
+  state.stopped = Math.max(state.stopped, message.answer);
+  return { stopping: state.generating !== null && state.answer === message.answer };
 }
 
-async function newChat() {
-  if (state.generating) {
-    state.stopRequested = true;
-    await state.generating.catch(() => undefined);
-  }
+/** @param {{answer: number}} message the latest answer the page asked for, stopped too */
+async function newChat(message) {
+  await stop(message);
+  if (state.generating) await state.generating.catch(() => undefined);
   await cancelDraft();
   state.model?.new_chat();
   return { cleared: true };
@@ -393,8 +398,8 @@ serve({
   generate: (message, stream) => generate(/** @type {any} */ (message), stream),
   prefill: (message) => prefill(/** @type {any} */ (message)),
   cancelDraft,
-  stop,
-  newChat,
+  stop: (message) => stop(/** @type {any} */ (message)),
+  newChat: (message) => newChat(/** @type {any} */ (message)),
   ping: () => ({ alive: true }), // the page checks the worker still answers
   liveTensors: () => state.backend?.liveTensors() ?? 0, // a leak check for tests
   loseGpuDevice: async () => (await import('./ort_backend.js')).loseGpuDevice(), // tests of the move to the CPU

@@ -177,6 +177,35 @@ def test_stop_ends_the_answer_between_tokens(engine_page: Any) -> None:
     assert len(result["tokens"]) < 50
 
 
+# An answer whose signal is aborted before it is asked (the worker runs beside the page, so
+# it must see the stop with the request); then a stop meant for that answer, arriving while
+# the next one runs, which must not touch it. Resolves to both answers and a plain one.
+ABORT_BEFORE_ASKING = """async () => {
+    const engine = window.pocketlm.engine;
+    const stopper = new AbortController();
+    stopper.abort();
+    const first = await engine.generate('hello world', {maxNewTokens: 4000, signal: stopper.signal});
+    const stale = engine.answers;
+    const second = engine.generate('hello world', {maxNewTokens: 8});
+    await engine.stopAnswer(stale);
+    const plain = await engine.generate('hello world', {maxNewTokens: 8});
+    return [first, await second, plain];
+}"""
+
+
+def check_abort_before_asking(page: Any) -> None:
+    for _ in range(5):  # a race lost only now and then before
+        first, second, plain = page.evaluate(ABORT_BEFORE_ASKING)
+        assert (first["stopReason"], first["tokens"], first["text"]) == ("stopped", [], "")
+        assert (second["stopReason"], second["tokens"]) == (plain["stopReason"], plain["tokens"])
+        assert plain["stopReason"] != "stopped"
+
+
+def test_an_answer_aborted_before_it_is_asked_stops_and_a_stale_stop_spares_the_next(
+        engine_page: Any) -> None:
+    check_abort_before_asking(engine_page)
+
+
 def test_next_chat_turn_reuses_the_cache_until_new_chat(engine_page: Any) -> None:
     # One new token: the cache then holds exactly the first prompt, which turn two extends.
     turn = [{"role": "user", "content": "hello"}]
@@ -403,6 +432,7 @@ def test_without_cross_origin_isolation_it_runs_one_thread_and_still_stops(
         assert "1 thread" in page.inner_text("#status")
         result = page.evaluate(STOP_A_LONG_ANSWER)
         assert result["stopReason"] == "stopped"
+        check_abort_before_asking(page)
     finally:
         httpd.shutdown()
         httpd.server_close()
