@@ -106,6 +106,8 @@ class Generator:
         self.clock = clock
         self.cached: list[int] = []  # tokens whose keys/values are in the cache
         self.kv: dict[str, Any] = {}
+        # Each step's present key/value outputs become the next step's past inputs.
+        self.kv_names = list(zip(info.kv.past_names(), info.kv.present_names()))
         self.chunking = Chunking()
         # Asked between prompt chunks; True stops feeding with :class:`Interrupted`.
         self.interrupt: Callable[[], bool] | None = None
@@ -116,7 +118,7 @@ class Generator:
     def reset(self) -> None:
         """Forget the KV cache."""
         self.session.release(list(self.kv.values()))
-        self.kv = {name: self.session.empty_kv() for name in self.info.kv.past_names()}
+        self.kv = {past: self.session.empty_kv() for past, _ in self.kv_names}
         self.cached = []
 
     def begin(self, options: SamplingOptions) -> None:
@@ -188,7 +190,7 @@ class Generator:
         except SessionLost:
             # A new session holds nothing: feed every token again (once; a second loss raises).
             self.session.release(list(self.kv.values()))
-            self.kv = {name: self.session.empty_kv() for name in self.info.kv.past_names()}
+            self.kv = {past: self.session.empty_kv() for past, _ in self.kv_names}
             self.pending = self.cached + self.pending
             self.cached = []
             self._run_pending(uniform)
@@ -221,23 +223,23 @@ class Generator:
             names["attention_mask"]: s.int64([1] * total, (1, total)),
             names["position_ids"]: s.int64(list(range(start, total)), (1, len(ids))),
         }
+        spent = list(inputs.values())  # released in one call once the step is done
         try:
             outputs = s.run({**inputs, **self.kv})
-        finally:
-            s.release(list(inputs.values()))
-        s.release(list(self.kv.values()))
-        self.kv = {
-            past: outputs[present]
-            for past, present in zip(self.info.kv.past_names(), self.info.kv.present_names())
-        }
+        except BaseException:
+            s.release(spent)
+            raise
+        spent += self.kv.values()
+        self.kv = {past: outputs[present] for past, present in self.kv_names}
         logits = outputs[self.info.outputs.get("logits", "logits")]
+        spent.append(logits)
         try:
             if uniform is not None:
                 # The penalty looks at every token of the sequence, this step's included.
                 seen = (self.cached + ids) if self.options.repetition_penalty != 1.0 else []
                 self.chosen = s.pick(logits, self.options, seen, uniform)
         finally:
-            s.release([logits])
+            s.release(spent)
         self.cached.extend(ids)
 
     def generate_next_token(self) -> int:
