@@ -38,8 +38,10 @@ CASES = [
     ("gemma3", "F32", None, "q8", False),
 ]
 IDS = [f"{a}-{m}{'-' + e if e else ''}-{q}{'-sym' if s else ''}" for a, m, e, q, s in CASES]
-# 45 tokens: past the prefill chunk (32) and past gemma3's (8) and mistral's (16) windows.
-TOKENS = [int(x) for x in np.random.default_rng(7).integers(3, 300, 45)]
+# 180 tokens: past the engine's prefill chunk (128 tokens; longer prompts run as equal
+# chunks), past gemma3's (8) and mistral's (16) windows, and past phi3-longrope's original
+# context (64).
+TOKENS = [int(x) for x in np.random.default_rng(7).integers(3, 300, 180)]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
@@ -104,9 +106,13 @@ def test_session_api_steps_match_native(node: NodeEngine, tiny: Path, refs: tupl
 
     past_names = [n.replace("present.", "past_key_values.") for n in names[1:]]
     kv = {n: session.empty_kv() for n in past_names}
+    # Two prompts: one chunk, then (on the same cache) two chunks, before token-by-token steps.
     prompt = 37
     row, kv = step(kv, TOKENS[:prompt], 0)
     errors = [np.abs(np.array(row) - float_ref[prompt - 1]).max()]
+    prompt = 37 + 130
+    row, kv = step(kv, TOKENS[37:prompt], 37)
+    errors.append(np.abs(np.array(row) - float_ref[prompt - 1]).max())
     for i in range(prompt, len(TOKENS)):
         row, kv = step(kv, [TOKENS[i]], i)
         errors.append(np.abs(np.array(row) - float_ref[i]).max())

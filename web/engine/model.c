@@ -176,7 +176,7 @@ static void linears(const float *x, int m, int count, const QLinear *w0, float *
 }
 
 typedef struct {
-  int m, past, layer;
+  int first, m, past, layer;  // the queries of tokens [first, m) of the chunk
 } AttnJob;
 
 static void attention_job(void *arg, int chunk, int chunks, int tid) {
@@ -185,9 +185,9 @@ static void attention_job(void *arg, int chunk, int chunks, int tid) {
   int qdim = c->heads * c->head_dim, group = c->heads / c->kv_heads;
   int window = c->sliding[job->layer] ? c->sliding_window : 0;
   float *scores = state.scores + (size_t)tid * (c->context + 4);
-  int items = job->m * c->heads;
+  int items = (job->m - job->first) * c->heads;
   for (int i = chunk; i < items; i += chunks) {
-    int t = i / c->heads, h = i % c->heads;
+    int t = job->first + i / c->heads, h = i % c->heads;
     int end = job->past + t;  // this token's cache position
     // A window of W: each query sees itself and the W - 1 positions before it.
     int start = window > 0 && end - window + 1 > 0 ? end - window + 1 : 0;
@@ -232,18 +232,28 @@ static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, i
     const Layer *L = &weights.layers[l];
     int local = c->sliding[l];
     float *const *pages = layer_pages(l);
+    // Tokens before `first` need only their keys and values from this layer on: in the
+    // last layer of a prompt chunk, every token but the one whose logits are wanted (all
+    // of them when none are) has its K and V cached and nothing more.
+    int first = l == c->layers - 1 && !all_logits && m > 1 ? (want_logits ? m - 1 : m) : 0;
 
     // attention
     for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->attn_norm, H, c->eps);
-    linears(s->xb, m, 3, &L->q, s->q, &L->k, s->k, &L->v, s->v);
+    if (first == 0) linears(s->xb, m, 3, &L->q, s->q, &L->k, s->k, &L->v, s->v);
+    else {
+      linears(s->xb, m, 2, &L->k, s->k, &L->v, s->v, 0, 0);
+      if (first < m) linears(s->xb + first * H, m - first, 1, &L->q, s->q + first * qdim, 0, 0, 0, 0);
+    }
     for (int t = 0; t < m; t++) {
       float *q = s->q + t * qdim, *k = s->k + t * kvdim, *v = s->v + t * kvdim;
+      int query = t >= first;
       if (L->q_norm) {
-        for (int h = 0; h < c->heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, c->eps);
+        if (query)
+          for (int h = 0; h < c->heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, c->eps);
         for (int h = 0; h < c->kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, c->eps);
       }
       size_t row = (size_t)positions[t] * (c->rot_dim / 2);
-      rope(q, c->heads, hd, c->rot_dim, weights.cos[local] + row, weights.sin[local] + row);
+      if (query) rope(q, c->heads, hd, c->rot_dim, weights.cos[local] + row, weights.sin[local] + row);
       rope(k, c->kv_heads, hd, c->rot_dim, weights.cos[local] + row, weights.sin[local] + row);
       int p = past + t;
       float *page = pages[p / KV_PAGE];
@@ -252,19 +262,22 @@ static void forward_chunk(const int32_t *ids, const int32_t *positions, int m, i
         mem_copy(page + ((size_t)(c->kv_heads + h) * KV_PAGE + p % KV_PAGE) * hd, v + h * hd, sizeof(float) * hd);
       }
     }
-    AttnJob aj = {m, past, l};
+    if (first == m) break;  // nothing of this layer is read but its cache
+    int rows = m - first;
+    AttnJob aj = {first, m, past, l};
     run_job(attention_job, &aj);
-    linears(s->att, m, 1, &L->o, s->xb, 0, 0, 0, 0);
-    for (int t = 0; t < m; t++) {
+    linears(s->att + first * qdim, rows, 1, &L->o, s->xb + first * H, 0, 0, 0, 0);
+    for (int t = first; t < m; t++) {
       if (c->sandwich) rmsnorm(s->xb + t * H, s->xb + t * H, L->post_attn_norm, H, c->eps);
       add_f32(s->x + t * H, s->xb + t * H, H);
     }
 
     // MLP
-    for (int t = 0; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->ffn_norm, H, c->eps);
-    linears_ex(s->xb, m, 2, &L->gate, s->gate, &L->up, s->up, 0, 0, 1);  // gate <- act(gate) * up
-    linears(s->gate, m, 1, &L->down, s->xb, 0, 0, 0, 0);
-    for (int t = 0; t < m; t++) {
+    for (int t = first; t < m; t++) rmsnorm(s->xb + t * H, s->x + t * H, L->ffn_norm, H, c->eps);
+    linears_ex(s->xb + first * H, rows, 2, &L->gate, s->gate + first * c->ffn, &L->up, s->up + first * c->ffn, 0, 0,
+               1);  // gate <- act(gate) * up
+    linears(s->gate + first * c->ffn, rows, 1, &L->down, s->xb + first * H, 0, 0, 0, 0);
+    for (int t = first; t < m; t++) {
       if (c->sandwich) rmsnorm(s->xb + t * H, s->xb + t * H, L->post_ffn_norm, H, c->eps);
       add_f32(s->x + t * H, s->xb + t * H, H);
     }
