@@ -73,15 +73,20 @@ def window_scores(sess: ort.InferenceSession, folder: Path, windows: list[list[i
 def window_logits(sess: ort.InferenceSession, folder: Path, ids: list[int]) -> np.ndarray:
     """Logits [len(ids), vocab] of every position, from an empty cache (a graph exported
     with --logits all)."""
+    logits = sess.run(["logits"], feeds(folder, ids))[0][0]
+    assert logits.shape[0] == len(ids), "export the reference with --logits all"
+    return np.asarray(logits, np.float32)
+
+
+def feeds(folder: Path, ids: list[int]) -> dict[str, np.ndarray]:
+    """The graph's inputs for reading ``ids`` from an empty cache."""
     info = read_info(folder)
     n = len(ids)
-    feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, n), np.int64),
-             "position_ids": np.arange(n, dtype=np.int64)[None]}
+    out = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, n), np.int64),
+           "position_ids": np.arange(n, dtype=np.int64)[None]}
     for name in info.kv.past_names():
-        feeds[name] = np.zeros((1, info.kv.num_kv_heads, 0, info.kv.head_dim), np.float32)
-    logits = sess.run(["logits"], feeds)[0][0]
-    assert logits.shape[0] == n, "export the reference with --logits all"
-    return np.asarray(logits, np.float32)
+        out[name] = np.zeros((1, info.kv.num_kv_heads, 0, info.kv.head_dim), np.float32)
+    return out
 
 
 def logit_bound(float_ref: np.ndarray, int8_ref: np.ndarray, activations: int = 16) -> float:
