@@ -138,6 +138,7 @@ def compare_builds(builds: dict[str, Path], model: Path, threads: int, short: li
     nodes = {name: NodeEngine() for name in builds}
     decode: dict[str, list[float]] = {name: [] for name in builds}
     prefill: dict[str, list[float]] = {name: [] for name in builds}
+    prefill_cpu: dict[str, list[float]] = {name: [] for name in builds}
     try:
         for name, wasm in builds.items():
             nodes[name].call("init", wasm=str(wasm), model_dir=str(model), threads=threads, activations=16)
@@ -148,12 +149,17 @@ def compare_builds(builds: dict[str, Path], model: Path, threads: int, short: li
                 decode[name].append((NEW_TOKENS - 1) / (r["decode_ms"] / 1000))
                 r = node.call("generate", prompt_ids=long, new_tokens=1)
                 prefill[name].append(len(long) / (r["prefill_ms"] / 1000))
+                prefill_cpu[name].append(r["prefill_cpu_ms"] / len(long))
     finally:
         for node in nodes.values():
             node.close()
     return [(f"{name} {threads}T", {"decode tok/s": statistics.median(decode[name]),
                                     "decode tok/s, each run": " ".join(f"{v:.1f}" for v in decode[name]),
-                                    "prefill tok/s": statistics.median(prefill[name])}) for name in builds]
+                                    "prefill tok/s": statistics.median(prefill[name]),
+                                    "prefill tok/s, best": max(prefill[name]),
+                                    "prefill CPU ms/token": statistics.median(prefill_cpu[name]),
+                                    "prefill CPU ms/token, least": min(prefill_cpu[name])})
+            for name in builds]
 
 
 def model_kernel_figures(node: NodeEngine, model: Path, wasm: Path = BUILDS["relaxed"],

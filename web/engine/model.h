@@ -8,15 +8,11 @@
 #define KV_PAGE 64        // positions a KV cache page
 #define GEMM_MIN_TOKENS 4 // chunks of at least this many tokens run the float GEMM (int16 mode)
 #define MAX_THREADS 16
-// The prefill GEMM of the int16 mode, by measurement (docs/cpu-engine.md): over float32
-// activations with relaxed SIMD (fused multiply-add as fast as the integer kernel), over
-// int16 blocks in the plain build (faster than its separate multiply and add).
+// The prefill GEMM of the int16 mode, by measurement (docs/cpu-engine.md): over int16
+// blocks in both builds (a little faster than fused multiply-adds over float32 in the relaxed
+// build, clearly faster than the plain build's separate multiply and add).
 #ifndef PREFILL_INT16
-#ifdef __wasm_relaxed_simd__
-#define PREFILL_INT16 0
-#else
 #define PREFILL_INT16 1
-#endif
 #endif
 
 typedef struct {

@@ -12,7 +12,7 @@
 // load-splat) and multiplies them with vector p by i32x4.dot_i16x8_s (pmaddwd: 8
 // multiplies, 4 sums): the lanes are the 4 rows, so a block ends with one conversion to
 // float and one multiply-add by the 4 rows' scales (no horizontal sums at all), and the 4
-// lanes go straight to y[t][n .. n + 3]. Tokens go GEMM16_TOKENS at a time, each unpacked
+// lanes go straight to y[t][n .. n + 3]. Tokens go GEMM16_TOKENS (6) at a time, each unpacked
 // tile vector shared by them. Plain SIMD128 only: both builds run the same code.
 //
 // Exactness: a block's int32 lane sums bs / 2 pairs of products of at most
@@ -22,7 +22,7 @@
 
 #define GEMM16_ROWS 4
 #ifndef GEMM16_TOKENS
-#define GEMM16_TOKENS 4
+#define GEMM16_TOKENS 6
 #endif
 
 int qgemm_i16_supported(const QLinear *w) { return w->bs % 32 == 0 && w->bs <= 128; }
@@ -113,6 +113,9 @@ static inline __attribute__((always_inline)) void micro16(const QLinear *w, cons
     v128_t iacc[GEMM16_TOKENS];
     for (int t = 0; t < T; t++) iacc[t] = wasm_i32x4_splat(0);
     const int16_t *wt = tile + (size_t)b * BS * GEMM16_ROWS;
+    // Left rolled: clang's full unrolling hoists every load and V8's register allocator
+    // then spills; rolled, V8 unrolls it itself (6 tokens: 20.7 against 19.2 GMAC/s).
+#pragma clang loop unroll(disable)
     for (int p = 0; p < BS / 2; p++) {
       v128_t wv = wasm_v128_load(wt + 8 * p);
       for (int t = 0; t < T; t++)
