@@ -99,18 +99,20 @@ function generate({ prompt_ids, new_tokens }) {
   e.dispose(Int32Array.from(kv));
   // CPU time counts every thread of the process: with n threads it is up to n x the wall time.
   return { tokens, prefill_ms, decode_ms, prefill_cpu_ms, decode_cpu_ms, bytes: e.info.bytes,
-    decode_jobs: stats[0], decode_sleeps_main: stats[1], decode_sleeps_workers: stats[2] };
+    decode_jobs: stats[0], decode_sleeps_main: stats[1], decode_sleeps_workers: stats[2],
+    decode_joins: stats[3], generation: stats[4] };
 }
 
 // The pool's counters (threads.c engine_thread_stats): [jobs, sleeps of the calling
-// thread, sleeps of the workers] since the last reset.
-let statsAt = 0;  // 3 int32 of engine memory, allocated once an engine
+// thread, sleeps of the workers, jobs joined by workers] since the last reset, and the
+// pool's generation (older builds leave the last two 0).
+let statsAt = 0;  // 5 int32 of engine memory, allocated once an engine
 function threadStats(reset) {
   const x = engine.x;
-  if (!x.engine_thread_stats) return [0, 0, 0];  // a build without the counters (benchmark baselines)
-  if (!statsAt) statsAt = x.engine_alloc(12) >>> 0;
+  if (!x.engine_thread_stats) return [0, 0, 0, 0, 0];  // a build without the counters (benchmark baselines)
+  if (!statsAt) statsAt = x.engine_alloc(20) >>> 0;
   x.engine_thread_stats(statsAt, reset ? 1 : 0);
-  return Array.from(new Int32Array(engine.memory.buffer, statsAt, 3));
+  return Array.from(new Int32Array(engine.memory.buffer, statsAt, 5));
 }
 
 // ---- kernels ---------------------------------------------------------------------------

@@ -23,6 +23,9 @@
 #define JOB_CHUNKS 2  // chunks a thread in a job: the slack that absorbs a late or slow thread
 #endif
 #define JOIN_OPEN 0x8000
+// The generation as the high half of `join` holds it (unsigned: generations 0x8000 to
+// 0xffff set the sign bit of `join`, which an arithmetic shift would spread).
+#define JOIN_GENERATION(join) ((uint32_t)(join) >> 16)
 
 static struct {
   volatile int32_t generation;
@@ -48,9 +51,11 @@ EXPORT(engine_set_threads) void engine_set_threads(int n) {
   pool.nthreads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
-// Counters for the benchmark (engine_thread_stats): jobs run, and waits that went past
-// the spin into memory.atomic.wait32 (a sleep, woken by a notify: tens of microseconds).
+// Counters for the benchmark and tests (engine_thread_stats): jobs run, waits that went
+// past the spin into memory.atomic.wait32 (a sleep, woken by a notify: tens of
+// microseconds), and jobs joined by workers.
 static volatile int32_t stat_jobs, stat_sleeps[2];  // [0] the calling thread, [1] workers
+static volatile int32_t stat_joins;
 static volatile int32_t sleepers;                   // threads inside memory.atomic.wait32
 
 static void wait_while_equal(volatile int32_t *p, int32_t value, int worker) {
@@ -72,11 +77,13 @@ static void wake(volatile int32_t *p, int count) {
   if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST)) __builtin_wasm_memory_atomic_notify((int32_t *)p, count);
 }
 
-// out[0] jobs, out[1] sleeps of the calling thread, out[2] sleeps of the workers, since
-// the last call with reset = 1.
+// out[0] jobs, out[1] sleeps of the calling thread, out[2] sleeps of the workers, out[3]
+// jobs joined by workers (a worker joining the same job counts once each), since the last
+// call with reset = 1; out[4] the pool's generation (jobs run since the start, mod 2^31).
 EXPORT(engine_thread_stats) void engine_thread_stats(int32_t *out, int reset) {
-  out[0] = stat_jobs, out[1] = stat_sleeps[0], out[2] = stat_sleeps[1];
-  if (reset) stat_jobs = 0, stat_sleeps[0] = 0, stat_sleeps[1] = 0;
+  out[0] = stat_jobs, out[1] = stat_sleeps[0], out[2] = stat_sleeps[1], out[3] = stat_joins;
+  out[4] = pool.generation;
+  if (reset) stat_jobs = 0, stat_sleeps[0] = 0, stat_sleeps[1] = 0, stat_joins = 0;
 }
 
 // Claims and runs chunks of the current job until none is left.
@@ -98,8 +105,9 @@ EXPORT(engine_thread_main) void engine_thread_main(int tid) {
     if (tid >= pool.nthreads) continue;
     int32_t j = __atomic_load_n(&pool.join, __ATOMIC_SEQ_CST);
     // Join only the job of generation `seen`, and only while it is open.
-    while ((j >> 16) == (seen & 0xffff) && (j & JOIN_OPEN)) {
+    while (JOIN_GENERATION(j) == ((uint32_t)seen & 0xffff) && (j & JOIN_OPEN)) {
       if (__atomic_compare_exchange_n(&pool.join, &j, j + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        __atomic_add_fetch(&stat_joins, 1, __ATOMIC_RELAXED);
         run_chunks(tid);
         __atomic_add_fetch(&pool.finished, 1, __ATOMIC_SEQ_CST);
         wake(&pool.finished, 1);
