@@ -35,7 +35,7 @@ def test_workers_join_jobs_past_every_generation(node: NodeEngine, tiny: Path) -
     info = node.load(tiny, "relaxed", threads=2)
     assert info["threads"] == 2
     prompt = [5, 17, 42, 9, 100, 7, 3, 64]
-    calls = []  # (generation after the call, decode jobs, jobs joined by a worker)
+    calls: list[tuple[int, int, int]] = []  # (generation after the call, decode jobs, jobs joined by a worker)
     while not calls or calls[-1][0] < 2 * HALF + 2000:
         r = node.call("generate", prompt_ids=prompt, new_tokens=200)
         calls.append((r["generation"], r["decode_jobs"], r["decode_joins"]))
