@@ -114,7 +114,7 @@ static inline __attribute__((always_inline)) void micro16(const QLinear *w, cons
     for (int t = 0; t < T; t++) iacc[t] = wasm_i32x4_splat(0);
     const int16_t *wt = tile + (size_t)b * BS * GEMM16_ROWS;
     // Left rolled: clang's full unrolling hoists every load and V8's register allocator
-    // then spills; rolled, V8 unrolls it itself (6 tokens: 20.7 against 19.2 GMAC/s).
+    // then spills; rolled, V8 unrolls it itself (docs/cpu-engine.md, the prefill GEMM).
 #pragma clang loop unroll(disable)
     for (int p = 0; p < BS / 2; p++) {
       v128_t wv = wasm_v128_load(wt + 8 * p);
