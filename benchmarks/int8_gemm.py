@@ -9,7 +9,10 @@ web/engine/kernels/gemm16.c (i32x4.dot_i16x8_s, 6 tokens a tile) and a 4-bit x i
 rate is the multiply-add rate an int8-activation prefill would have. Each kernel's outputs
 are checked bit for bit against its scalar reference, then the kernels are timed alternating
 (best of 5 rounds, 64 tokens, 1536x576 and 576x1536, blocks of 32). Prints a markdown table:
-GMAC/s a shape and the ratio to the int16 kernel.
+GMAC/s a shape and the ratio to the int16 kernel. A second table gives each kernel's inner
+loop alone (a weight vector, then 6 tokens' splat and multiply-add, all in L1, with no
+unpacking, block scales or stores), and the same loop with float32 multiply-adds
+(f32x4.relaxed_madd, and f32x4.mul + f32x4.add): the ceiling each instruction sets.
 
 A probe of the kernel alone (one thread, no quantization of activations, no engine around
 it), not of the engine's prefill.

@@ -241,3 +241,41 @@ static void reference(const Prob *P, int int16_acts) {
 }
 EXPORT(ref16) void ref16(const Prob *P) { reference(P, 1); }
 EXPORT(ref8) void ref8(const Prob *P) { reference(P, 0); }
+
+// ----------------------------------------------------------------------------
+// Peaks: the micro-kernels' inner loops alone, over a tile and activations that stay in L1
+// (no unpacking, no block scales, no stores): the most multiply-adds a second that the code
+// the engine compiles to reaches for each instruction. Each loop step loads a weight vector,
+// then for each of 6 tokens splats 4 bytes of activations and multiply-adds into the token's
+// accumulator, as micro16 and micro8 do. Sums wrap (the values are not checked).
+#define PEAK_STEPS 256  // weight vectors in the tile (4 KB)
+
+#define PEAK_LOOP(ACC_T, INIT, STEP)                                            \
+  ACC_T acc[MAXT];                                                               \
+  for (int t = 0; t < MAXT; t++) acc[t] = INIT;                                  \
+  for (int r = 0; r < reps; r++)                                                 \
+    _Pragma("clang loop unroll(disable)") for (int p = 0; p < PEAK_STEPS; p++) { \
+      v128_t wv = wasm_v128_load(w + 16 * p);                                    \
+      for (int t = 0; t < MAXT; t++) {                                           \
+        v128_t xv = wasm_v128_load32_splat(x + t * 4 * PEAK_STEPS + 4 * p);      \
+        acc[t] = STEP;                                                           \
+      }                                                                          \
+    }                                                                            \
+  v128_t s = acc[0];                                                             \
+  for (int t = 1; t < MAXT; t++) s = wasm_v128_xor(s, acc[t]);                   \
+  return wasm_i32x4_extract_lane(s, 0);
+
+// w: PEAK_STEPS * 16 bytes; x: MAXT * PEAK_STEPS * 4 bytes. Multiply-adds: reps * PEAK_STEPS
+// * MAXT * (8, 16, 4, 4) for peak16, peak8, peak_f32, peak_fma.
+EXPORT(peak16) int peak16(const uint8_t *w, const uint8_t *x, int reps) {
+  PEAK_LOOP(v128_t, wasm_i32x4_splat(0), wasm_i32x4_add(acc[t], wasm_i32x4_dot_i16x8(wv, xv)))
+}
+EXPORT(peak8) int peak8(const uint8_t *w, const uint8_t *x, int reps) {
+  PEAK_LOOP(v128_t, wasm_i16x8_splat(0), wasm_i16x8_add(acc[t], wasm_i16x8_relaxed_dot_i8x16_i7x16(xv, wv)))
+}
+EXPORT(peak_f32) int peak_f32(const uint8_t *w, const uint8_t *x, int reps) {
+  PEAK_LOOP(v128_t, wasm_f32x4_splat(0), wasm_f32x4_add(acc[t], wasm_f32x4_mul(wv, xv)))
+}
+EXPORT(peak_fma) int peak_fma(const uint8_t *w, const uint8_t *x, int reps) {
+  PEAK_LOOP(v128_t, wasm_f32x4_splat(0), wasm_f32x4_relaxed_madd(wv, xv, acc[t]))
+}

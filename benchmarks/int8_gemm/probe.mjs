@@ -79,3 +79,36 @@ const base = rate[KERNELS[0][0]];
 for (const [kernel, , label] of KERNELS)
   console.log(`| ${label} | ${rate[kernel].map((r) => r.toFixed(2)).join(' | ')} | ` +
     `${rate[kernel].map((r, i) => (r / base[i]).toFixed(2)).join(', ')} |`);
+
+// The inner loops alone (probe.c's peaks): the ceiling each instruction gives the kernels.
+const PEAKS = [
+  ['peak16', 8, 'i32x4.dot_i16x8_s + i32x4.add (the int16 kernel)'],
+  ['peak8', 16, 'i16x8.relaxed_dot_i8x16_i7x16 + i16x8.add (the int8 kernel)'],
+  ['peak_fma', 4, 'f32x4.relaxed_madd (fused multiply-add)'],
+  ['peak_f32', 4, 'f32x4.mul + f32x4.add'],
+];
+const STEPS = 256, TOKENS = 6;
+const w = X.alloc(STEPS * 16), x = X.alloc(TOKENS * STEPS * 4);
+fill(Float32Array, w, STEPS * 4, () => 0.5 + rnd());  // floats for the float loops; any bits do for the integer ones
+fill(Float32Array, x, TOKENS * STEPS, () => 0.5 + rnd());
+const peakTime = (kernel, reps) => {
+  const t0 = performance.now();
+  X[kernel](w, x, reps);
+  return (performance.now() - t0) / 1e3;
+};
+const peakReps = {}, peakBest = {};
+for (const [kernel] of PEAKS) {
+  let r = 16;
+  while (peakTime(kernel, r) < 0.05) r *= 2;
+  peakReps[kernel] = Math.max(1, Math.round(r * SECONDS / peakTime(kernel, r)));
+}
+for (let round = 0; round < ROUNDS; round++)
+  for (const [kernel] of PEAKS) peakBest[kernel] = Math.min(peakBest[kernel] ?? Infinity, peakTime(kernel, peakReps[kernel]));
+console.log(`\nThe inner loops alone (a weight vector, then ${TOKENS} tokens' splat and multiply-add, ` +
+  `all in L1; no unpacking or scales; best of ${ROUNDS} rounds)\n`);
+console.log('| loop | GMAC/s | share of the int16 loop |');
+console.log('|---|---:|---:|');
+const peakRate = Object.fromEntries(PEAKS.map(([kernel, macs]) =>
+  [kernel, (peakReps[kernel] * STEPS * TOKENS * macs) / peakBest[kernel] / 1e9]));
+for (const [kernel, , label] of PEAKS)
+  console.log(`| ${label} | ${peakRate[kernel].toFixed(2)} | ${(peakRate[kernel] / peakRate.peak16).toFixed(2)} |`);
