@@ -106,6 +106,7 @@ static inline int qlinear_zp(const QLinear *w, int n, int b) {
 typedef struct {
   int m, k, bs, kb, kbpad, kpad, nibble_order;
   int bits;        // 8: q holds the codes; 16: q16 does (scale amax / 32767)
+  int halves;      // with bits 16: q and qlo are written too (the decode kernels read them)
   int8_t *q;       // [m][kpad] int8 codes; with bits 16: the high bytes of q16 (see below)
   int16_t *q16;    // [m][kpad]
   int8_t *qlo;     // [m][kpad] with bits 16: q16 = 256 * q + qlo, both int8 (|q16| <= 32639)
@@ -133,6 +134,11 @@ void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_orde
 void quantize_act_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
 void quantize_act16_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order);
+// quantize_act16 in two steps, so a chunk's tokens can be quantized by several threads
+// (bs a multiple of 32): the layout for m tokens, then tokens [t0, t1) of x [m][k]. Without
+// halves only q16, scale, isum and fsum are written (what the prefill GEMM reads).
+void quantize_act16_layout(QAct *a, int m, int k, int bs, int nibble_order, int halves);
+void quantize_act16_tokens(QAct *a, const float *x, int t0, int t1);
 
 // kernels/qmatmul.c: y[t * ldy + j] for rows j in [n0, n1) and tokens t < a->m.
 // Bias and Q4_1 minima are included.

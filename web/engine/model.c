@@ -127,12 +127,30 @@ static void matmul_job(void *arg, int chunk, int chunks, int tid) {
   }
 }
 
+typedef struct {
+  QAct *a;
+  const float *x;
+} ActJob;
+
+// Tokens of a chunk quantized to int16 blocks, a share of them a thread.
+static void act16_job(void *arg, int chunk, int chunks, int tid) {
+  const ActJob *job = arg;
+  int m = job->a->m, share = (m + chunks - 1) / chunks;
+  int t0 = chunk * share, t1 = t0 + share < m ? t0 + share : m;
+  if (t0 < t1) quantize_act16_tokens(job->a, job->x, t0, t1);
+}
+
 // Quantizes x [m][k] for w (one QAct a block format: slot 0, or 1 when a second format is
-// needed for the same input).
-static const QAct *quantized_for(const QLinear *w, const float *x, int m, int slot_hint) {
+// needed for the same input). gemm16: for the prefill GEMM, which reads only the int16
+// codes, so the chunk's tokens are quantized by all threads and without the int8 halves.
+static const QAct *quantized_for(const QLinear *w, const float *x, int m, int slot_hint, int gemm16) {
   QAct *a = &state.act[slot_hint];
   int nibbles = act_order(w->bits, w->bs, config.act_bits);
-  if (config.act_bits == 16) quantize_act16(a, x, m, w->k, w->bs, nibbles);
+  if (config.act_bits == 16 && gemm16 && w->bs % 32 == 0) {
+    quantize_act16_layout(a, m, w->k, w->bs, nibbles, 0);
+    ActJob job = {a, x};
+    run_job(act16_job, &job);
+  } else if (config.act_bits == 16) quantize_act16(a, x, m, w->k, w->bs, nibbles);
   else quantize_act(a, x, m, w->k, w->bs, nibbles);
   return a;
 }
@@ -159,12 +177,12 @@ static void linears_ex(const float *x, int m, int count, const QLinear *w0, floa
     }
     job.gemm16 = 1;
   }
-  job.a[0] = quantized_for(w0, x, m, 0);
+  job.a[0] = quantized_for(w0, x, m, 0, job.gemm16);
   for (int i = 1; i < count; i++) {
     if (same_format(job.w[i], w0)) job.a[i] = job.a[0];
     else {
       for (int j = 1; j < i; j++) if (same_format(job.w[i], job.w[j])) job.a[i] = job.a[j];
-      if (!job.a[i]) job.a[i] = quantized_for(job.w[i], x, m, 1);
+      if (!job.a[i]) job.a[i] = quantized_for(job.w[i], x, m, 1, job.gemm16);
     }
   }
   run_job(matmul_job, &job);

@@ -111,6 +111,7 @@ void quantize_act(QAct *a, const float *x, int m, int k, int bs, int nibble_orde
 void quantize_act16_ref(QAct *a, const float *x, int m, int k, int bs, int nibble_order) {
   alloc_act(a, m, k, bs, nibble_order);
   a->bits = 16;
+  a->halves = 1;
   for (int t = 0; t < m; t++) {
     const float *row = x + (size_t)t * k;
     int16_t *q = a->q16 + (size_t)t * a->kpad;
@@ -156,9 +157,19 @@ void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_or
     quantize_act16_ref(a, x, m, k, bs, nibble_order);
     return;
   }
+  quantize_act16_layout(a, m, k, bs, nibble_order, 1);
+  quantize_act16_tokens(a, x, 0, m);
+}
+
+void quantize_act16_layout(QAct *a, int m, int k, int bs, int nibble_order, int halves) {
   alloc_act(a, m, k, bs, nibble_order);
   a->bits = 16;
-  for (int t = 0; t < m; t++) {
+  a->halves = halves;
+}
+
+void quantize_act16_tokens(QAct *a, const float *x, int t0, int t1) {
+  const int k = a->k, bs = a->bs, nibble_order = a->nibble_order, halves = a->halves;
+  for (int t = t0; t < t1; t++) {
     const float *row = x + (size_t)t * k;
     int16_t *q = a->q16 + (size_t)t * a->kpad;
     int8_t *hi8 = a->q + (size_t)t * a->kpad, *lo8 = a->qlo + (size_t)t * a->kpad;
@@ -190,9 +201,10 @@ void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_or
           v128_t o1 = wasm_i16x8_shuffle(h[2], h[3], 1, 3, 5, 7, 9, 11, 13, 15);
           h[0] = e0, h[1] = e1, h[2] = o0, h[3] = o1;
         }
+        for (int j = 0; j < 4; j++) wasm_v128_store(q + b * bs + c + 8 * j, h[j]);
+        if (!halves) continue;
         v128_t hi[4], lo[4];
         for (int j = 0; j < 4; j++) {
-          wasm_v128_store(q + b * bs + c + 8 * j, h[j]);
           lo[j] = wasm_i16x8_sub(wasm_v128_and(wasm_i16x8_add(h[j], wasm_i16x8_splat(128)), wasm_i16x8_splat(255)),
                                  wasm_i16x8_splat(128));
           hi[j] = wasm_i16x8_shr(wasm_i16x8_sub(h[j], lo[j]), 8);
@@ -214,6 +226,7 @@ void quantize_act16(QAct *a, const float *x, int m, int k, int bs, int nibble_or
       a->fsum[t * a->kbpad + b] = 0.0f;
     }
     mem_zero(q + a->k, sizeof(int16_t) * (size_t)(a->kpad - a->k));
+    if (!halves) continue;
     mem_zero(hi8 + a->k, (size_t)(a->kpad - a->k));
     mem_zero(lo8 + a->k, (size_t)(a->kpad - a->k));
   }
