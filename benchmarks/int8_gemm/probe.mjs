@@ -98,9 +98,9 @@ const peakTime = (kernel, reps) => {
 };
 const peakReps = {}, peakBest = {};
 for (const [kernel] of PEAKS) {
-  let r = 16;
-  while (peakTime(kernel, r) < 0.05) r *= 2;
-  peakReps[kernel] = Math.max(1, Math.round(r * SECONDS / peakTime(kernel, r)));
+  let r = 16, total;
+  while ((total = peakTime(kernel, r)) < 0.05) r *= 2;
+  peakReps[kernel] = Math.max(1, Math.round(r * SECONDS / total));
 }
 for (let round = 0; round < ROUNDS; round++)
   for (const [kernel] of PEAKS) peakBest[kernel] = Math.min(peakBest[kernel] ?? Infinity, peakTime(kernel, peakReps[kernel]));
