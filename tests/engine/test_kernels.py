@@ -92,7 +92,7 @@ def test_simd_kernel_with_all_zero_zero_points(node: NodeEngine, build: str, tok
 @pytest.mark.parametrize("rows", [44, 47])
 def test_int16_prefill_gemm_matches_scalar_reference(node: NodeEngine, build: str, fmt: tuple, tokens: int,
                                                      rows: int) -> None:
-    # qgemm_i16 (rows 8 at a time, tokens 4 at a time; 44 and 47 rows and 6 or 11 tokens take the
+    # qgemm_i16 (rows 8 at a time, tokens 3 at a time; 44 and 47 rows and 1 or 11 tokens take the
     # partial tiles) against qmatmul_ref on the same int16 blocks and the float computation.
     bits, bs, zero_points, mins, float32 = fmt
     r = node.call("kernel", wasm=str(BUILDS[build]), bits=bits, bs=bs, n=rows, k=576 if 576 % bs == 0 else 512,
