@@ -24,7 +24,9 @@ size), so the figures say how much of a decode step the kernels take.
 ``--against DIR`` (with ``--quick``): the relaxed build in DIR (e.g. an older checkout's,
 built by ``web/engine/build.sh DIR``) beside this checkout's, each in its own node process,
 their decode and prefill runs alternating, so a change is measured side by side on a
-shared machine; the kernel rows are given for both.
+shared machine; the kernel rows are given for both. ``--prompt-chunk N`` feeds the prompt
+in runs of N tokens there, as the page feeds a prompt in chunks (browser_bench prints how
+many).
 """
 
 from __future__ import annotations
@@ -132,9 +134,10 @@ def kernel_figures(node: NodeEngine) -> list[tuple[str, dict[str, Any]]]:
 
 
 def compare_builds(builds: dict[str, Path], model: Path, threads: int, short: list[int], long: list[int],
-                   repeats: int) -> list[tuple[str, dict[str, Any]]]:
+                   repeats: int, prompt_chunk: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """Decode and prefill of each build (int16 activations, default prefill GEMM), each in
-    its own node process, the builds' runs alternating within every repeat."""
+    its own node process, the builds' runs alternating within every repeat. prompt_chunk:
+    the long prompt fed in runs of that many tokens (0: one run)."""
     nodes = {name: NodeEngine() for name in builds}
     decode: dict[str, list[float]] = {name: [] for name in builds}
     prefill: dict[str, list[float]] = {name: [] for name in builds}
@@ -147,7 +150,7 @@ def compare_builds(builds: dict[str, Path], model: Path, threads: int, short: li
             for name, node in nodes.items():
                 r = node.call("generate", prompt_ids=short, new_tokens=NEW_TOKENS)
                 decode[name].append((NEW_TOKENS - 1) / (r["decode_ms"] / 1000))
-                r = node.call("generate", prompt_ids=long, new_tokens=1)
+                r = node.call("generate", prompt_ids=long, new_tokens=1, prompt_chunks=prompt_chunk)
                 prefill[name].append(len(long) / (r["prefill_ms"] / 1000))
                 prefill_cpu[name].append(r["prefill_cpu_ms"] / len(long))
     finally:
@@ -209,6 +212,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--against", type=Path, metavar="DIR", help="with --quick: the relaxed build in "
                         "DIR (web/engine/build.sh DIR) beside this checkout's, alternating")
+    parser.add_argument("--prompt-chunk", type=int, default=0, metavar="TOKENS", help="with --against: feed "
+                        "the 195-token prompt in runs of this many tokens, as the page's chunks do")
     args = parser.parse_args()
     if args.against and not (args.quick and (args.against / "engine-relaxed.wasm").is_file()):
         raise SystemExit(f"--against needs --quick and a build in {args.against} (web/engine/build.sh {args.against})")
@@ -224,7 +229,7 @@ def main() -> None:
         for threads in thread_counts:
             if args.against:
                 builds = {"this build": BUILDS["relaxed"], str(args.against): args.against / "engine-relaxed.wasm"}
-                rows += compare_builds(builds, model, threads, short, long, args.repeats)
+                rows += compare_builds(builds, model, threads, short, long, args.repeats, args.prompt_chunk)
                 continue
             if args.quick:
                 rows.append((f"engine relaxed {threads}T",

@@ -63,8 +63,9 @@ function evaluate({ windows, targets, dump }) {
 }
 
 // Greedy generation through the engine's API, as the page's loop calls it: the prompt in
-// one run (prefill), then one token a run. Times both (ms) and returns the tokens.
-function generate({ prompt_ids, new_tokens }) {
+// one run (prefill; or in runs of prompt_chunks tokens, the last one taking the rest), then
+// one token a run. Times both (ms) and returns the tokens.
+function generate({ prompt_ids, new_tokens, prompt_chunks = 0 }) {
   const e = engine;
   const names = ['input_ids', 'attention_mask', 'position_ids', ...e.pastNames];
   e.setFeedNames(names);
@@ -86,7 +87,15 @@ function generate({ prompt_ids, new_tokens }) {
   const cpuMs = (/** @type {any} */ since) => { const u = process.cpuUsage(since); return (u.user + u.system) / 1000; };
   let t0 = performance.now();
   let c0 = process.cpuUsage();
-  tokens.push(step(prompt_ids));
+  // prompt_chunks: a size for every run, or a list of sizes (the last one repeated)
+  const sizes = Array.isArray(prompt_chunks) ? prompt_chunks : [prompt_chunks > 0 ? prompt_chunks : prompt_ids.length];
+  let first = 0;
+  for (let at = 0, i = 0; at < prompt_ids.length; i++) {
+    const size = sizes[Math.min(i, sizes.length - 1)];
+    first = step(prompt_ids.slice(at, at + size));
+    at += size;
+  }
+  tokens.push(first);
   const prefill_ms = performance.now() - t0;
   const prefill_cpu_ms = cpuMs(c0);
   t0 = performance.now();
