@@ -13,9 +13,12 @@
 //                    meets code 2s, slot s >= 16 meets code 2(s - 16) + 1
 //   ascale[t][kb]    activation scales; asum8[t][kb] the sum of a8 over the block
 //   y[t][n]          = sum_b wscale[n][b] * ascale[t][b] * sum_i (code_i - zp[n][b]) * a[t][i]
-// Rows go 4 at a time: their codes are unpacked once into a tile shared by T tokens.
+// Rows go 4 (or 8: the engine's int16 tile) at a time: their codes are unpacked once into a
+// tile shared by T tokens.
 //   int16 tile: K/2 vectors; vector p holds, for rows r = 0..3, the (code - zp) that meet
 //     slots 2p, 2p + 1 (lanes [r0 2p, r0 2p+1, r1 2p, ...]), then kb*4 float scales.
+//     8-row tile (gemm16_r8t4, the engine's): for each p two such vectors, rows 0-3 then
+//     rows 4-7, then kb*8 float scales.
 //   int8 tile: K/4 vectors; vector p holds row r's codes (unsigned, zero point not
 //     subtracted) of slots 4p .. 4p + 3 in bytes 4r .. 4r + 3, then kb*4 float scales,
 //     then kb*4 int32 zero points.
@@ -37,6 +40,7 @@
 #define BS 32     // block size
 #define ROWS 4    // rows a tile
 #define MAXT 6    // most tokens a tile
+#define ROWS8 8   // rows of the 8-row int16 tile
 
 extern unsigned char __heap_base;
 static size_t heap_top;
@@ -128,6 +132,66 @@ INLINE void micro16(const Prob *P, const int16_t *tile, int t0, int n, const int
   for (int t = 0; t < T; t++) wasm_v128_store(P->y + (size_t)(t0 + t) * P->n + n, facc[t]);
 }
 
+// The engine's tile: 8 rows (two 4-row halves side by side for each pair), 3 tokens (or 4).
+static void unpack16_r8(const Prob *P, int n, int16_t *tile) {
+  float *scales = (float *)(tile + (size_t)ROWS8 * P->k);
+  for (int b = 0; b < P->kb; b++)
+    for (int h = 0; h < 2; h++) {
+      v128_t v[ROWS][4];
+      for (int r = 0; r < ROWS; r++) {
+        size_t wb = (size_t)(n + 4 * h + r) * P->kb + b;
+        scales[b * ROWS8 + 4 * h + r] = P->wscale[wb];
+        v128_t bytes = wasm_v128_load(P->q + (size_t)(n + 4 * h + r) * (P->k / 2) + b * BS / 2);
+        v128_t even = wasm_v128_and(bytes, wasm_i8x16_splat(15)), odd = wasm_u8x16_shr(bytes, 4);
+        v128_t zp = wasm_i16x8_splat(P->zp[wb]);
+        v[r][0] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(even), zp);
+        v[r][1] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(even), zp);
+        v[r][2] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(odd), zp);
+        v[r][3] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(odd), zp);
+      }
+      int16_t *out = tile + (size_t)b * BS * ROWS8;
+      for (int j = 0; j < 4; j++) {
+        transpose4(&v[0][j], &v[1][j], &v[2][j], &v[3][j]);
+        for (int r = 0; r < ROWS; r++) wasm_v128_store(out + (size_t)((4 * j + r) * 2 + h) * 8, v[r][j]);
+      }
+    }
+}
+
+// y[t0 .. t0 + T)[n .. n + 8) from the 8-row tile.
+INLINE void micro16_r8(const Prob *P, const int16_t *tile, int t0, int n, const int T) {
+  const int kb = P->kb;
+  const float *scales = (const float *)(tile + (size_t)ROWS8 * P->k);
+  v128_t facc[4][2];
+  const int16_t *x[4];
+  for (int t = 0; t < T; t++) {
+    facc[t][0] = facc[t][1] = wasm_f32x4_splat(0.0f);
+    x[t] = P->a16 + (size_t)(t0 + t) * P->k;
+  }
+  for (int b = 0; b < kb; b++) {
+    v128_t iacc[4][2];
+    for (int t = 0; t < T; t++) iacc[t][0] = iacc[t][1] = wasm_i32x4_splat(0);
+    const int16_t *wt = tile + (size_t)b * BS * ROWS8;
+#pragma clang loop unroll(disable)
+    for (int p = 0; p < BS / 2; p++) {
+      v128_t w0 = wasm_v128_load(wt + 16 * p), w1 = wasm_v128_load(wt + 16 * p + 8);
+      for (int t = 0; t < T; t++) {
+        v128_t xv = wasm_v128_load32_splat(x[t] + b * BS + 2 * p);
+        iacc[t][0] = wasm_i32x4_add(iacc[t][0], wasm_i32x4_dot_i16x8(w0, xv));
+        iacc[t][1] = wasm_i32x4_add(iacc[t][1], wasm_i32x4_dot_i16x8(w1, xv));
+      }
+    }
+    for (int h = 0; h < 2; h++) {
+      v128_t ws = wasm_v128_load(scales + b * ROWS8 + 4 * h);
+      for (int t = 0; t < T; t++) {
+        v128_t s = wasm_f32x4_mul(ws, wasm_f32x4_splat(P->ascale[(size_t)(t0 + t) * kb + b]));
+        facc[t][h] = wasm_f32x4_add(facc[t][h], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(iacc[t][h]), s));
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int h = 0; h < 2; h++) wasm_v128_store(P->y + (size_t)(t0 + t) * P->n + n + 4 * h, facc[t][h]);
+}
+
 // ----------------------------------------------------------------------------
 // 4-bit x int8
 
@@ -188,8 +252,19 @@ INLINE void micro8(const Prob *P, const int8_t *tile, int t0, int n, const int T
 }
 
 // ----------------------------------------------------------------------------
-// GEMMs: rows 4 at a time, unpacked once; tokens T at a time, the rest one at a time.
-// tile: 4 * K * 2 + kb * 32 bytes covers both tiles.
+// GEMMs: rows 4 (or 8) at a time, unpacked once; tokens T at a time, the rest one at a time.
+// tile: 8 * K * 2 + kb * 32 bytes covers every tile.
+
+INLINE void gemm16_r8(const Prob *P, int16_t *tile, const int T) {
+  for (int n = 0; n < P->n; n += ROWS8) {
+    unpack16_r8(P, n, tile);
+    int t = 0;
+    for (; t + T <= P->m; t += T) micro16_r8(P, tile, t, n, T);
+    for (; t < P->m; t++) micro16_r8(P, tile, t, n, 1);
+  }
+}
+EXPORT(gemm16_r8t3) void gemm16_r8t3(const Prob *P, int16_t *tile) { gemm16_r8(P, tile, 3); }
+EXPORT(gemm16_r8t4) void gemm16_r8t4(const Prob *P, int16_t *tile) { gemm16_r8(P, tile, 4); }
 
 EXPORT(gemm16_t6) void gemm16_t6(const Prob *P, int16_t *tile) {
   for (int n = 0; n < P->n; n += ROWS) {
@@ -276,6 +351,27 @@ EXPORT(peak8) int peak8(const uint8_t *w, const uint8_t *x, int reps) {
 EXPORT(peak_f32) int peak_f32(const uint8_t *w, const uint8_t *x, int reps) {
   PEAK_LOOP(v128_t, wasm_f32x4_splat(0), wasm_f32x4_add(acc[t], wasm_f32x4_mul(wv, xv)))
 }
+// The 8-row int16 tile's loop: two weight vectors, then for each of T tokens a splat and
+// two multiply-adds. Multiply-adds: reps * PEAK_STEPS / 2 * T * 2 * 8.
+INLINE int peak16_r8(const uint8_t *w, const uint8_t *x, int reps, const int T) {
+  v128_t acc[8];
+  for (int t = 0; t < 8; t++) acc[t] = wasm_i32x4_splat(0);
+  for (int r = 0; r < reps; r++)
+#pragma clang loop unroll(disable)
+    for (int p = 0; p < PEAK_STEPS / 2; p++) {
+      v128_t w0 = wasm_v128_load(w + 32 * p), w1 = wasm_v128_load(w + 32 * p + 16);
+      for (int t = 0; t < T; t++) {
+        v128_t xv = wasm_v128_load32_splat(x + t * 4 * PEAK_STEPS + 4 * p);
+        acc[2 * t] = wasm_i32x4_add(acc[2 * t], wasm_i32x4_dot_i16x8(w0, xv));
+        acc[2 * t + 1] = wasm_i32x4_add(acc[2 * t + 1], wasm_i32x4_dot_i16x8(w1, xv));
+      }
+    }
+  v128_t s = acc[0];
+  for (int t = 1; t < 2 * T; t++) s = wasm_v128_xor(s, acc[t]);
+  return wasm_i32x4_extract_lane(s, 0);
+}
+EXPORT(peak16_r8t3) int peak16_r8t3(const uint8_t *w, const uint8_t *x, int reps) { return peak16_r8(w, x, reps, 3); }
+EXPORT(peak16_r8t4) int peak16_r8t4(const uint8_t *w, const uint8_t *x, int reps) { return peak16_r8(w, x, reps, 4); }
 EXPORT(peak_fma) int peak_fma(const uint8_t *w, const uint8_t *x, int reps) {
   PEAK_LOOP(v128_t, wasm_f32x4_splat(0), wasm_f32x4_relaxed_madd(wv, xv, acc[t]))
 }
