@@ -71,10 +71,13 @@ class StepClock:
     finished: float = 0.0
 
     def summary(self, decode_steps: int) -> dict[str, float]:
-        """Figures over the last ``decode_steps`` runs (the runs before read the prompt)."""
+        """Figures over the last ``decode_steps`` runs (the runs before read the prompt), and
+        ``prompt_run_seconds``: the time spent waiting for the runs that read the prompt."""
+        prompt_runs = self.runs[:max(0, len(self.runs) - max(0, decode_steps))]
+        prompt = {"prompt_runs": len(prompt_runs), "prompt_run_seconds": sum(prompt_runs)}
         if decode_steps < 1 or len(self.starts) < decode_steps + 1:
             return {"decode_steps": 0, "python_share": 0.0, "python_ms_per_step": 0.0,
-                    "ort_ms_per_step": 0.0}
+                    "ort_ms_per_step": 0.0, **prompt}
         first = len(self.starts) - decode_steps
         ends = self.starts[first + 1:] + [self.finished]
         walls = [end - start for start, end in zip(self.starts[first:], ends)]
@@ -86,6 +89,7 @@ class StepClock:
             "python_share": (wall - ort) / wall if wall > 0 else 0.0,
             "python_ms_per_step": (wall - ort) / steps * 1000,
             "ort_ms_per_step": ort / steps * 1000,
+            **prompt,
         }
 
 

@@ -57,6 +57,9 @@ import { Messenger } from './messenger.js';
  * @property {number} pythonShare share of a decode step spent outside session.run (0..1)
  * @property {number} pythonMsPerStep
  * @property {number} ortMsPerStep
+ * @property {number} promptRuns model runs that read the prompt (its chunks)
+ * @property {number} promptRunSeconds seconds inside those runs (the rest of the time to first
+ *   token is tokenizing, the chat template, Python and sampling)
  *
  * @typedef {object} Result
  * @property {string} text
