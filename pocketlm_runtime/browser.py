@@ -49,10 +49,10 @@ OPTION_NAMES = {
     "stop": "stop",
 }
 
-# A chunk of the prompt takes about this long, so a stop waits about as long. Chunks stay
-# at 32 tokens or more: smaller ones cost more per token than they save in waiting
-# (natively, 8-token chunks read a 331-token prompt 2.3 times slower than one run; 64-token
-# chunks 1.08 times).
+# A chunk of the prompt takes about this long (a last one up to 1.5 times), so a stop waits
+# about as long. Chunks stay at 32 tokens or more: smaller ones cost more per token than they
+# save in waiting (natively, 8-token chunks read a 331-token prompt 2.3 times slower than one
+# run; 64-token chunks 1.08 times).
 CHUNK_SECONDS = 0.25
 CHUNK_LEAST = 32
 

@@ -42,8 +42,12 @@ class Chunking:
     ``tokens``: the size of a chunk (and of the first one when adapting). With
     ``seconds`` > 0 the size adapts so that a chunk takes about that long (later chunks
     attend to more positions and get slower), between ``least`` and ``most`` tokens; this
-    bounds how long an interruption waits. Chunk boundaries only reorder floating-point
-    sums, so the tokens of greedy decoding match an unchunked run in all but ties.
+    bounds how long an interruption waits. When adapting, a rest of under half a chunk is
+    read with the chunk before it (:meth:`take`: a short run costs nearly a whole pass over
+    the weights), so a run takes up to 1.5 x ``seconds``; and the next prompt starts from
+    the size the last one reached (``tokens`` is updated). Chunk boundaries only reorder
+    floating-point sums, so the tokens of greedy decoding match an unchunked run in all but
+    ties.
     """
 
     tokens: int = 256
@@ -57,6 +61,12 @@ class Chunking:
             return size
         wanted = int(size * self.seconds / elapsed)
         return max(self.least, min(self.most, wanted, 2 * size))
+
+    def take(self, size: int, pending: int) -> int:
+        """How many of ``pending`` tokens the next run feeds when ``size`` is planned."""
+        if self.seconds > 0 and pending <= size + size // 2:
+            return min(pending, self.most)
+        return size
 
 
 def context_error(total: int, context_length: int) -> ContextFull:
@@ -205,11 +215,15 @@ class Generator:
         while self.pending:
             if self.interrupt is not None and self.interrupt():
                 raise Interrupted("stopped while reading the prompt")
-            chunk, rest = self.pending[:size], self.pending[size:]
+            take = self.chunking.take(size, len(self.pending))
+            chunk, rest = self.pending[:take], self.pending[take:]
             started = self.clock()
             self._run(chunk, None if rest else uniform)
             self.pending = rest
-            size = self.chunking.next_size(len(chunk), self.clock() - started)
+            if rest or len(chunk) >= size:  # a short last run says little about the rate
+                size = self.chunking.next_size(len(chunk), self.clock() - started)
+        if self.chunking.seconds > 0:
+            self.chunking.tokens = size
 
     def _run(self, ids: list[int], uniform: float | None) -> None:
         """One model run over ``ids``, after the cached tokens; with ``uniform`` (not None),

@@ -228,6 +228,37 @@ def test_adaptive_chunks_aim_at_a_duration_within_bounds() -> None:
     assert Chunking(tokens=32).next_size(32, 5.0) == 32  # no duration: fixed size
 
 
+def test_adaptive_chunks_read_a_short_rest_along_and_carry_their_size_to_the_next_prompt(
+        tiny: tuple[Path, Path]) -> None:
+    model = load_native(tiny[1])
+    gen = model.generator
+    now = [0.0]
+
+    class Timed(CountingSession):  # every token of a run takes 1 / 100 s
+        def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+            out = super().run(feeds)
+            now[0] += self.fed[-1] / 100
+            return out
+
+    timed = Timed(gen.session)
+    gen.session, gen.clock = timed, lambda: now[0]
+    gen.chunking = Chunking(tokens=8, seconds=0.2, least=8, most=512)
+    ids = model.prompt_ids(LONG_PROMPT)
+    result = model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=3))
+    # 8 tokens take 0.08 s: the size doubles to 16, then stays at 20 (0.2 s); the rest, under
+    # 1.5 chunks, goes with the last run instead of a short run of its own.
+    runs = timed.fed[:-2]  # the prompt's runs, then two decode steps
+    assert runs[:2] == [8, 16] and set(runs[2:-1]) == {20} and sum(runs) == len(ids)
+    assert 20 < runs[-1] <= 30
+    assert gen.chunking.tokens == 20
+    assert result.tokens == OnnxDecoder(tiny[1]).greedy(ids, 3)
+    # The next prompt starts at the size the last one reached.
+    model.new_chat()
+    timed.fed.clear()
+    model.generate(LONG_PROMPT, SamplingOptions(max_new_tokens=1))
+    assert timed.fed[0] == 20
+
+
 def test_interrupt_between_chunks_keeps_what_was_fed_and_ends_the_answer(tiny: tuple[Path, Path]) -> None:
     model = load_native(tiny[1])
     gen = model.generator
