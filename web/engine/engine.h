@@ -48,6 +48,16 @@ static inline v128_t expf4(v128_t x) {
   return wasm_v128_andnot(p, wasm_f32x4_lt(x, wasm_f32x4_splat(-103.0f)));
 }
 
+// acc + a * b: fused (f32x4.relaxed_madd) in the relaxed build, multiply then add in the
+// plain one.
+static inline v128_t f32x4_madd(v128_t a, v128_t b, v128_t acc) {
+#ifdef __wasm_relaxed_simd__
+  return wasm_f32x4_relaxed_madd(a, b, acc);
+#else
+  return wasm_f32x4_add(acc, wasm_f32x4_mul(a, b));
+#endif
+}
+
 static inline float f16_to_f32(uint16_t h) {
   // Place the half's exponent and mantissa in a float's, then rescale the exponent bias
   // (2^112 = 2^(127-15)); exact for normal and subnormal halves.
@@ -155,9 +165,10 @@ void qgemm_f32(const QLinear *w, const float *x, int m, float *y, int ldy, int n
 void qgemm_f32_ref(const QLinear *w, const float *x, int m, float *y, int ldy, int n0, int n1, float *tile);
 
 // kernels/gemm16.c: the same rows for int16 activation blocks (quantize_act16, w's block
-// size, either slot order) over chunks of tokens: 4 rows unpacked once into tile
+// size, either slot order) over chunks of tokens: GEMM16_ROWS rows unpacked once into tile
 // (qgemm_i16_tile_bytes) and used for all a->m tokens. Bias and minima included; the
 // scalar reference is qmatmul_ref. Blocks of 32, 64 or 128 (qgemm_i16_supported).
+#define GEMM16_ROWS 8  // rows a tile (two vectors of 4)
 int qgemm_i16_supported(const QLinear *w);
 size_t qgemm_i16_tile_bytes(int k, int bs);
 void qgemm_i16(const QLinear *w, const QAct *a, float *y, int ldy, int n0, int n1, void *tile);

@@ -87,11 +87,15 @@ static void job_rows(const MatJob *job, int i, int n0, int n1, int tid) {
   else qmatmul(w, job->a[i], job->y[i], w->n, n0, n1);
 }
 
-// Gate and up: each thread takes the same rows of both (4-row multiples) and applies the
+// Rows a thread's share is a multiple of: the prefill GEMM over int16 blocks takes 8 rows a
+// tile (a share of 4 mod 8 would end in a half-empty tile), the other kernels 4.
+static int job_tile(const MatJob *job) { return job->gemm16 ? GEMM16_ROWS : 4; }
+
+// Gate and up: each thread takes the same rows of both (tile multiples) and applies the
 // gated activation to its columns of every token, so no serial pass follows the job.
 static void gated_job(MatJob *job, int chunk, int chunks, int tid) {
-  int n = job->w[0]->n;
-  int share = ((n + chunks - 1) / chunks + 3) & ~3;
+  int n = job->w[0]->n, tile = job_tile(job);
+  int share = ((n + chunks - 1) / chunks + tile - 1) / tile * tile;
   int n0 = chunk * share, n1 = n0 + share < n ? n0 + share : n;
   if (n0 >= n1) return;
   job_rows(job, 0, n0, n1, tid);
@@ -104,7 +108,7 @@ static void gated_job(MatJob *job, int chunk, int chunks, int tid) {
   }
 }
 
-// The rows of the job's linears side by side, cut into equal chunks (4-row multiples).
+// The rows of the job's linears side by side, cut into equal chunks (tile multiples).
 static void matmul_job(void *arg, int chunk, int chunks, int tid) {
   MatJob *job = arg;
   if (job->gated) {
@@ -113,8 +117,8 @@ static void matmul_job(void *arg, int chunk, int chunks, int tid) {
   }
   int total = 0;
   for (int i = 0; i < job->count; i++) total += job->w[i]->n;
-  int share = (total + chunks - 1) / chunks;
-  share = (share + 3) & ~3;
+  int share = (total + chunks - 1) / chunks, tile = job_tile(job);
+  share = (share + tile - 1) / tile * tile;
   int lo = chunk * share, hi = lo + share < total ? lo + share : total;
   int base = 0;
   for (int i = 0; i < job->count; i++) {

@@ -4,7 +4,8 @@
 // position p of a layer lives in page p / page_size.
 #include "../engine.h"
 
-// q . k over head_dim values (two accumulators: the adds of a head overlap).
+// q . k over head_dim values (two accumulators: the adds of a head overlap). The multiply-adds
+// below are fused in the relaxed build (f32x4_madd).
 static inline float dot(const float *q, const float *k, int n) {
   v128_t a0 = wasm_f32x4_splat(0.0f), a1 = wasm_f32x4_splat(0.0f);
   int i = 0;
@@ -42,7 +43,7 @@ static void scores_of(float *scores, const float *q, const float *k, int n, int 
       v128_t a[4] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
       for (int d = 0; d < head_dim; d += 4) {
         v128_t qv = wasm_v128_load(q + d);
-        for (int j = 0; j < 4; j++) a[j] = wasm_f32x4_add(a[j], wasm_f32x4_mul(qv, wasm_v128_load(k0 + (size_t)j * head_dim + d)));
+        for (int j = 0; j < 4; j++) a[j] = f32x4_madd(qv, wasm_v128_load(k0 + (size_t)j * head_dim + d), a[j]);
       }
       wasm_v128_store(scores + i, wasm_f32x4_mul(hsum4f(a[0], a[1], a[2], a[3]), wasm_f32x4_splat(scale)));
     }
@@ -97,7 +98,7 @@ void attend(float *out, const float *q, float *const *pages, int kv_head, int kv
       const float *v = pages[page] + v_offset + ((size_t)kv_head * page_size + p % page_size) * head_dim + d;
       for (; p < stop; p++, v += head_dim) {
         v128_t w = wasm_f32x4_splat(scores[p - start]);
-        for (int j = 0; j < 4; j++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(w, wasm_v128_load(v + 4 * j)));
+        for (int j = 0; j < 4; j++) acc[j] = f32x4_madd(w, wasm_v128_load(v + 4 * j), acc[j]);
       }
     }
     v128_t vinv = wasm_f32x4_splat(inv);

@@ -120,13 +120,7 @@ static void dequantize_row(const QLinear *w, int n, float *out) {
   }
 }
 
-static inline v128_t madd(v128_t a, v128_t b, v128_t acc) {
-#ifdef __wasm_relaxed_simd__
-  return wasm_f32x4_relaxed_madd(a, b, acc);
-#else
-  return wasm_f32x4_add(acc, wasm_f32x4_mul(a, b));
-#endif
-}
+static inline v128_t madd(v128_t a, v128_t b, v128_t acc) { return f32x4_madd(a, b, acc); }
 
 static inline float hsum(v128_t v) {
   v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));

@@ -27,7 +27,6 @@
 #include "../engine.h"
 #include <wasm_simd128.h>
 
-#define GEMM16_ROWS 8  // two vectors of 4 rows
 #define GEMM16_TOKENS 3  // at most 4 (rows16's tails)
 
 int qgemm_i16_supported(const QLinear *w) { return w->bs % 32 == 0 && w->bs <= 128; }
