@@ -17,10 +17,10 @@
 // shared by them: per pair 2 weight loads, 3 load-splats, 6 pmaddwd and 6 adds, 48
 // multiply-adds in 17 instructions (4 rows x 6 tokens took 19). 6 integer and 6 float
 // accumulators, the two weight vectors and a splat fit the 15 SIMD registers V8 gives on
-// x64. 4 tokens (64 in 22) fit in node 20's V8 but spill in Chromium 156's, where that
-// kernel ran at 20 GMAC/s against this one's 26.6 and the 4 x 6 one's 23.6 (Q4_1 blocks,
-// 98 tokens); 5 or 6 tokens spill in both. Plain SIMD128 only: both builds run the same
-// code.
+// x64. 4 tokens (64 in 22) keep 19 vectors live: as fast in node 20, but they rely on the
+// register allocator spilling the float sums well, which Chromium 156's V8 did worse at
+// (docs/cpu-engine.md); 5 or 6 tokens spill in both. Plain SIMD128 only: both builds run
+// the same code.
 //
 // Exactness: a block's int32 lane sums bs / 2 pairs of products of at most
 // 128 * 32639 (8-bit) or 15 * 32639 (4-bit): at most 2^29 for bs = 128, no overflow.
