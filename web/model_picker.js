@@ -54,9 +54,6 @@ export class ModelPicker {
    * @returns {Promise<SiteModel | null>}
    */
   choose(current) {
-    this.section.hidden = false;
-    document.body.classList.add('picking');
-    this.close.hidden = current === null;
     return new Promise((resolve) => {
       const done = (/** @type {SiteModel | null} */ model) => {
         this.section.hidden = true;
@@ -65,7 +62,12 @@ export class ModelPicker {
         resolve(model);
       };
       this.close.onclick = () => done(null);
-      this.render(current, done).then(() => {
+      // Shown once the list is current: the last opening's states (a model since downloaded
+      // or put in use) are never on screen.
+      this.render(current, done).finally(() => {
+        this.section.hidden = false;
+        document.body.classList.add('picking');
+        this.close.hidden = current === null;
         /** @type {HTMLButtonElement | null} */ (this.list.querySelector('button:not([disabled])'))?.focus();
       });
     });
