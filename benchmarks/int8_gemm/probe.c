@@ -78,29 +78,31 @@ INLINE void transpose4(v128_t *a, v128_t *b, v128_t *c, v128_t *d) {
 // ----------------------------------------------------------------------------
 // 4-bit x int16
 
-static void unpack16(const Prob *P, int n, int16_t *tile) {
-  float *scales = (float *)(tile + (size_t)ROWS * P->k);
-  for (int b = 0; b < P->kb; b++) {
-    v128_t v[ROWS][4];  // row r's 32 (code - zp) in slot order, as int16
-    for (int r = 0; r < ROWS; r++) {
-      size_t wb = (size_t)(n + r) * P->kb + b;
-      scales[b * ROWS + r] = P->wscale[wb];
-      v128_t bytes = wasm_v128_load(P->q + (size_t)(n + r) * (P->k / 2) + b * BS / 2);
-      v128_t even = wasm_v128_and(bytes, wasm_i8x16_splat(15)), odd = wasm_u8x16_shr(bytes, 4);
-      v128_t zp = wasm_i16x8_splat(P->zp[wb]);
-      v[r][0] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(even), zp);
-      v[r][1] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(even), zp);
-      v[r][2] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(odd), zp);
-      v[r][3] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(odd), zp);
+// rows (4, or 8: two 4-row halves side by side for each pair, the engine's tile) from row n.
+static void unpack16_rows(const Prob *P, int n, int16_t *tile, const int rows) {
+  float *scales = (float *)(tile + (size_t)rows * P->k);
+  for (int b = 0; b < P->kb; b++)
+    for (int h = 0; h < rows / ROWS; h++) {
+      v128_t v[ROWS][4];  // row 4h + r's 32 (code - zp) in slot order, as int16
+      for (int r = 0; r < ROWS; r++) {
+        size_t wb = (size_t)(n + 4 * h + r) * P->kb + b;
+        scales[b * rows + 4 * h + r] = P->wscale[wb];
+        v128_t bytes = wasm_v128_load(P->q + (size_t)(n + 4 * h + r) * (P->k / 2) + b * BS / 2);
+        v128_t even = wasm_v128_and(bytes, wasm_i8x16_splat(15)), odd = wasm_u8x16_shr(bytes, 4);
+        v128_t zp = wasm_i16x8_splat(P->zp[wb]);
+        v[r][0] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(even), zp);
+        v[r][1] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(even), zp);
+        v[r][2] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(odd), zp);
+        v[r][3] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(odd), zp);
+      }
+      // vector j of a row holds pairs 4j .. 4j + 3, one a 32-bit lane: transposing the rows'
+      // vectors j gives pairs 4j .. 4j + 3 with the rows as lanes
+      int16_t *out = tile + (size_t)b * BS * rows;
+      for (int j = 0; j < 4; j++) {
+        transpose4(&v[0][j], &v[1][j], &v[2][j], &v[3][j]);
+        for (int r = 0; r < ROWS; r++) wasm_v128_store(out + (size_t)((4 * j + r) * (rows / ROWS) + h) * 8, v[r][j]);
+      }
     }
-    // vector j of a row holds pairs 4j .. 4j + 3, one a 32-bit lane: transposing the rows'
-    // vectors j gives pairs 4j .. 4j + 3 with the rows as lanes
-    int16_t *out = tile + (size_t)b * BS * ROWS;
-    for (int j = 0; j < 4; j++) {
-      transpose4(&v[0][j], &v[1][j], &v[2][j], &v[3][j]);
-      for (int r = 0; r < ROWS; r++) wasm_v128_store(out + (size_t)(4 * j + r) * 8, v[r][j]);
-    }
-  }
 }
 
 // y[t0 .. t0 + T)[n .. n + 4) from the tile.
@@ -130,31 +132,6 @@ INLINE void micro16(const Prob *P, const int16_t *tile, int t0, int n, const int
     }
   }
   for (int t = 0; t < T; t++) wasm_v128_store(P->y + (size_t)(t0 + t) * P->n + n, facc[t]);
-}
-
-// The engine's tile: 8 rows (two 4-row halves side by side for each pair), 3 tokens (or 4).
-static void unpack16_r8(const Prob *P, int n, int16_t *tile) {
-  float *scales = (float *)(tile + (size_t)ROWS8 * P->k);
-  for (int b = 0; b < P->kb; b++)
-    for (int h = 0; h < 2; h++) {
-      v128_t v[ROWS][4];
-      for (int r = 0; r < ROWS; r++) {
-        size_t wb = (size_t)(n + 4 * h + r) * P->kb + b;
-        scales[b * ROWS8 + 4 * h + r] = P->wscale[wb];
-        v128_t bytes = wasm_v128_load(P->q + (size_t)(n + 4 * h + r) * (P->k / 2) + b * BS / 2);
-        v128_t even = wasm_v128_and(bytes, wasm_i8x16_splat(15)), odd = wasm_u8x16_shr(bytes, 4);
-        v128_t zp = wasm_i16x8_splat(P->zp[wb]);
-        v[r][0] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(even), zp);
-        v[r][1] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(even), zp);
-        v[r][2] = wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(odd), zp);
-        v[r][3] = wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(odd), zp);
-      }
-      int16_t *out = tile + (size_t)b * BS * ROWS8;
-      for (int j = 0; j < 4; j++) {
-        transpose4(&v[0][j], &v[1][j], &v[2][j], &v[3][j]);
-        for (int r = 0; r < ROWS; r++) wasm_v128_store(out + (size_t)((4 * j + r) * 2 + h) * 8, v[r][j]);
-      }
-    }
 }
 
 // y[t0 .. t0 + T)[n .. n + 8) from the 8-row tile.
@@ -257,7 +234,7 @@ INLINE void micro8(const Prob *P, const int8_t *tile, int t0, int n, const int T
 
 INLINE void gemm16_r8(const Prob *P, int16_t *tile, const int T) {
   for (int n = 0; n < P->n; n += ROWS8) {
-    unpack16_r8(P, n, tile);
+    unpack16_rows(P, n, tile, ROWS8);
     int t = 0;
     for (; t + T <= P->m; t += T) micro16_r8(P, tile, t, n, T);
     for (; t < P->m; t++) micro16_r8(P, tile, t, n, 1);
@@ -268,7 +245,7 @@ EXPORT(gemm16_r8t4) void gemm16_r8t4(const Prob *P, int16_t *tile) { gemm16_r8(P
 
 EXPORT(gemm16_t6) void gemm16_t6(const Prob *P, int16_t *tile) {
   for (int n = 0; n < P->n; n += ROWS) {
-    unpack16(P, n, tile);
+    unpack16_rows(P, n, tile, ROWS);
     int t = 0;
     for (; t + 6 <= P->m; t += 6) micro16(P, tile, t, n, 6);
     for (; t < P->m; t++) micro16(P, tile, t, n, 1);

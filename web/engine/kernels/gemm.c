@@ -120,8 +120,6 @@ static void dequantize_row(const QLinear *w, int n, float *out) {
   }
 }
 
-static inline v128_t madd(v128_t a, v128_t b, v128_t acc) { return f32x4_madd(a, b, acc); }
-
 static inline float hsum(v128_t v) {
   v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
   v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
@@ -144,7 +142,7 @@ static inline __attribute__((always_inline)) void micro(const float *tile, const
     for (int r = 0; r < R; r++) wv[r] = wasm_v128_load(tile + (size_t)r * k + i);
     for (int t = 0; t < T; t++) {
       v128_t xv = wasm_v128_load(x + (size_t)t * k + i);
-      for (int r = 0; r < R; r++) acc[r][t] = madd(xv, wv[r], acc[r][t]);
+      for (int r = 0; r < R; r++) acc[r][t] = f32x4_madd(xv, wv[r], acc[r][t]);
     }
   }
   for (int r = 0; r < R; r++)
